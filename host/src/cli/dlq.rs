@@ -1,0 +1,278 @@
+//! `wasmhook dlq ...`. sled lets one process hold the database: when no
+//! `run` holds it the command opens it directly, otherwise it goes through
+//! the running process's admin API at `server.listen`.
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+use serde_json::Value;
+
+use crate::config::{parse_duration, Config};
+use crate::dlq::{DeadLetter, Filter, Summary};
+use crate::outbox::Store;
+
+#[derive(Debug, Subcommand)]
+pub(super) enum DlqCommand {
+    /// List entries, oldest first.
+    List {
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Only this observer's entries.
+        #[arg(long)]
+        observer: Option<String>,
+        /// Only entries that died at least this long ago (e.g. 1h).
+        #[arg(long)]
+        older_than: Option<String>,
+    },
+    /// Show one entry in full: the event, the request, every attempt.
+    Show {
+        /// Entry id.
+        id: String,
+    },
+    /// Deliver one entry again.
+    Retry {
+        /// Entry id.
+        id: String,
+    },
+    /// Deliver every matching entry again.
+    RetryAll {
+        /// Only entries that died at least this long ago (e.g. 1h).
+        #[arg(long)]
+        older_than: Option<String>,
+        /// Only this observer's entries.
+        #[arg(long)]
+        observer: Option<String>,
+    },
+    /// Delete matching entries.
+    Purge {
+        /// Only entries that died at least this long ago (e.g. 7d).
+        #[arg(long)]
+        older_than: Option<String>,
+        /// Only this observer's entries.
+        #[arg(long)]
+        observer: Option<String>,
+    },
+}
+
+/// Where the DLQ is reached.
+enum Access {
+    Direct(Store),
+    Admin {
+        base: String,
+        token: Option<String>,
+        client: reqwest::Client,
+    },
+}
+
+fn filter(observer: Option<String>, older_than: Option<String>) -> Result<Filter> {
+    let older_than_ms = older_than
+        .map(|text| parse_duration(&text).map(|d| d.as_millis() as u64))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--older-than: {e}"))?;
+    Ok(Filter {
+        observer,
+        older_than_ms,
+    })
+}
+
+impl Access {
+    fn open(config: &Config) -> Result<Access> {
+        match Store::open(&config.storage.path, config.storage.cache_capacity_bytes) {
+            Ok(store) => Ok(Access::Direct(store)),
+            Err(e) if e.is_locked() => {
+                let mut addr = config.server.listen;
+                if addr.ip().is_unspecified() {
+                    addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                }
+                Ok(Access::Admin {
+                    base: format!("http://{addr}/admin"),
+                    token: config.server.admin_token.clone(),
+                    client: reqwest::Client::builder().no_proxy().build()?,
+                })
+            }
+            Err(e) => Err(e).with_context(|| {
+                format!(
+                    "cannot open the database at {}",
+                    config.storage.path.display()
+                )
+            }),
+        }
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<Value>,
+    ) -> Result<Value> {
+        let Access::Admin {
+            base,
+            token,
+            client,
+        } = self
+        else {
+            bail!("not connected to a running wasmhook");
+        };
+        let mut request = client.request(method, format!("{base}{path}")).query(query);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("the database is locked by a running wasmhook, and its admin API at {base} did not answer"))?;
+        let status = response.status();
+        let value: Value = response.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            let message = value
+                .get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("no details");
+            bail!("admin API answered {status}: {message}");
+        }
+        Ok(value)
+    }
+}
+
+fn filter_body(f: &Filter) -> Value {
+    serde_json::to_value(f).unwrap_or(Value::Null)
+}
+
+pub(super) async fn execute(config: &Config, command: DlqCommand) -> Result<ExitCode> {
+    let access = Access::open(config)?;
+    match command {
+        DlqCommand::List {
+            json,
+            observer,
+            older_than,
+        } => {
+            let f = filter(observer, older_than)?;
+            let summaries: Vec<Summary> = match &access {
+                Access::Direct(store) => store
+                    .dlq_list(&f)?
+                    .iter()
+                    .map(DeadLetter::summary)
+                    .collect(),
+                Access::Admin { .. } => {
+                    let mut query = Vec::new();
+                    if let Some(o) = &f.observer {
+                        query.push(("observer", o.clone()));
+                    }
+                    if let Some(ms) = f.older_than_ms {
+                        query.push(("older_than_ms", ms.to_string()));
+                    }
+                    serde_json::from_value(
+                        access
+                            .call(reqwest::Method::GET, "/dlq", &query, None)
+                            .await?,
+                    )?
+                }
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&summaries)?);
+            } else {
+                print_table(&summaries);
+            }
+        }
+        DlqCommand::Show { id } => {
+            let letter: Value = match &access {
+                Access::Direct(store) => serde_json::to_value(store.dlq_get(&id)?)?,
+                Access::Admin { .. } => {
+                    access
+                        .call(reqwest::Method::GET, &format!("/dlq/{id}"), &[], None)
+                        .await?
+                }
+            };
+            println!("{}", serde_json::to_string_pretty(&letter)?);
+        }
+        DlqCommand::Retry { id } => match &access {
+            Access::Direct(store) => {
+                store.requeue(&id)?;
+                store.flush().await?;
+                println!("requeued {id}; it is delivered when wasmhook runs");
+            }
+            Access::Admin { .. } => {
+                access
+                    .call(
+                        reqwest::Method::POST,
+                        &format!("/dlq/{id}/retry"),
+                        &[],
+                        None,
+                    )
+                    .await?;
+                println!("requeued {id}");
+            }
+        },
+        DlqCommand::RetryAll {
+            older_than,
+            observer,
+        } => {
+            let f = filter(observer, older_than)?;
+            match &access {
+                Access::Direct(store) => {
+                    let n = store.requeue_all(&f)?.len();
+                    store.flush().await?;
+                    println!("requeued {n} entries; they are delivered when wasmhook runs");
+                }
+                Access::Admin { .. } => {
+                    let answer = access
+                        .call(
+                            reqwest::Method::POST,
+                            "/dlq/retry-all",
+                            &[],
+                            Some(filter_body(&f)),
+                        )
+                        .await?;
+                    println!("requeued {} entries", answer["requeued"]);
+                }
+            }
+        }
+        DlqCommand::Purge {
+            older_than,
+            observer,
+        } => {
+            let f = filter(observer, older_than)?;
+            let n = match &access {
+                Access::Direct(store) => store.dlq_purge(&f).await?.to_string(),
+                Access::Admin { .. } => access
+                    .call(
+                        reqwest::Method::POST,
+                        "/dlq/purge",
+                        &[],
+                        Some(filter_body(&f)),
+                    )
+                    .await?["purged"]
+                    .to_string(),
+            };
+            println!("purged {n} entries");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_table(summaries: &[Summary]) {
+    if summaries.is_empty() {
+        println!("the DLQ is empty");
+        return;
+    }
+    println!(
+        "{:<36}  {:<24}  {:>8}  {:>6}  {:<24}  reason",
+        "id", "observer", "attempts", "status", "failed at"
+    );
+    for s in summaries {
+        let status = s
+            .last_status
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{:<36}  {:<24}  {:>8}  {:>6}  {:<24}  {}",
+            s.id, s.observer, s.attempts, status, s.failed_at, s.reason
+        );
+    }
+}

@@ -1,0 +1,192 @@
+//! The command line: the binary's edge, where errors become messages
+//! (anyhow with context) and exit codes. `main.rs` only calls [`main`].
+
+mod dlq;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+
+/// Signed, reliable webhooks from database-mutation events.
+#[derive(Debug, Parser)]
+#[command(name = "wasmhook", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the processor until SIGINT or SIGTERM.
+    Run {
+        /// Config file.
+        #[arg(long, short, env = "WASMHOOK_CONFIG", default_value = "wasmhook.toml")]
+        config: PathBuf,
+    },
+    /// Validate a config file and print its observers.
+    Check {
+        /// Config file.
+        #[arg(long, short, env = "WASMHOOK_CONFIG", default_value = "wasmhook.toml")]
+        config: PathBuf,
+    },
+    /// Inspect and replay the dead-letter queue (works while `run` is running).
+    Dlq {
+        /// Config file (for the database path and the admin address).
+        #[arg(
+            long,
+            short,
+            env = "WASMHOOK_CONFIG",
+            default_value = "wasmhook.toml",
+            global = true
+        )]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: dlq::DlqCommand,
+    },
+}
+
+/// Parses the command line and runs it; errors print as `error: ...` and
+/// exit with status 1.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match execute(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn execute(cli: Cli) -> Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    match cli.command {
+        Command::Run { config } => {
+            let config = load(&config)?;
+            init_logging(&config)?;
+            runtime.block_on(run(config))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { config } => {
+            let config = load(&config)?;
+            print!("{}", describe(&config));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dlq { config, command } => {
+            let config = load(&config)?;
+            runtime.block_on(dlq::execute(&config, command))
+        }
+    }
+}
+
+fn load(path: &std::path::Path) -> Result<Config> {
+    Ok(Config::load(path)?)
+}
+
+fn init_logging(config: &Config) -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.level))
+        .with_context(|| format!("log.level {:?} is not a valid filter", config.log.level))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if config.log.json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+    Ok(())
+}
+
+async fn run(config: Config) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (server.listen)", config.server.listen))?;
+    let storage = config.storage.path.display().to_string();
+    crate::run(config, listener, shutdown_signal())
+        .await
+        .with_context(|| format!("wasmhook stopped with an error (storage at {storage})"))
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {},
+                    _ = terminate.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+    tracing::info!("shutdown requested");
+}
+
+/// The `check` report: every observer, what it selects and where it sends.
+fn describe(config: &Config) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(out, "{}: OK", config.file.display());
+    let source = match &config.source {
+        crate::config::SourceConfig::Http => {
+            format!("http (POST http://{}/events)", config.server.listen)
+        }
+        crate::config::SourceConfig::Nats { url, subjects } => {
+            format!("nats {url} {}", subjects.join(" "))
+        }
+    };
+    let _ = writeln!(out, "source: {source}");
+    let _ = writeln!(out, "storage: {}", config.storage.path.display());
+    let signing = match &config.signer {
+        Some(s) => format!("{:?} in {}", s.algorithm(), s.header),
+        None => "off".into(),
+    };
+    let _ = writeln!(out, "signing: {signing}");
+    let _ = writeln!(out, "observers: {}", config.observers.len());
+    for o in &config.observers {
+        let events = if o.events.is_empty() {
+            "any".to_string()
+        } else {
+            o.events
+                .iter()
+                .map(|e| e.as_str())
+                .collect::<Vec<_>>()
+                .join("|")
+        };
+        let _ = writeln!(out, "  {} : {} {}", o.name, o.entity, events);
+        if let Some(c) = &o.condition {
+            let _ = writeln!(out, "    when {}", c.source());
+        }
+        let _ = writeln!(
+            out,
+            "    retry: {} attempts, {:?} from {:?} to {:?}",
+            o.retry.max_attempts, o.retry.backoff, o.retry.initial_delay, o.retry.max_delay
+        );
+        for w in &o.webhooks {
+            let when = w
+                .condition
+                .as_ref()
+                .map(|c| format!(" when {}", c.source()))
+                .unwrap_or_default();
+            let _ = writeln!(out, "    -> {} {}{when}", w.method, w.url);
+        }
+    }
+    out
+}

@@ -1,0 +1,145 @@
+//! The config file as written: serde structs that mirror the TOML keys.
+//!
+//! Nothing here is interpreted; `config::resolve` turns these into the typed
+//! [`super::Config`] the pipeline uses. `deny_unknown_fields` everywhere so a
+//! misspelt key is an error naming it, not a silently ignored setting.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileConfig {
+    #[serde(default)]
+    pub server: ServerSection,
+    #[serde(default)]
+    pub storage: StorageSection,
+    #[serde(default)]
+    pub observers: ObserversSection,
+    #[serde(default)]
+    pub webhooks: WebhooksSection,
+    #[serde(default)]
+    pub log: LogSection,
+    #[serde(default)]
+    pub observer: Vec<ObserverSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ServerSection {
+    pub listen: Option<String>,
+    pub admin_token: Option<String>,
+    pub max_body_bytes: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct StorageSection {
+    pub path: Option<String>,
+    pub cache_capacity_mb: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ObserversSection {
+    pub backend: Option<String>,
+    pub nats_url: Option<String>,
+    pub subjects: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct WebhooksSection {
+    pub connect_timeout_ms: Option<u64>,
+    pub request_timeout_ms: Option<u64>,
+    pub max_concurrent: Option<usize>,
+    #[serde(default)]
+    pub signing: SigningSection,
+    #[serde(default)]
+    pub retry: RetrySection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SigningSection {
+    pub enabled: Option<bool>,
+    pub secret: Option<String>,
+    pub algorithm: Option<String>,
+    pub header: Option<String>,
+    pub timestamp_header: Option<String>,
+}
+
+/// Used both for `[webhooks.retry]` and an observer's `retry = {..}`, where
+/// every key is an override of the global value.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RetrySection {
+    pub max_attempts: Option<u32>,
+    pub backoff: Option<String>,
+    #[serde(default, deserialize_with = "duration")]
+    pub initial_delay: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    pub max_delay: Option<Duration>,
+    pub multiplier: Option<f64>,
+    pub retry_on: Option<Vec<u16>>,
+    pub dont_retry_on: Option<Vec<u16>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct LogSection {
+    pub format: Option<String>,
+    pub level: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ObserverSection {
+    pub name: String,
+    pub entity: String,
+    #[serde(default)]
+    pub event: Option<OneOrMany>,
+    pub condition: Option<String>,
+    pub retry: Option<RetrySection>,
+    #[serde(default)]
+    pub webhook: Vec<WebhookSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct WebhookSection {
+    pub url: Option<String>,
+    pub url_env: Option<String>,
+    pub method: Option<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    pub condition: Option<String>,
+    pub body: Option<serde_json::Value>,
+    pub body_template: Option<String>,
+}
+
+/// Reads `"100ms"`, `"5s"`, `"1h"`, and also a bare number of milliseconds.
+fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Text(String),
+        Millis(u64),
+    }
+    match Option::<Raw>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(Raw::Millis(ms)) => Ok(Some(Duration::from_millis(ms))),
+        Some(Raw::Text(text)) => crate::config::parse_duration(&text)
+            .map(Some)
+            .map_err(serde::de::Error::custom),
+    }
+}

@@ -1,0 +1,563 @@
+//! Configuration: read once at start-up, validated, compiled.
+//!
+//! Phase one (`file`) reads the TOML into serde structs after `${VAR}`
+//! expansion (`env`); phase two (`resolve` here) checks every value and
+//! compiles conditions and templates, so a bad observer fails start-up with
+//! the file and the key named, never an event later.
+
+mod env;
+mod file;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::delivery::retry::{Backoff, RetryPolicy};
+use crate::event::Operation;
+use crate::observer::condition::Condition;
+use crate::observer::{Observer, Webhook};
+use crate::payload::template::{JsonTemplate, TextTemplate};
+use crate::payload::BodySpec;
+use crate::signing::{Algorithm, Signer};
+
+/// Why a config could not be used; `Display` names the key and the problem.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML.
+    #[error("{0}")]
+    Syntax(String),
+    /// A key has a value that cannot be used.
+    #[error("{key}: {message}")]
+    Invalid {
+        /// Dotted path of the key, e.g. `observer[0].webhook[1].url`.
+        key: String,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+/// Where events come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceConfig {
+    /// `POST /events` on the server's listener (the default).
+    Http,
+    /// A core NATS subscription.
+    Nats {
+        /// Server URL, e.g. `nats://127.0.0.1:4222`.
+        url: String,
+        /// Subjects to subscribe to (wildcards allowed).
+        subjects: Vec<String>,
+    },
+}
+
+/// The HTTP listener: ingest, admin API.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address to bind.
+    pub listen: SocketAddr,
+    /// When set, `/admin` requires `Authorization: Bearer <token>`.
+    pub admin_token: Option<String>,
+    /// Largest accepted request body on `/events`.
+    pub max_body_bytes: usize,
+}
+
+/// The sled database holding the outbox and the DLQ.
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    /// Directory of the sled database.
+    pub path: PathBuf,
+    /// sled's page cache; bounded so that a large backlog stays on disk.
+    pub cache_capacity_bytes: u64,
+}
+
+/// Outgoing HTTP settings shared by all webhooks.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// TCP connect timeout.
+    pub connect_timeout: Duration,
+    /// Whole-request timeout.
+    pub request_timeout: Duration,
+    /// Deliveries in flight at once.
+    pub max_concurrent: usize,
+}
+
+/// Log output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub json: bool,
+    /// A tracing filter, e.g. `info` or `wasmhook=debug`.
+    pub level: String,
+}
+
+/// The whole, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from, for messages.
+    pub file: PathBuf,
+    /// HTTP listener.
+    pub server: ServerConfig,
+    /// Outbox and DLQ database.
+    pub storage: StorageConfig,
+    /// Event source.
+    pub source: SourceConfig,
+    /// Outgoing HTTP.
+    pub http: HttpConfig,
+    /// Signing, when enabled.
+    pub signer: Option<Signer>,
+    /// `[webhooks.retry]`, for observers without their own.
+    pub retry: RetryPolicy,
+    /// Log output.
+    pub log: LogConfig,
+    /// Observers in file order.
+    pub observers: Vec<Observer>,
+}
+
+/// Parses `"100ms"`, `"5s"`, `"1h"`, `"7d"` into a duration.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim())
+        .map_err(|e| format!("{text:?} is not a duration like \"100ms\", \"5s\" or \"1h\" ({e})"))
+}
+
+impl Config {
+    /// Reads, expands and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&text, path, &|name| std::env::var(name).ok())
+    }
+
+    /// Parses config text; `path` is only used in messages and `env` looks up
+    /// `${VAR}` references (a parameter so tests need not touch the process
+    /// environment).
+    pub fn from_toml(
+        text: &str,
+        path: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let shown = path.display();
+        let mut tree: toml::Value = toml::from_str(text)
+            .map_err(|e| ConfigError::Syntax(format!("{shown}: {}", e.to_string().trim_end())))?;
+        env::expand_tree(&mut tree, &mut String::new(), env).map_err(|e| in_file(e, path))?;
+        let raw: file::FileConfig = serde_path_to_error::deserialize(tree).map_err(|e| {
+            let key = e.path().to_string();
+            ConfigError::Invalid {
+                key: format!("{shown}: {key}"),
+                // toml appends "in `table`", which the key already says.
+                message: e.into_inner().to_string().lines().next().unwrap_or_default().to_string(),
+            }
+        })?;
+        resolve(raw, path, env).map_err(|e| in_file(e, path))
+    }
+
+    /// The observer with this name.
+    pub fn observer(&self, name: &str) -> Option<&Observer> {
+        self.observers.iter().find(|o| o.name == name)
+    }
+}
+
+fn in_file(error: ConfigError, path: &Path) -> ConfigError {
+    match error {
+        ConfigError::Invalid { key, message } => ConfigError::Invalid {
+            key: format!("{}: {key}", path.display()),
+            message,
+        },
+        other => other,
+    }
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+fn resolve(
+    raw: file::FileConfig,
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let listen_text = raw.server.listen.as_deref().unwrap_or("127.0.0.1:8080");
+    let listen = listen_text.parse().map_err(|_| {
+        invalid(
+            "server.listen",
+            format!("{listen_text:?} is not an address like \"127.0.0.1:8080\""),
+        )
+    })?;
+    let server = ServerConfig {
+        listen,
+        admin_token: raw.server.admin_token.filter(|t| !t.is_empty()),
+        max_body_bytes: positive(
+            raw.server.max_body_bytes,
+            10 * 1024 * 1024,
+            "server.max_body_bytes",
+        )?,
+    };
+    let storage = StorageConfig {
+        path: PathBuf::from(raw.storage.path.as_deref().unwrap_or("wasmhook-data")),
+        cache_capacity_bytes: raw.storage.cache_capacity_mb.unwrap_or(64) * 1024 * 1024,
+    };
+    let source = resolve_source(raw.observers)?;
+    let http = HttpConfig {
+        connect_timeout: Duration::from_millis(positive(
+            raw.webhooks.connect_timeout_ms,
+            5_000,
+            "webhooks.connect_timeout_ms",
+        )?),
+        request_timeout: Duration::from_millis(positive(
+            raw.webhooks.request_timeout_ms,
+            30_000,
+            "webhooks.request_timeout_ms",
+        )?),
+        max_concurrent: positive(raw.webhooks.max_concurrent, 100, "webhooks.max_concurrent")?,
+    };
+    let signer = resolve_signing(raw.webhooks.signing)?;
+    let retry = resolve_retry(
+        &raw.webhooks.retry,
+        &RetryPolicy::default(),
+        "webhooks.retry",
+    )?;
+    let log = LogConfig {
+        json: match raw.log.format.as_deref().unwrap_or("text") {
+            "text" => false,
+            "json" => true,
+            other => {
+                return Err(invalid(
+                    "log.format",
+                    format!("{other:?} is not \"text\" or \"json\""),
+                ))
+            }
+        },
+        level: raw.log.level.unwrap_or_else(|| "info".into()),
+    };
+
+    let mut observers = Vec::with_capacity(raw.observer.len());
+    for (index, section) in raw.observer.into_iter().enumerate() {
+        let key = format!("observer[{index}]");
+        if observers.iter().any(|o: &Observer| o.name == section.name) {
+            return Err(invalid(
+                format!("{key}.name"),
+                format!("observer name {:?} is used twice", section.name),
+            ));
+        }
+        observers.push(resolve_observer(section, &key, &retry, env)?);
+    }
+    Ok(Config {
+        file: path.to_path_buf(),
+        server,
+        storage,
+        source,
+        http,
+        signer,
+        retry,
+        log,
+        observers,
+    })
+}
+
+fn positive<T: PartialOrd + Default>(
+    value: Option<T>,
+    default: T,
+    key: &str,
+) -> Result<T, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(v) if v > T::default() => Ok(v),
+        Some(_) => Err(invalid(key, "must be greater than 0")),
+    }
+}
+
+fn resolve_source(raw: file::ObserversSection) -> Result<SourceConfig, ConfigError> {
+    match raw.backend.as_deref().unwrap_or("http") {
+        "http" => Ok(SourceConfig::Http),
+        "nats" => {
+            let subjects = raw.subjects.unwrap_or_else(|| vec!["fraiseql.>".into()]);
+            if subjects.is_empty() || subjects.iter().any(|s| s.trim().is_empty()) {
+                return Err(invalid(
+                    "observers.subjects",
+                    "needs at least one non-empty subject",
+                ));
+            }
+            Ok(SourceConfig::Nats {
+                url: raw
+                    .nats_url
+                    .unwrap_or_else(|| "nats://127.0.0.1:4222".into()),
+                subjects,
+            })
+        }
+        other => Err(invalid(
+            "observers.backend",
+            format!("{other:?} is not a known backend; expected \"http\" or \"nats\""),
+        )),
+    }
+}
+
+fn resolve_signing(raw: file::SigningSection) -> Result<Option<Signer>, ConfigError> {
+    let enabled = raw.enabled.unwrap_or(raw.secret.is_some());
+    if !enabled {
+        return Ok(None);
+    }
+    let secret = raw.secret.filter(|s| !s.is_empty()).ok_or_else(|| {
+        invalid(
+            "webhooks.signing.secret",
+            "signing is enabled but no secret is set",
+        )
+    })?;
+    let algorithm = match raw.algorithm.as_deref().unwrap_or("sha256") {
+        "sha256" => Algorithm::Sha256,
+        "sha512" => Algorithm::Sha512,
+        other => {
+            return Err(invalid(
+                "webhooks.signing.algorithm",
+                format!("{other:?} is not \"sha256\" or \"sha512\""),
+            ))
+        }
+    };
+    let header = raw.header.unwrap_or_else(|| "X-Wasmhook-Signature".into());
+    let timestamp_header = raw
+        .timestamp_header
+        .unwrap_or_else(|| "X-Wasmhook-Timestamp".into());
+    for (key, name) in [("header", &header), ("timestamp_header", &timestamp_header)] {
+        if !valid_header_name(name) {
+            return Err(invalid(
+                format!("webhooks.signing.{key}"),
+                format!("{name:?} is not a valid HTTP header name"),
+            ));
+        }
+    }
+    Ok(Some(Signer::new(
+        algorithm,
+        secret.as_bytes(),
+        header,
+        timestamp_header,
+    )))
+}
+
+fn valid_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn resolve_retry(
+    raw: &file::RetrySection,
+    base: &RetryPolicy,
+    key: &str,
+) -> Result<RetryPolicy, ConfigError> {
+    let mut policy = base.clone();
+    if let Some(n) = raw.max_attempts {
+        if n == 0 {
+            return Err(invalid(
+                format!("{key}.max_attempts"),
+                "must be at least 1 (the first attempt counts)",
+            ));
+        }
+        policy.max_attempts = n;
+    }
+    if let Some(name) = &raw.backoff {
+        policy.backoff = match name.as_str() {
+            "exponential" => Backoff::Exponential,
+            "linear" => Backoff::Linear,
+            "fixed" => Backoff::Fixed,
+            other => {
+                return Err(invalid(
+                    format!("{key}.backoff"),
+                    format!("{other:?} is not \"exponential\", \"linear\" or \"fixed\""),
+                ))
+            }
+        };
+    }
+    if let Some(d) = raw.initial_delay {
+        policy.initial_delay = d;
+    }
+    if let Some(d) = raw.max_delay {
+        policy.max_delay = d;
+    }
+    if let Some(m) = raw.multiplier {
+        if !(m.is_finite() && m >= 1.0) {
+            return Err(invalid(
+                format!("{key}.multiplier"),
+                "must be a number of at least 1.0",
+            ));
+        }
+        policy.multiplier = m;
+    }
+    for (name, codes, target) in [
+        ("retry_on", &raw.retry_on, &mut policy.retry_on),
+        (
+            "dont_retry_on",
+            &raw.dont_retry_on,
+            &mut policy.dont_retry_on,
+        ),
+    ] {
+        if let Some(codes) = codes {
+            if let Some(bad) = codes.iter().find(|c| !(100..=599).contains(*c)) {
+                return Err(invalid(
+                    format!("{key}.{name}"),
+                    format!("{bad} is not an HTTP status code"),
+                ));
+            }
+            target.clone_from(codes);
+        }
+    }
+    if policy.max_delay < policy.initial_delay {
+        return Err(invalid(
+            format!("{key}.max_delay"),
+            "is shorter than initial_delay",
+        ));
+    }
+    Ok(policy)
+}
+
+fn resolve_observer(
+    raw: file::ObserverSection,
+    key: &str,
+    global_retry: &RetryPolicy,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Observer, ConfigError> {
+    if raw.name.trim().is_empty() {
+        return Err(invalid(format!("{key}.name"), "must not be empty"));
+    }
+    let key = format!("{key} ({:?})", raw.name);
+    if raw.entity.trim().is_empty() {
+        return Err(invalid(format!("{key}.entity"), "must not be empty"));
+    }
+    let events = match raw.event {
+        None => Vec::new(),
+        Some(file::OneOrMany::One(name)) => vec![operation(&name, &format!("{key}.event"))?],
+        Some(file::OneOrMany::Many(names)) => names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| operation(name, &format!("{key}.event[{i}]")))
+            .collect::<Result<_, _>>()?,
+    };
+    let condition = compile_condition(raw.condition.as_deref(), &format!("{key}.condition"))?;
+    let retry = match &raw.retry {
+        Some(section) => resolve_retry(section, global_retry, &format!("{key}.retry"))?,
+        None => global_retry.clone(),
+    };
+    if raw.webhook.is_empty() {
+        return Err(invalid(
+            format!("{key}.webhook"),
+            "an observer needs at least one [[observer.webhook]]",
+        ));
+    }
+    let webhooks = raw
+        .webhook
+        .into_iter()
+        .enumerate()
+        .map(|(i, w)| resolve_webhook(w, &format!("{key}.webhook[{i}]"), env))
+        .collect::<Result<_, _>>()?;
+    Ok(Observer {
+        name: raw.name,
+        entity: raw.entity.trim().to_ascii_lowercase(),
+        events,
+        condition,
+        retry,
+        webhooks,
+    })
+}
+
+fn operation(name: &str, key: &str) -> Result<Operation, ConfigError> {
+    match Operation::parse(name) {
+        Operation::Other(other) => Err(invalid(
+            key,
+            format!("{other:?} is not INSERT, UPDATE or DELETE"),
+        )),
+        op => Ok(op),
+    }
+}
+
+fn compile_condition(source: Option<&str>, key: &str) -> Result<Option<Condition>, ConfigError> {
+    source
+        .map(|text| Condition::parse(text).map_err(|e| invalid(key, format!("{e} in {text:?}"))))
+        .transpose()
+}
+
+fn resolve_webhook(
+    raw: file::WebhookSection,
+    key: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Webhook, ConfigError> {
+    let url = match (raw.url, raw.url_env) {
+        (Some(url), None) => url,
+        (None, Some(var)) => env(&var).ok_or_else(|| {
+            invalid(
+                format!("{key}.url_env"),
+                format!("environment variable {var} is not set"),
+            )
+        })?,
+        (Some(_), Some(_)) => return Err(invalid(key, "set url or url_env, not both")),
+        (None, None) => {
+            return Err(invalid(
+                format!("{key}.url"),
+                "a webhook needs url or url_env",
+            ))
+        }
+    };
+    let parsed = reqwest::Url::parse(&url)
+        .map_err(|e| invalid(format!("{key}.url"), format!("{url:?} is not a URL ({e})")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(invalid(
+            format!("{key}.url"),
+            format!("{url:?} is not an http or https URL"),
+        ));
+    }
+    let method = raw
+        .method
+        .unwrap_or_else(|| "POST".into())
+        .to_ascii_uppercase();
+    if !matches!(method.as_str(), "POST" | "PUT" | "PATCH" | "GET" | "DELETE") {
+        return Err(invalid(
+            format!("{key}.method"),
+            format!("{method:?} is not POST, PUT, PATCH, GET or DELETE"),
+        ));
+    }
+    let mut headers = Vec::with_capacity(raw.headers.len());
+    for (name, value) in raw.headers {
+        if !valid_header_name(&name) {
+            return Err(invalid(
+                format!("{key}.headers"),
+                format!("{name:?} is not a valid HTTP header name"),
+            ));
+        }
+        let template = TextTemplate::parse(&value)
+            .map_err(|e| invalid(format!("{key}.headers.{name}"), e.to_string()))?;
+        headers.push((name, template));
+    }
+    let body = match (raw.body, raw.body_template) {
+        (Some(_), Some(_)) => return Err(invalid(key, "set body or body_template, not both")),
+        (Some(value), None) => BodySpec::Json(
+            JsonTemplate::parse(&value)
+                .map_err(|e| invalid(format!("{key}.{}", e.location), e.message))?,
+        ),
+        (None, Some(text)) => BodySpec::Text(
+            TextTemplate::parse(&text)
+                .map_err(|e| invalid(format!("{key}.body_template"), e.to_string()))?,
+        ),
+        (None, None) => BodySpec::Entity,
+    };
+    let condition = compile_condition(raw.condition.as_deref(), &format!("{key}.condition"))?;
+    Ok(Webhook {
+        url,
+        method,
+        headers,
+        condition,
+        body,
+    })
+}
+
+#[cfg(test)]
+mod tests;

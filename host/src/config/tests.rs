@@ -1,0 +1,124 @@
+use std::path::Path;
+
+use super::*;
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "SHIP_TOKEN" => Some("tok".into()),
+        "SHIP_URL" => Some("http://127.0.0.1:9000/from-env".into()),
+        "SECRET" => Some("s3cret".into()),
+        _ => None,
+    }
+}
+
+fn load(text: &str) -> Result<Config, ConfigError> {
+    Config::from_toml(text, Path::new("wasmhook.toml"), &env)
+}
+
+const FULL: &str = r#"
+[server]
+listen = "127.0.0.1:9999"
+
+[webhooks.signing]
+secret = "${SECRET}"
+algorithm = "sha512"
+
+[webhooks.retry]
+max_attempts = 3
+initial_delay = "100ms"
+max_delay = "5s"
+
+[[observer]]
+name = "on_order_shipped"
+entity = "Order"
+event = ["UPDATE", "insert"]
+condition = "status.changed() && status == 'shipped'"
+retry = { max_attempts = 5, backoff = "linear", initial_delay = "1s" }
+
+  [[observer.webhook]]
+  url = "http://127.0.0.1:9000/ship"
+  headers = { Authorization = "Bearer ${SHIP_TOKEN}" }
+  condition = "country IN ('DE', 'FR', 'UK')"
+  body = { order_id = "{{ id }}", total = "{{ total }}" }
+
+  [[observer.webhook]]
+  url_env = "SHIP_URL"
+  method = "put"
+  body_template = '''{"data": {{_json}}}'''
+"#;
+
+#[test]
+fn reads_a_full_config() {
+    let config = load(FULL).unwrap();
+    assert_eq!(config.server.listen.port(), 9999);
+    assert_eq!(
+        config.signer.as_ref().map(|s| s.algorithm()),
+        Some(Algorithm::Sha512)
+    );
+    assert_eq!(config.retry.max_attempts, 3);
+    let o = &config.observers[0];
+    assert_eq!(o.entity, "order");
+    assert_eq!(o.events, vec![Operation::Update, Operation::Insert]);
+    // The observer's override keeps the global keys it does not name.
+    assert_eq!(
+        (o.retry.max_attempts, o.retry.backoff),
+        (5, Backoff::Linear)
+    );
+    assert_eq!(o.retry.initial_delay, Duration::from_secs(1));
+    assert_eq!(o.retry.max_delay, Duration::from_secs(5));
+    assert_eq!(o.webhooks[0].headers[0].0, "Authorization");
+    assert_eq!(o.webhooks[1].url, "http://127.0.0.1:9000/from-env");
+    assert_eq!(o.webhooks[1].method, "PUT");
+    assert_eq!(config.source, SourceConfig::Http);
+}
+
+#[test]
+fn defaults_need_nothing() {
+    let config = load("").unwrap();
+    assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
+    assert!(config.signer.is_none());
+    assert_eq!(config.retry, RetryPolicy::default());
+    let nats = load("[observers]\nbackend = \"nats\"\n").unwrap();
+    assert_eq!(
+        nats.source,
+        SourceConfig::Nats {
+            url: "nats://127.0.0.1:4222".into(),
+            subjects: vec!["fraiseql.>".into()]
+        }
+    );
+}
+
+fn webhook_config(extra: &str) -> String {
+    format!("[[observer]]\nname = \"o\"\nentity = \"order\"\n[[observer.webhook]]\nurl = \"http://x/\"\n{extra}\n")
+}
+
+#[test]
+fn errors_name_the_file_and_key() {
+    for (text, expected) in [
+        ("[server]\nlisten = \"nope\"".to_string(), "wasmhook.toml: server.listen: \"nope\" is not an address"),
+        ("[server]\nlistn = 1".to_string(), "wasmhook.toml: server.listn: unknown field `listn`, expected one of `listen`"),
+        ("[observers]\nbackend = \"kafka\"".to_string(), "observers.backend: \"kafka\" is not a known backend"),
+        ("[webhooks.signing]\nenabled = true".to_string(), "webhooks.signing.secret: signing is enabled but no secret is set"),
+        ("[webhooks.retry]\nbackoff = \"random\"".to_string(), "webhooks.retry.backoff: \"random\" is not"),
+        ("[webhooks.retry]\ninitial_delay = \"soon\"".to_string(), "webhooks.retry.initial_delay: \"soon\" is not a duration"),
+        ("[webhooks.retry]\nmax_attempts = 0".to_string(), "webhooks.retry.max_attempts: must be at least 1"),
+        ("[webhooks.retry]\nretry_on = [999]".to_string(), "webhooks.retry.retry_on: 999 is not an HTTP status code"),
+        ("x = ".to_string(), "wasmhook.toml: TOML parse error at line 1, column 5"),
+        (webhook_config("headers = { A = \"${MISSING}\" }"), "observer[0].webhook[0].headers.A: environment variable MISSING is not set"),
+        (webhook_config("condition = \"total >\""), "observer[0] (\"o\").webhook[0].condition: column 8: expected a value"),
+        (webhook_config("body = { a = \"{{ _nope }}\" }"), "observer[0] (\"o\").webhook[0].body.a:"),
+        (webhook_config("body_template = \"{{ id \""), "observer[0] (\"o\").webhook[0].body_template: column 1"),
+        (webhook_config("body = {}\nbody_template = \"x\""), "set body or body_template, not both"),
+        (webhook_config("method = \"TRACE\""), "webhook[0].method: \"TRACE\" is not POST"),
+        (webhook_config("url_env = \"NOPE\""), "set url or url_env, not both"),
+        ("[[observer]]\nname = \"o\"\nentity = \"order\"\n[[observer.webhook]]\nurl = \"ftp://x\"".to_string(), "webhook[0].url: \"ftp://x\" is not an http or https URL"),
+        ("[[observer]]\nname = \"o\"\nentity = \"order\"\n[[observer.webhook]]\nurl_env = \"NOPE\"".to_string(), "webhook[0].url_env: environment variable NOPE is not set"),
+        ("[[observer]]\nname = \"o\"\nentity = \"order\"".to_string(), "observer[0] (\"o\").webhook: an observer needs at least one"),
+        ("[[observer]]\nname = \"o\"\nentity = \"order\"\nevent = \"UPSERT\"\n[[observer.webhook]]\nurl = \"http://x\"".to_string(), "observer[0] (\"o\").event: \"UPSERT\" is not INSERT, UPDATE or DELETE"),
+        (format!("{}{}", webhook_config(""), webhook_config("")), "observer[1].name: observer name \"o\" is used twice"),
+        ("[[observer]]\nname = \"o\"\n".to_string(), "observer[0]: missing field `entity`"),
+    ] {
+        let message = load(&text).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(message.contains(expected), "{text:?}\n  gave: {message}\n  want: {expected}");
+    }
+}

@@ -1,0 +1,223 @@
+//! The retry policy: given what an attempt returned and how many attempts
+//! were made, decide whether the delivery is done, tried again later, or dead.
+//!
+//! Pure (no I/O, no clock), so every rule is a unit test.
+//!
+//! Status rule, in order: 2xx is delivered; a code in `dont_retry_on` is dead;
+//! a code in `retry_on` is retried; any other 5xx is retried; anything else
+//! (other 4xx, 3xx: redirects are not followed, 1xx) is dead. Timeouts and
+//! connection errors are retried.
+
+use std::time::Duration;
+
+/// How the delay grows between attempts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backoff {
+    /// `initial_delay * multiplier^(n-1)`.
+    Exponential,
+    /// `initial_delay * n`.
+    Linear,
+    /// Always `initial_delay`.
+    Fixed,
+}
+
+/// When and how often a failed delivery is tried again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first one included.
+    pub max_attempts: u32,
+    /// Growth of the delay.
+    pub backoff: Backoff,
+    /// Delay before the second attempt.
+    pub initial_delay: Duration,
+    /// No delay is longer than this.
+    pub max_delay: Duration,
+    /// Factor for exponential backoff.
+    pub multiplier: f64,
+    /// Status codes that are retried.
+    pub retry_on: Vec<u16>,
+    /// Status codes that are never retried (checked first).
+    pub dont_retry_on: Vec<u16>,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 5,
+            backoff: Backoff::Exponential,
+            initial_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(300),
+            multiplier: 2.0,
+            retry_on: vec![408, 429, 500, 502, 503, 504],
+            dont_retry_on: vec![400, 401, 403, 404, 422],
+        }
+    }
+}
+
+/// What one HTTP attempt produced, as far as the policy cares.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AttemptResult {
+    /// The receiver answered with this status.
+    Status(u16),
+    /// No answer: timeout, refused or reset connection, TLS failure.
+    Transport(String),
+    /// The request could not be sent at all (a rendered header value that
+    /// HTTP forbids): retrying would fail the same way.
+    Unsendable(String),
+}
+
+/// What to do after an attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RetryAction {
+    /// The receiver accepted it.
+    Delivered,
+    /// Try again after this delay.
+    RetryIn(Duration),
+    /// Stop; the reason goes into the DLQ entry.
+    Dead(String),
+}
+
+impl RetryPolicy {
+    /// Decides after attempt number `attempts_made` (1 for the first).
+    pub fn decide(&self, attempts_made: u32, result: &AttemptResult) -> RetryAction {
+        let retryable = match result {
+            AttemptResult::Status(code) if (200..300).contains(code) => {
+                return RetryAction::Delivered
+            }
+            AttemptResult::Status(code) => {
+                if self.dont_retry_on.contains(code) {
+                    return RetryAction::Dead(format!(
+                        "HTTP {code} is not retried (dont_retry_on)"
+                    ));
+                }
+                self.retry_on.contains(code) || (500..600).contains(code)
+            }
+            AttemptResult::Transport(_) => true,
+            AttemptResult::Unsendable(reason) => return RetryAction::Dead(reason.clone()),
+        };
+        if !retryable {
+            let AttemptResult::Status(code) = result else {
+                unreachable!("transport errors are retryable")
+            };
+            let why = if (300..400).contains(code) {
+                "redirects are not followed; update the webhook url"
+            } else {
+                "not a retryable status"
+            };
+            return RetryAction::Dead(format!("HTTP {code}: {why}"));
+        }
+        if attempts_made >= self.max_attempts {
+            let last = match result {
+                AttemptResult::Status(code) => format!("HTTP {code}"),
+                AttemptResult::Transport(error) | AttemptResult::Unsendable(error) => error.clone(),
+            };
+            return RetryAction::Dead(format!(
+                "gave up after {attempts_made} attempts; last: {last}"
+            ));
+        }
+        RetryAction::RetryIn(self.delay_after(attempts_made))
+    }
+
+    /// The wait after attempt number `attempts_made` (1-based) failed.
+    pub fn delay_after(&self, attempts_made: u32) -> Duration {
+        let n = attempts_made.max(1);
+        let initial = self.initial_delay.as_secs_f64();
+        let seconds = match self.backoff {
+            Backoff::Fixed => initial,
+            Backoff::Linear => initial * f64::from(n),
+            Backoff::Exponential => {
+                initial * self.multiplier.powi(n.saturating_sub(1).min(1000) as i32)
+            }
+        };
+        let capped = seconds.min(self.max_delay.as_secs_f64());
+        // Guards against NaN and overflow from a huge multiplier.
+        if capped.is_finite() && capped >= 0.0 {
+            Duration::from_secs_f64(capped)
+        } else {
+            self.max_delay
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(backoff: Backoff) -> RetryPolicy {
+        RetryPolicy {
+            backoff,
+            initial_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
+            multiplier: 2.5,
+            ..RetryPolicy::default()
+        }
+    }
+
+    #[test]
+    fn delays_follow_the_backoff_and_stop_at_max_delay() {
+        let ms = |b, n| policy(b).delay_after(n).as_millis();
+        assert_eq!(
+            [1, 2, 3, 4].map(|n| ms(Backoff::Exponential, n)),
+            [100, 250, 625, 1000]
+        );
+        assert_eq!(
+            [1, 2, 3, 20].map(|n| ms(Backoff::Linear, n)),
+            [100, 200, 300, 1000]
+        );
+        assert_eq!([1, 2, 9].map(|n| ms(Backoff::Fixed, n)), [100, 100, 100]);
+        assert_eq!(ms(Backoff::Exponential, u32::MAX), 1000);
+    }
+
+    #[test]
+    fn status_rules() {
+        let p = RetryPolicy::default();
+        let d = |code| p.decide(1, &AttemptResult::Status(code));
+        assert_eq!(d(200), RetryAction::Delivered);
+        assert_eq!(d(204), RetryAction::Delivered);
+        for code in [408, 429, 500, 502, 503, 504, 507] {
+            assert_eq!(
+                d(code),
+                RetryAction::RetryIn(Duration::from_secs(1)),
+                "{code}"
+            );
+        }
+        for code in [400, 401, 403, 404, 422, 405, 301, 302, 101] {
+            assert!(matches!(d(code), RetryAction::Dead(_)), "{code}");
+        }
+        let RetryAction::Dead(reason) = d(302) else {
+            panic!()
+        };
+        assert!(reason.contains("redirects are not followed"), "{reason}");
+    }
+
+    #[test]
+    fn dont_retry_on_wins_and_retry_on_extends() {
+        let p = RetryPolicy {
+            retry_on: vec![409, 500],
+            dont_retry_on: vec![500],
+            ..RetryPolicy::default()
+        };
+        assert!(matches!(
+            p.decide(1, &AttemptResult::Status(500)),
+            RetryAction::Dead(_)
+        ));
+        assert!(matches!(
+            p.decide(1, &AttemptResult::Status(409)),
+            RetryAction::RetryIn(_)
+        ));
+    }
+
+    #[test]
+    fn gives_up_after_max_attempts_naming_the_last_error() {
+        let p = RetryPolicy {
+            max_attempts: 3,
+            ..RetryPolicy::default()
+        };
+        let refused = AttemptResult::Transport("connection refused".into());
+        assert!(matches!(p.decide(2, &refused), RetryAction::RetryIn(_)));
+        assert_eq!(
+            p.decide(3, &refused),
+            RetryAction::Dead("gave up after 3 attempts; last: connection refused".into())
+        );
+    }
+}

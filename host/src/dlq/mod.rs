@@ -1,0 +1,173 @@
+//! The dead-letter queue: deliveries that will not be retried any more, and
+//! input that never became an event, each with the reason. Entries are kept
+//! until they are retried or purged; the key is the delivery id (a v7 UUID),
+//! so iteration order is the order in which events were accepted.
+
+use serde::{Deserialize, Serialize};
+
+use crate::outbox::{decode, now_ms, Delivery, Store, StoreError};
+
+/// What died.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Failure {
+    /// A delivery whose attempts failed for good.
+    Delivery(Box<Delivery>),
+    /// A message from a source that is not an event wasmhook understands.
+    Input {
+        /// The source it came from.
+        source: String,
+        /// The message, as received (lossy UTF-8).
+        raw: String,
+    },
+}
+
+/// One DLQ entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// The delivery id (or a fresh id for rejected input).
+    pub id: String,
+    /// When it was moved here, unix milliseconds.
+    pub failed_at_ms: u64,
+    /// Why it died.
+    pub reason: String,
+    /// The delivery or the input.
+    pub failure: Failure,
+}
+
+/// The flat view `dlq list` prints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Entry id, for `dlq show` and `dlq retry`.
+    pub id: String,
+    /// Observer name (empty for rejected input).
+    pub observer: String,
+    /// Target URL (empty for rejected input).
+    pub url: String,
+    /// The event's id (empty for rejected input).
+    pub event_id: String,
+    /// Attempts made.
+    pub attempts: usize,
+    /// Status of the last attempt, if it got a response.
+    pub last_status: Option<u16>,
+    /// The last attempt's error, or the reason.
+    pub last_error: Option<String>,
+    /// Why it died.
+    pub reason: String,
+    /// When it died, RFC 3339.
+    pub failed_at: String,
+}
+
+/// Which entries an operation applies to.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Filter {
+    /// Only entries of this observer.
+    pub observer: Option<String>,
+    /// Only entries that died at least this many milliseconds ago.
+    pub older_than_ms: Option<u64>,
+}
+
+impl Filter {
+    fn admits(&self, letter: &DeadLetter, now: u64) -> bool {
+        let observer_ok = match (&self.observer, &letter.failure) {
+            (None, _) => true,
+            (Some(name), Failure::Delivery(d)) => &d.observer == name,
+            (Some(_), Failure::Input { .. }) => false,
+        };
+        let age_ok = self
+            .older_than_ms
+            .is_none_or(|age| now.saturating_sub(letter.failed_at_ms) >= age);
+        observer_ok && age_ok
+    }
+}
+
+impl DeadLetter {
+    /// The flat view of this entry.
+    pub fn summary(&self) -> Summary {
+        let failed_at = humantime::format_rfc3339_millis(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(self.failed_at_ms),
+        )
+        .to_string();
+        match &self.failure {
+            Failure::Delivery(d) => {
+                let last = d.attempts.last();
+                Summary {
+                    id: self.id.clone(),
+                    observer: d.observer.clone(),
+                    url: d.payload.url.clone(),
+                    event_id: d.event.id.clone(),
+                    attempts: d.attempts.len(),
+                    last_status: last.and_then(|a| a.status),
+                    last_error: last
+                        .and_then(|a| a.error.clone())
+                        .or_else(|| Some(self.reason.clone())),
+                    reason: self.reason.clone(),
+                    failed_at,
+                }
+            }
+            Failure::Input { source, .. } => Summary {
+                id: self.id.clone(),
+                observer: String::new(),
+                url: String::new(),
+                event_id: String::new(),
+                attempts: 0,
+                last_status: None,
+                last_error: Some(format!("{source}: {}", self.reason)),
+                reason: self.reason.clone(),
+                failed_at,
+            },
+        }
+    }
+}
+
+impl Store {
+    /// Entries matching the filter, oldest first.
+    pub fn dlq_list(&self, filter: &Filter) -> Result<Vec<DeadLetter>, StoreError> {
+        let now = now_ms();
+        let mut out = Vec::new();
+        for item in self.dlq.iter() {
+            let (key, bytes) = item?;
+            let letter: DeadLetter = decode(&key, &bytes)?;
+            if filter.admits(&letter, now) {
+                out.push(letter);
+            }
+        }
+        Ok(out)
+    }
+
+    /// One entry.
+    pub fn dlq_get(&self, id: &str) -> Result<DeadLetter, StoreError> {
+        let bytes = self
+            .dlq
+            .get(id.as_bytes())?
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+        decode(id.as_bytes(), &bytes)
+    }
+
+    /// Removes matching entries; returns how many.
+    pub async fn dlq_purge(&self, filter: &Filter) -> Result<usize, StoreError> {
+        let doomed = self.dlq_list(filter)?;
+        for letter in &doomed {
+            self.dlq.remove(letter.id.as_bytes())?;
+        }
+        self.flush().await?;
+        Ok(doomed.len())
+    }
+
+    /// Puts every matching delivery back into the outbox (rejected input
+    /// cannot be retried and is skipped); returns the new outbox keys.
+    pub fn requeue_all(&self, filter: &Filter) -> Result<Vec<u64>, StoreError> {
+        let mut keys = Vec::new();
+        for letter in self.dlq_list(filter)? {
+            if matches!(letter.failure, Failure::Delivery(_)) {
+                keys.push(self.requeue(&letter.id)?);
+            }
+        }
+        Ok(keys)
+    }
+
+    /// Number of entries.
+    pub fn dlq_len(&self) -> usize {
+        self.dlq.len()
+    }
+}

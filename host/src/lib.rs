@@ -1,0 +1,130 @@
+//! wasmhook: database-mutation events in, signed and reliable webhooks out.
+//!
+//! The data flow, one module per stage: [`source`] -> [`observer`] ->
+//! [`payload`] -> [`outbox`] -> [`delivery`] (with [`signing`] and the retry
+//! policy) -> [`dlq`]; [`pipeline`] wires them and [`server`] carries the HTTP
+//! routes. See ARCHITECTURE.md.
+
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod cli;
+pub mod config;
+pub mod delivery;
+pub mod dlq;
+pub mod event;
+pub mod observer;
+pub mod outbox;
+pub mod payload;
+pub mod pipeline;
+pub mod server;
+pub mod signing;
+pub mod source;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{error, info};
+
+use config::{Config, SourceConfig};
+use delivery::dispatcher::Dispatcher;
+use delivery::Sender;
+use outbox::Store;
+use pipeline::Pipeline;
+
+/// How long shutdown waits for attempts in flight.
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// Why `run` stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The database could not be opened or written.
+    #[error(transparent)]
+    Store(#[from] outbox::StoreError),
+    /// The HTTP client could not be built.
+    #[error(transparent)]
+    Client(#[from] delivery::ClientError),
+    /// The NATS source failed.
+    #[error(transparent)]
+    Nats(#[from] source::nats::NatsError),
+    /// The listener failed.
+    #[error("HTTP server: {0}")]
+    Serve(#[from] std::io::Error),
+}
+
+/// Runs wasmhook on an already-bound listener until `shutdown` completes.
+/// Tests call this in-process with a listener on port 0.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let store = Store::open(&config.storage.path, config.storage.cache_capacity_bytes)?;
+    let sender = Sender::new(&config.http, config.signer.clone())?;
+    let observers: Arc<[observer::Observer]> = config.observers.clone().into();
+    let (dispatcher, schedule) = Dispatcher::new(
+        store.clone(),
+        sender,
+        observers.clone(),
+        config.retry.clone(),
+        config.http.max_concurrent,
+    );
+    // Read before any source starts, so nothing new is queued twice.
+    let resumed = store.pending()?;
+    let pipeline = Pipeline::new(observers, store.clone(), schedule);
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let dispatching = tokio::spawn(dispatcher.run(resumed, stop_rx.clone(), DRAIN));
+    let source = match &config.source {
+        SourceConfig::Http => None,
+        SourceConfig::Nats { url, subjects } => {
+            let (url, subjects, pipeline, stop) = (
+                url.clone(),
+                subjects.clone(),
+                pipeline.clone(),
+                stop_rx.clone(),
+            );
+            Some(tokio::spawn(async move {
+                source::nats::run(&url, &subjects, pipeline, stop).await
+            }))
+        }
+    };
+
+    let state = server::AppState {
+        pipeline,
+        admin_token: config.server.admin_token.clone(),
+    };
+    let router = server::router(
+        state,
+        config.source == SourceConfig::Http,
+        config.server.max_body_bytes,
+    );
+    info!(listen = %listener.local_addr()?, observers = config.observers.len(), "wasmhook running");
+    let mut stop = stop_rx.clone();
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await?;
+
+    if let Some(source) = source {
+        match source.await {
+            Ok(Err(e)) => error!(error = %e, "source stopped"),
+            Err(e) => error!(error = %e, "source task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
+    match dispatching.await {
+        Ok(result) => result?,
+        Err(e) => error!(error = %e, "dispatcher task failed"),
+    }
+    store.flush().await?;
+    info!("wasmhook stopped");
+    Ok(())
+}

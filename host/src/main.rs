@@ -1,0 +1,5 @@
+//! The `wasmhook` binary: everything lives in the library.
+
+fn main() -> std::process::ExitCode {
+    wasmhook::cli::main()
+}

@@ -1,0 +1,334 @@
+//! The outbox: every accepted event's pending deliveries, in sled, until each
+//! is delivered or dead. Ingest answers only after [`Store::enqueue`] has
+//! flushed, which is what makes "accepted" mean "will not be lost".
+//!
+//! The DLQ lives in the same database (see `crate::dlq`), so moving a
+//! delivery between the two is one transaction.
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::Transactional;
+
+use crate::dlq::{DeadLetter, Failure};
+use crate::event::Event;
+use crate::payload::Payload;
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// sled reported an error (I/O, corruption, a second process holding the lock).
+    #[error("storage: {0}")]
+    Sled(#[from] sled::Error),
+    /// A stored record could not be read back.
+    #[error("storage: record {key} is unreadable: {source}")]
+    Corrupt {
+        /// The record's key.
+        key: String,
+        /// Why.
+        source: serde_json::Error,
+    },
+    /// No record with this id.
+    #[error("no DLQ entry with id {0}")]
+    NotFound(String),
+    /// The entry cannot be retried (it is input that never became an event).
+    #[error("DLQ entry {0} is undeliverable input, not a delivery; it cannot be retried")]
+    NotRetryable(String),
+}
+
+impl StoreError {
+    /// True when sled refused to open because another process holds it.
+    pub fn is_locked(&self) -> bool {
+        match self {
+            StoreError::Sled(sled::Error::Io(e)) => {
+                e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("lock")
+            }
+            _ => false,
+        }
+    }
+}
+
+/// One HTTP attempt, as recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// When it started, unix milliseconds.
+    pub at_ms: u64,
+    /// The response status, if there was a response.
+    pub status: Option<u16>,
+    /// The transport error, or the start of an error response's body.
+    pub error: Option<String>,
+    /// How long it took.
+    pub duration_ms: u64,
+}
+
+/// A pending delivery of one event to one webhook.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// Sent as `X-Wasmhook-Delivery`; stays the same across retries so
+    /// receivers can deduplicate.
+    pub id: String,
+    /// Observer name.
+    pub observer: String,
+    /// Index of the webhook in the observer.
+    pub webhook: usize,
+    /// The event, kept for the DLQ and for plugins.
+    pub event: Event,
+    /// The rendered request.
+    pub payload: Payload,
+    /// Every attempt of the current round (the retry budget counts these).
+    pub attempts: Vec<Attempt>,
+    /// Attempts of earlier rounds, before a DLQ retry put it back.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub earlier_attempts: Vec<Attempt>,
+    /// When the next attempt is due, unix milliseconds.
+    pub due_ms: u64,
+    /// When the event was accepted, unix milliseconds.
+    pub accepted_ms: u64,
+    /// The previous webhook of the same observer and event: this delivery
+    /// waits until that one's first attempt is over, so webhooks run in order.
+    pub after: Option<u64>,
+    /// The next webhook of the chain, released when this one's first attempt ends.
+    pub next: Option<u64>,
+    /// True while waiting for `after`.
+    pub held: bool,
+}
+
+/// The sled database with the outbox and DLQ trees.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    pub(crate) outbox: sled::Tree,
+    pub(crate) dlq: sled::Tree,
+}
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Our records are plain structs of strings, numbers and JSON values,
+    // which always serialise.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+pub(crate) fn decode<T: for<'de> Deserialize<'de>>(
+    key: &[u8],
+    bytes: &[u8],
+) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        source,
+    })
+}
+
+fn tx_error(error: TransactionError<StoreError>) -> StoreError {
+    match error {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => StoreError::Sled(e),
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the database; fails if another process has it open.
+    pub fn open(path: &Path, cache_capacity_bytes: u64) -> Result<Store, StoreError> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(cache_capacity_bytes)
+            .open()?;
+        Ok(Store {
+            outbox: db.open_tree("outbox")?,
+            dlq: db.open_tree("dlq")?,
+            db,
+        })
+    }
+
+    /// Stores the deliveries of one accepted batch and waits until they are on
+    /// disk. Deliveries of one observer and event, given consecutively, are
+    /// chained so that they run in order. Returns their keys.
+    pub async fn enqueue(&self, mut deliveries: Vec<Delivery>) -> Result<Vec<u64>, StoreError> {
+        let mut keys = Vec::with_capacity(deliveries.len());
+        for _ in 0..deliveries.len() {
+            keys.push(self.db.generate_id()?);
+        }
+        for i in 1..deliveries.len() {
+            let (before, rest) = deliveries.split_at_mut(i);
+            let (prev, this) = (&mut before[i - 1], &mut rest[0]);
+            if prev.observer == this.observer
+                && prev.event.id == this.event.id
+                && prev.webhook < this.webhook
+            {
+                prev.next = Some(keys[i]);
+                this.after = Some(keys[i - 1]);
+                this.held = true;
+            }
+        }
+        let mut batch = sled::Batch::default();
+        for (key, delivery) in keys.iter().zip(&deliveries) {
+            batch.insert(&key.to_be_bytes(), encode(delivery));
+        }
+        self.outbox.apply_batch(batch)?;
+        self.db.flush_async().await?;
+        Ok(keys)
+    }
+
+    /// Reads one pending delivery; `None` if it was completed or moved.
+    pub fn get(&self, key: u64) -> Result<Option<Delivery>, StoreError> {
+        self.outbox
+            .get(key.to_be_bytes())?
+            .map(|bytes| decode(&key.to_be_bytes(), &bytes))
+            .transpose()
+    }
+
+    /// Every pending delivery that may run, with its due time, for the
+    /// dispatcher at start-up. Held deliveries whose predecessor has finished
+    /// its first attempt (or is gone) are released here: a crash between the
+    /// two writes must not leave a chain stuck.
+    pub fn pending(&self) -> Result<Vec<(u64, u64)>, StoreError> {
+        let mut due = Vec::new();
+        let mut released = Vec::new();
+        for item in self.outbox.iter() {
+            let (key, bytes) = item?;
+            let delivery: Delivery = decode(&key, &bytes)?;
+            let key = u64_key(&key);
+            if delivery.held {
+                let predecessor_done = match delivery.after {
+                    Some(after) => self.get(after)?.is_none_or(|p| !p.attempts.is_empty()),
+                    None => true,
+                };
+                if !predecessor_done {
+                    continue;
+                }
+                released.push(key);
+            }
+            due.push((delivery.due_ms, key));
+        }
+        for key in released {
+            self.release(key)?;
+        }
+        Ok(due)
+    }
+
+    /// Lets a held delivery run; returns its due time if it exists.
+    pub fn release(&self, key: u64) -> Result<Option<u64>, StoreError> {
+        let Some(mut delivery) = self.get(key)? else {
+            return Ok(None);
+        };
+        delivery.held = false;
+        self.outbox.insert(key.to_be_bytes(), encode(&delivery))?;
+        Ok(Some(delivery.due_ms))
+    }
+
+    /// Records a failed attempt and the next due time.
+    pub fn reschedule(&self, key: u64, delivery: &Delivery) -> Result<(), StoreError> {
+        self.outbox.insert(key.to_be_bytes(), encode(delivery))?;
+        Ok(())
+    }
+
+    /// Removes a delivered delivery.
+    pub fn complete(&self, key: u64) -> Result<(), StoreError> {
+        self.outbox.remove(key.to_be_bytes())?;
+        Ok(())
+    }
+
+    /// Moves a dead delivery into the DLQ, atomically.
+    pub fn bury(
+        &self,
+        key: u64,
+        delivery: Delivery,
+        reason: String,
+    ) -> Result<DeadLetter, StoreError> {
+        let letter = DeadLetter {
+            id: delivery.id.clone(),
+            failed_at_ms: now_ms(),
+            reason,
+            failure: Failure::Delivery(Box::new(delivery)),
+        };
+        let bytes = encode(&letter);
+        (&self.outbox, &self.dlq)
+            .transaction(|(outbox, dlq)| {
+                outbox.remove(&key.to_be_bytes())?;
+                dlq.insert(letter.id.as_bytes(), bytes.as_slice())?;
+                Ok::<_, ConflictableTransactionError<StoreError>>(())
+            })
+            .map_err(tx_error)?;
+        Ok(letter)
+    }
+
+    /// Puts a DLQ entry back into the outbox, due now, with a fresh attempt
+    /// budget (its earlier attempts move to `earlier_attempts`). Returns its key.
+    pub fn requeue(&self, id: &str) -> Result<u64, StoreError> {
+        let key = self.db.generate_id()?;
+        (&self.outbox, &self.dlq)
+            .transaction(|(outbox, dlq)| {
+                let Some(bytes) = dlq.get(id.as_bytes())? else {
+                    return Err(ConflictableTransactionError::Abort(StoreError::NotFound(
+                        id.to_string(),
+                    )));
+                };
+                let letter: DeadLetter =
+                    decode(id.as_bytes(), &bytes).map_err(ConflictableTransactionError::Abort)?;
+                let Failure::Delivery(mut delivery) = letter.failure else {
+                    return Err(ConflictableTransactionError::Abort(
+                        StoreError::NotRetryable(id.to_string()),
+                    ));
+                };
+                delivery.due_ms = now_ms();
+                delivery.held = false;
+                delivery.after = None;
+                delivery.next = None;
+                let round = std::mem::take(&mut delivery.attempts);
+                delivery.earlier_attempts.extend(round);
+                let delivery = *delivery;
+                dlq.remove(id.as_bytes())?;
+                outbox.insert(&key.to_be_bytes(), encode(&delivery))?;
+                Ok(())
+            })
+            .map_err(tx_error)?;
+        Ok(key)
+    }
+
+    /// Records input that never became an event (unknown envelope) in the DLQ.
+    pub async fn reject_input(
+        &self,
+        source: &str,
+        raw: &[u8],
+        reason: String,
+    ) -> Result<DeadLetter, StoreError> {
+        let letter = DeadLetter {
+            id: crate::source::envelope::new_id(),
+            failed_at_ms: now_ms(),
+            reason,
+            failure: Failure::Input {
+                source: source.to_string(),
+                raw: String::from_utf8_lossy(raw).into_owned(),
+            },
+        };
+        self.dlq.insert(letter.id.as_bytes(), encode(&letter))?;
+        self.db.flush_async().await?;
+        Ok(letter)
+    }
+
+    /// Number of pending deliveries.
+    pub fn outbox_len(&self) -> usize {
+        self.outbox.len()
+    }
+
+    /// Writes everything to disk.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+}
+
+pub(crate) fn u64_key(key: &[u8]) -> u64 {
+    let mut bytes = [0u8; 8];
+    let n = key.len().min(8);
+    bytes[8 - n..].copy_from_slice(&key[key.len() - n..]);
+    u64::from_be_bytes(bytes)
+}

@@ -1,0 +1,175 @@
+//! The stages wired together, in flow order:
+//!
+//! source -> envelope -> observer (match) -> payload (render) -> outbox
+//! (durable) -> dispatcher -> signing -> delivery -> retry -> DLQ
+//!
+//! Sources hand documents to [`Pipeline::ingest`]; once it returns `Ok`, the
+//! events' deliveries are on disk and the source may acknowledge them.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::Value;
+use tracing::{debug, warn};
+
+use crate::delivery::dispatcher::Schedule;
+use crate::dlq::Filter;
+use crate::event::Event;
+use crate::observer::{self, Observer};
+use crate::outbox::{now_ms, Delivery, Store, StoreError};
+use crate::payload;
+use crate::source::envelope;
+
+/// The part of the process every source and the admin API talk to.
+#[derive(Clone)]
+pub struct Pipeline {
+    observers: Arc<[Observer]>,
+    store: Store,
+    schedule: Schedule,
+}
+
+/// A raw message from a bus.
+#[derive(Debug, Clone)]
+pub struct Message {
+    /// Where it came from, e.g. `nats:fraiseql.order.created`.
+    pub source: String,
+    /// The bytes as received.
+    pub payload: bytes::Bytes,
+}
+
+/// One message holds one event or a JSON array of events.
+fn parse_message(source: &str, raw: &[u8]) -> Result<Vec<Event>, String> {
+    match serde_json::from_slice::<Value>(raw).map_err(|e| format!("not JSON: {e}"))? {
+        Value::Array(items) => items
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| envelope::parse(item, source).map_err(|e| format!("element {i}: {e}")))
+            .collect(),
+        document => envelope::parse(document, source)
+            .map(|e| vec![e])
+            .map_err(|e| e.to_string()),
+    }
+}
+
+/// Where an accepted event went; the ingest endpoint returns these.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Routed {
+    /// Event id.
+    pub event_id: String,
+    /// The deliveries created, one per matched webhook.
+    pub deliveries: Vec<RoutedDelivery>,
+}
+
+/// One delivery created for an event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RoutedDelivery {
+    /// Delivery id (`X-Wasmhook-Delivery`).
+    pub id: String,
+    /// Observer name.
+    pub observer: String,
+    /// Target URL.
+    pub url: String,
+}
+
+impl Pipeline {
+    /// Wires the stages.
+    pub fn new(observers: Arc<[Observer]>, store: Store, schedule: Schedule) -> Pipeline {
+        Pipeline {
+            observers,
+            store,
+            schedule,
+        }
+    }
+
+    /// The database, for the admin API.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Matches and renders events, stores their deliveries durably, then
+    /// schedules them. Events that match nothing are accepted and dropped.
+    pub async fn accept(&self, events: &[Event]) -> Result<Vec<Routed>, StoreError> {
+        let accepted_ms = now_ms();
+        let mut routed = Vec::with_capacity(events.len());
+        let mut deliveries = Vec::new();
+        for event in events {
+            let mut created = Vec::new();
+            for matched in observer::matches(&self.observers, event) {
+                let delivery = Delivery {
+                    id: envelope::new_id(),
+                    observer: matched.observer.name.clone(),
+                    webhook: matched.webhook_index,
+                    event: event.clone(),
+                    payload: payload::build(&matched, event),
+                    attempts: Vec::new(),
+                    earlier_attempts: Vec::new(),
+                    due_ms: accepted_ms,
+                    accepted_ms,
+                    after: None,
+                    next: None,
+                    held: false,
+                };
+                created.push(RoutedDelivery {
+                    id: delivery.id.clone(),
+                    observer: delivery.observer.clone(),
+                    url: delivery.payload.url.clone(),
+                });
+                deliveries.push(delivery);
+            }
+            if created.is_empty() {
+                debug!(event = %event.id, entity = %event.entity, operation = %event.operation, "no observer matched");
+            }
+            routed.push(Routed {
+                event_id: event.id.clone(),
+                deliveries: created,
+            });
+        }
+        if deliveries.is_empty() {
+            return Ok(routed);
+        }
+        let keys = self.store.enqueue(deliveries).await?;
+        for key in keys {
+            // Held deliveries are skipped by the dispatcher until released.
+            self.schedule.at(accepted_ms, key);
+        }
+        Ok(routed)
+    }
+
+    /// Parses messages from a bus and accepts their events in one durable
+    /// write. A message that is not JSON or not a known envelope goes to the
+    /// DLQ as undeliverable input with the reason: a bus has nobody to answer
+    /// an error to. Returns the number of events accepted.
+    pub async fn ingest_messages(&self, messages: &[Message]) -> Result<usize, StoreError> {
+        let mut events = Vec::with_capacity(messages.len());
+        for message in messages {
+            match parse_message(&message.source, &message.payload) {
+                Ok(parsed) => events.extend(parsed),
+                Err(reason) => {
+                    let letter = self
+                        .store
+                        .reject_input(&message.source, &message.payload, reason)
+                        .await?;
+                    warn!(source = %message.source, dlq = %letter.id, reason = %letter.reason, "undeliverable input moved to the DLQ");
+                }
+            }
+        }
+        self.accept(&events).await?;
+        Ok(events.len())
+    }
+
+    /// Puts one DLQ entry back into delivery.
+    pub fn retry(&self, id: &str) -> Result<(), StoreError> {
+        let key = self.store.requeue(id)?;
+        self.schedule.at(now_ms(), key);
+        Ok(())
+    }
+
+    /// Puts every matching DLQ delivery back; returns how many.
+    pub fn retry_all(&self, filter: &Filter) -> Result<usize, StoreError> {
+        let keys = self.store.requeue_all(filter)?;
+        for key in &keys {
+            self.schedule.at(now_ms(), *key);
+        }
+        Ok(keys.len())
+    }
+}

@@ -1,0 +1,157 @@
+//! HTTP routes on the one listener: `POST /events` (the embedded source),
+//! `/healthz`, and the admin API under `/admin` that the CLI uses while
+//! `wasmhook run` holds the database.
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use tracing::{error, info};
+
+use crate::dlq::{Filter, Summary};
+use crate::outbox::StoreError;
+use crate::pipeline::Pipeline;
+use crate::source::{envelope, http};
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// The running pipeline.
+    pub pipeline: Pipeline,
+    /// Bearer token for `/admin`, if set.
+    pub admin_token: Option<String>,
+}
+
+/// Builds the router; `ingest` mounts `POST /events` (the `http` backend).
+pub fn router(state: AppState, ingest: bool, max_body_bytes: usize) -> Router {
+    let admin = Router::new()
+        .route("/dlq", get(dlq_list))
+        .route("/dlq/retry-all", post(dlq_retry_all))
+        .route("/dlq/purge", post(dlq_purge))
+        .route("/dlq/{id}", get(dlq_show))
+        .route("/dlq/{id}/retry", post(dlq_retry))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    let mut router = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .nest("/admin", admin);
+    if ingest {
+        router = router.route("/events", post(ingest_events));
+    }
+    router
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+fn problem(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+fn storage_problem(error: &StoreError) -> Response {
+    match error {
+        StoreError::NotFound(_) => problem(StatusCode::NOT_FOUND, error.to_string()),
+        StoreError::NotRetryable(_) => problem(StatusCode::CONFLICT, error.to_string()),
+        _ => {
+            error!(%error, "storage failure");
+            problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage unavailable; the request was not stored",
+            )
+        }
+    }
+}
+
+/// Answers 202 only after every event's deliveries are on disk; any event
+/// that cannot be read fails the whole request with 400, nothing stored,
+/// so a client can fix and resend it as a unit.
+async fn ingest_events(State(state): State<AppState>, body: Bytes) -> Response {
+    let documents = match http::documents(&body) {
+        Ok(documents) => documents,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, e.0),
+    };
+    let mut events = Vec::with_capacity(documents.len());
+    for (index, document) in documents.into_iter().enumerate() {
+        match envelope::parse(document, "http") {
+            Ok(event) => events.push(event),
+            Err(e) => return problem(StatusCode::BAD_REQUEST, format!("event {index}: {e}")),
+        }
+    }
+    match state.pipeline.accept(&events).await {
+        Ok(routed) => {
+            let deliveries: usize = routed.iter().map(|r| r.deliveries.len()).sum();
+            info!(events = events.len(), deliveries, "accepted");
+            (
+                StatusCode::ACCEPTED,
+                Json(json!({ "accepted": events.len(), "events": routed })),
+            )
+                .into_response()
+        }
+        Err(e) => storage_problem(&e),
+    }
+}
+
+async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if let Some(token) = &state.admin_token {
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let ok = given.is_some_and(|given| constant_time_eq(given.as_bytes(), token.as_bytes()));
+        if !ok {
+            return problem(
+                StatusCode::UNAUTHORIZED,
+                "admin API: missing or wrong bearer token",
+            );
+        }
+    }
+    next.run(request).await
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn dlq_list(State(state): State<AppState>, Query(filter): Query<Filter>) -> Response {
+    match state.pipeline.store().dlq_list(&filter) {
+        Ok(letters) => Json(
+            letters
+                .iter()
+                .map(|l| l.summary())
+                .collect::<Vec<Summary>>(),
+        )
+        .into_response(),
+        Err(e) => storage_problem(&e),
+    }
+}
+
+async fn dlq_show(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    match state.pipeline.store().dlq_get(&id) {
+        Ok(letter) => Json(letter).into_response(),
+        Err(e) => storage_problem(&e),
+    }
+}
+
+async fn dlq_retry(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    match state.pipeline.retry(&id) {
+        Ok(()) => Json(json!({ "requeued": 1 })).into_response(),
+        Err(e) => storage_problem(&e),
+    }
+}
+
+async fn dlq_retry_all(State(state): State<AppState>, Json(filter): Json<Filter>) -> Response {
+    match state.pipeline.retry_all(&filter) {
+        Ok(n) => Json(json!({ "requeued": n })).into_response(),
+        Err(e) => storage_problem(&e),
+    }
+}
+
+async fn dlq_purge(State(state): State<AppState>, Json(filter): Json<Filter>) -> Response {
+    match state.pipeline.store().dlq_purge(&filter).await {
+        Ok(n) => Json(json!({ "purged": n })).into_response(),
+        Err(e) => storage_problem(&e),
+    }
+}

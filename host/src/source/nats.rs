@@ -1,0 +1,102 @@
+//! Core NATS: subscribes to the configured subjects and feeds messages to
+//! the pipeline in batches (whatever has arrived, up to [`BATCH`]), so one
+//! disk flush covers many events.
+//!
+//! Core NATS is at-most-once: messages published while wasmhook is down or
+//! disconnected are not redelivered. Use JetStream where that matters.
+
+use futures::StreamExt;
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use crate::pipeline::{Message, Pipeline};
+
+/// Messages per durable write.
+const BATCH: usize = 512;
+
+/// Why the NATS source stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum NatsError {
+    /// The URL or options were rejected.
+    #[error("NATS connect to {url}: {message}")]
+    Connect {
+        /// Server URL.
+        url: String,
+        /// Why.
+        message: String,
+    },
+    /// A subscription was refused.
+    #[error("NATS subscribe to {subject}: {message}")]
+    Subscribe {
+        /// The subject.
+        subject: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// Runs until `shutdown` turns true.
+pub async fn run(
+    url: &str,
+    subjects: &[String],
+    pipeline: Pipeline,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), NatsError> {
+    // The client reconnects by itself, with backoff, for as long as we run;
+    // `retry_on_initial_connect` extends that to a server not up yet.
+    let client = async_nats::ConnectOptions::new()
+        .name("wasmhook")
+        .retry_on_initial_connect()
+        .event_callback(|event| async move {
+            match event {
+                async_nats::Event::Connected => info!("NATS connected"),
+                async_nats::Event::Disconnected => warn!("NATS disconnected; reconnecting"),
+                other => info!(event = %other, "NATS"),
+            }
+        })
+        .connect(url)
+        .await
+        .map_err(|e| NatsError::Connect {
+            url: url.to_string(),
+            message: e.to_string(),
+        })?;
+    let mut streams = Vec::with_capacity(subjects.len());
+    for subject in subjects {
+        let subscriber =
+            client
+                .subscribe(subject.clone())
+                .await
+                .map_err(|e| NatsError::Subscribe {
+                    subject: subject.clone(),
+                    message: e.to_string(),
+                })?;
+        streams.push(subscriber);
+    }
+    info!(%url, ?subjects, "NATS source subscribed");
+    let mut messages = futures::stream::select_all(streams).ready_chunks(BATCH);
+    loop {
+        let batch = tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => break,
+            batch = messages.next() => match batch {
+                Some(batch) => batch,
+                None => break,
+            },
+        };
+        let batch: Vec<Message> = batch
+            .into_iter()
+            .map(|m| Message {
+                source: format!("nats:{}", m.subject),
+                payload: m.payload,
+            })
+            .collect();
+        // Storage failures are retried: the messages are in our hands and
+        // core NATS will not send them again.
+        let mut delay = std::time::Duration::from_millis(100);
+        while let Err(e) = pipeline.ingest_messages(&batch).await {
+            error!(error = %e, messages = batch.len(), "cannot store NATS messages; retrying");
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(std::time::Duration::from_secs(5));
+        }
+    }
+    Ok(())
+}
