@@ -1,1 +1,9 @@
+//! End-to-end tests: the real pipeline or the real binary, real HTTP
+//! receivers on loopback, a real nats-server.
 
+mod cli;
+mod crash;
+mod delivery;
+mod ingest;
+mod nats;
+mod utils;

@@ -154,7 +154,13 @@ impl Config {
             ConfigError::Invalid {
                 key: format!("{shown}: {key}"),
                 // toml appends "in `table`", which the key already says.
-                message: e.into_inner().to_string().lines().next().unwrap_or_default().to_string(),
+                message: e
+                    .into_inner()
+                    .to_string()
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
             }
         })?;
         resolve(raw, path, env).map_err(|e| in_file(e, path))

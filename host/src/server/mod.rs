@@ -142,14 +142,31 @@ async fn dlq_retry(State(state): State<AppState>, Path(id): Path<String>) -> Res
     }
 }
 
-async fn dlq_retry_all(State(state): State<AppState>, Json(filter): Json<Filter>) -> Response {
+/// Reads an optional JSON filter body; curl users need not set a content type.
+fn filter_of(body: &Bytes) -> Result<Filter, String> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Filter::default());
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| format!("filter: {e}; expected {{\"observer\": .., \"older_than_ms\": ..}}"))
+}
+
+async fn dlq_retry_all(State(state): State<AppState>, body: Bytes) -> Response {
+    let filter = match filter_of(&body) {
+        Ok(filter) => filter,
+        Err(message) => return problem(StatusCode::BAD_REQUEST, message),
+    };
     match state.pipeline.retry_all(&filter) {
         Ok(n) => Json(json!({ "requeued": n })).into_response(),
         Err(e) => storage_problem(&e),
     }
 }
 
-async fn dlq_purge(State(state): State<AppState>, Json(filter): Json<Filter>) -> Response {
+async fn dlq_purge(State(state): State<AppState>, body: Bytes) -> Response {
+    let filter = match filter_of(&body) {
+        Ok(filter) => filter,
+        Err(message) => return problem(StatusCode::BAD_REQUEST, message),
+    };
     match state.pipeline.store().dlq_purge(&filter).await {
         Ok(n) => Json(json!({ "purged": n })).into_response(),
         Err(e) => storage_problem(&e),

@@ -1,0 +1,82 @@
+//! kill -9 during delivery, then restart: every accepted event arrives.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::utils::{fraiseql_order, free_port, post, Running, TestReceiver};
+
+#[tokio::test]
+async fn kill_9_during_delivery_then_restart_delivers_every_accepted_event() {
+    const EVENTS: usize = 600;
+    let receiver = TestReceiver::start().await;
+    // Slow enough that the kill lands while deliveries are in flight.
+    receiver.set_delay(Duration::from_millis(20));
+    receiver.script(&[500; 50]);
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = dir.path().join("wasmhook.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\npath = \"db\"\n[webhooks]\nmax_concurrent = 4\n\
+             [webhooks.retry]\nmax_attempts = 50\ninitial_delay = \"10ms\"\nmax_delay = \"100ms\"\n\
+             [[observer]]\nname = \"orders\"\nentity = \"order\"\n[[observer.webhook]]\nurl = \"{}\"\n",
+            receiver.url("/orders")
+        ),
+    )
+    .unwrap();
+
+    let mut accepted = 0;
+    for round in 0..3 {
+        let mut running = Running::start(&config, Path::new(dir.path()), port).await;
+        // Post a third of the events, in batches, each answered 202 before the next.
+        for batch in 0..(EVENTS / 3 / 50) {
+            let body: Vec<String> = (0..50)
+                .map(|i| {
+                    fraiseql_order(
+                        "created",
+                        json!({"id": round * 10_000 + batch * 50 + i}),
+                        None,
+                    )
+                    .to_string()
+                })
+                .collect();
+            let (status, _) = post(&running.url("/events"), body.join("\n")).await;
+            assert_eq!(status, 202);
+            accepted += 50;
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        running.kill9();
+        let delivered = receiver
+            .requests()
+            .iter()
+            .filter(|r| r.status == 200)
+            .count();
+        assert!(
+            delivered < accepted,
+            "round {round}: the kill must land mid-delivery ({delivered} of {accepted} done)"
+        );
+    }
+    let _running = Running::start(&config, Path::new(dir.path()), port).await;
+    let got = receiver
+        .wait_until("every accepted event", Duration::from_secs(60), |r| {
+            let mut seen = std::collections::HashSet::new();
+            r.iter().filter(|r| r.status == 200).for_each(|r| {
+                seen.insert(r.json()["id"].as_i64());
+            });
+            seen.len() == EVENTS
+        })
+        .await;
+    let mut counts: HashMap<i64, usize> = HashMap::new();
+    for r in got.iter().filter(|r| r.status == 200) {
+        *counts.entry(r.json()["id"].as_i64().unwrap()).or_default() += 1;
+    }
+    let duplicates: usize = counts.values().map(|n| n - 1).sum();
+    eprintln!(
+        "kill -9 x3: {EVENTS} events accepted, all delivered, {duplicates} duplicate deliveries"
+    );
+    assert_eq!(counts.len(), accepted);
+}

@@ -1,0 +1,243 @@
+//! Delivery: signatures, retries, the DLQ, webhook order.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::utils::{fraiseql_order, python_verify, InProcess, TestReceiver};
+
+fn config(receiver: &TestReceiver, signing: &str, retry: &str, paths: &[&str]) -> String {
+    let webhooks: String = paths
+        .iter()
+        .map(|p| format!("  [[observer.webhook]]\n  url = \"{}\"\n", receiver.url(p)))
+        .collect();
+    format!(
+        "{signing}\n[webhooks.retry]\n{retry}\n\n[[observer]]\nname = \"orders\"\nentity = \"Order\"\n{webhooks}"
+    )
+}
+
+const SIGNING: &str = "[webhooks.signing]\nsecret = \"whsec-test-secret\"\nheader = \"X-FraiseQL-Signature\"\ntimestamp_header = \"X-FraiseQL-Timestamp\"";
+const FAST_RETRY: &str = "max_attempts = 3\ninitial_delay = \"50ms\"\nmax_delay = \"200ms\"";
+
+#[tokio::test]
+async fn every_request_verifies_with_the_fraiseql_receiver_code() {
+    let receiver = TestReceiver::start().await;
+    let wasmhook = InProcess::start(&config(&receiver, SIGNING, FAST_RETRY, &["/in"])).await;
+    let events: Vec<String> = (0..20)
+        .map(|i| {
+            // Bodies with quotes, backslashes and non-ASCII text must verify too.
+            fraiseql_order(
+                "created",
+                json!({"id": format!("o{i}"), "note": format!("\"q\\{i}\" – ünïcode"), "total": i}),
+                None,
+            )
+            .to_string()
+        })
+        .collect();
+    let (status, _) = wasmhook.post_events(events.join("\n")).await;
+    assert_eq!(status, 202);
+    let got = receiver
+        .wait_until("20 deliveries", Duration::from_secs(10), |r| r.len() == 20)
+        .await;
+    let items: Vec<_> = got
+        .iter()
+        .map(|r| {
+            (
+                r.header("x-fraiseql-signature").to_string(),
+                r.header("x-fraiseql-timestamp").to_string(),
+                r.body.clone(),
+            )
+        })
+        .collect();
+    assert!(items.iter().all(|(s, _, _)| s.starts_with("sha256=")));
+    assert_eq!(python_verify("whsec-test-secret", &items), vec![true; 20]);
+    // The check is real: a wrong secret or a changed body fails it.
+    assert_eq!(python_verify("other-secret", &items[..1]), vec![false]);
+    let mut tampered = items[0].clone();
+    tampered.2 = axum::body::Bytes::from(format!("{} ", String::from_utf8_lossy(&tampered.2)));
+    assert_eq!(python_verify("whsec-test-secret", &[tampered]), vec![false]);
+    assert!(got
+        .iter()
+        .all(|r| r.header("x-wasmhook-delivery").len() == 36));
+    assert!(got
+        .iter()
+        .all(|r| r.header("content-type") == "application/json"));
+    wasmhook.stop().await;
+}
+
+#[tokio::test]
+async fn sha512_signatures() {
+    let receiver = TestReceiver::start().await;
+    let signing = "[webhooks.signing]\nsecret = \"k\"\nalgorithm = \"sha512\"";
+    let wasmhook = InProcess::start(&config(&receiver, signing, FAST_RETRY, &["/in"])).await;
+    wasmhook
+        .post_events(fraiseql_order("created", json!({"id": "a"}), None).to_string())
+        .await;
+    let got = receiver
+        .wait_until("a delivery", Duration::from_secs(10), |r| r.len() == 1)
+        .await;
+    let (sig, ts) = (
+        got[0].header("x-wasmhook-signature"),
+        got[0].header("x-wasmhook-timestamp"),
+    );
+    let script = "import hmac,hashlib,sys; print('sha512=' + hmac.new(b'k', sys.argv[1].encode() + b'.' + sys.argv[2].encode(), hashlib.sha512).hexdigest())";
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, ts, &String::from_utf8_lossy(&got[0].body)])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), sig);
+    wasmhook.stop().await;
+}
+
+#[tokio::test]
+async fn retries_on_500_then_delivers_with_one_delivery_id() {
+    let receiver = TestReceiver::start().await;
+    receiver.script(&[500, 503]);
+    let wasmhook = InProcess::start(&config(&receiver, "", FAST_RETRY, &["/flaky"])).await;
+    wasmhook
+        .post_events(fraiseql_order("created", json!({"id": "r1"}), None).to_string())
+        .await;
+    let got = receiver
+        .wait_until("three attempts", Duration::from_secs(10), |r| r.len() == 3)
+        .await;
+    let ids: Vec<&str> = got
+        .iter()
+        .map(|r| r.header("x-wasmhook-delivery"))
+        .collect();
+    assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+    // The backoff waited between attempts (50 ms, then 100 ms).
+    assert!(
+        got[2].at - got[0].at >= Duration::from_millis(140),
+        "{:?}",
+        got[2].at - got[0].at
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(wasmhook.get_json_dlq().await, json!([]));
+    assert_eq!(receiver.requests().len(), 3);
+    wasmhook.stop().await;
+}
+
+#[tokio::test]
+async fn a_400_goes_straight_to_the_dlq_and_exhausted_retries_follow() {
+    let receiver = TestReceiver::start().await;
+    let wasmhook = InProcess::start(&config(&receiver, "", FAST_RETRY, &["/bad", "/down"])).await;
+    receiver.script(&[400]);
+    receiver.set_status(502);
+    wasmhook
+        .post_events(fraiseql_order("created", json!({"id": "d1"}), None).to_string())
+        .await;
+    receiver
+        .wait_until("1 + 3 attempts", Duration::from_secs(10), |r| r.len() == 4)
+        .await;
+    let dlq = wait_dlq(&wasmhook, 2).await;
+    let bad = dlq
+        .iter()
+        .find(|e| e["url"].as_str().unwrap().ends_with("/bad"))
+        .unwrap();
+    assert_eq!(
+        (bad["attempts"].as_u64(), bad["last_status"].as_u64()),
+        (Some(1), Some(400))
+    );
+    assert!(
+        bad["reason"]
+            .as_str()
+            .unwrap()
+            .contains("HTTP 400 is not retried"),
+        "{bad}"
+    );
+    let down = dlq
+        .iter()
+        .find(|e| e["url"].as_str().unwrap().ends_with("/down"))
+        .unwrap();
+    assert_eq!(
+        (down["attempts"].as_u64(), down["last_status"].as_u64()),
+        (Some(3), Some(502))
+    );
+    assert_eq!(down["observer"], "orders");
+    assert!(
+        down["reason"]
+            .as_str()
+            .unwrap()
+            .contains("gave up after 3 attempts"),
+        "{down}"
+    );
+
+    // `show` keeps the event, the request as sent and every attempt.
+    let shown = wasmhook
+        .get_json(&format!("/admin/dlq/{}", down["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(shown["failure"]["event"]["entity_id"], "d1");
+    assert_eq!(
+        shown["failure"]["payload"]["body"],
+        json!({"id": "d1"}).to_string()
+    );
+    assert_eq!(shown["failure"]["attempts"].as_array().unwrap().len(), 3);
+
+    // Fixed receiver + retry-all: delivered, DLQ empty.
+    receiver.set_status(200);
+    let (status, answer) =
+        crate::utils::post(&wasmhook.url("/admin/dlq/retry-all"), json!({}).to_string()).await;
+    assert_eq!(
+        (status, answer["requeued"].as_u64()),
+        (200, Some(2)),
+        "{answer}"
+    );
+    receiver
+        .wait_until("both redelivered", Duration::from_secs(10), |r| {
+            r.iter().filter(|r| r.path == "/bad").count() == 2
+                && r.iter().filter(|r| r.path == "/down").count() == 4
+        })
+        .await;
+    wait_dlq(&wasmhook, 0).await;
+    wasmhook.stop().await;
+}
+
+#[tokio::test]
+async fn webhooks_of_one_observer_run_in_order() {
+    let receiver = TestReceiver::start().await;
+    // The first webhook is slow: the others must still arrive after it.
+    receiver.set_path_delay("/first", Duration::from_millis(150));
+    let wasmhook = InProcess::start(&config(
+        &receiver,
+        "",
+        FAST_RETRY,
+        &["/first", "/second", "/third"],
+    ))
+    .await;
+    let events: Vec<String> = (0..5)
+        .map(|i| fraiseql_order("created", json!({"id": i}), None).to_string())
+        .collect();
+    wasmhook.post_events(events.join("\n")).await;
+    let got = receiver
+        .wait_until("15 deliveries", Duration::from_secs(10), |r| r.len() == 15)
+        .await;
+    for i in 0..5 {
+        let order: Vec<&str> = got
+            .iter()
+            .filter(|r| r.json()["id"] == i)
+            .map(|r| r.path.as_str())
+            .collect();
+        assert_eq!(order, ["/first", "/second", "/third"], "event {i}");
+    }
+    wasmhook.stop().await;
+}
+
+async fn wait_dlq(wasmhook: &InProcess, n: usize) -> Vec<serde_json::Value> {
+    for _ in 0..200 {
+        let list = wasmhook.get_json_dlq().await;
+        if list.as_array().unwrap().len() == n {
+            return list.as_array().unwrap().clone();
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!(
+        "DLQ did not reach {n} entries: {}",
+        wasmhook.get_json_dlq().await
+    );
+}
+
+impl InProcess {
+    async fn get_json_dlq(&self) -> serde_json::Value {
+        self.get_json("/admin/dlq").await
+    }
+}

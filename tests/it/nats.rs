@@ -1,0 +1,100 @@
+//! Core NATS in: a private nats-server, real publishes.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::utils::{fraiseql_order, InProcess, NatsServer, TestReceiver};
+
+#[tokio::test]
+async fn nats_events_are_delivered_and_bad_messages_go_to_the_dlq() {
+    let nats = NatsServer::start().await;
+    let receiver = TestReceiver::start().await;
+    let config = format!(
+        "[observers]\nbackend = \"nats\"\nnats_url = \"{}\"\n\n[[observer]]\nname = \"orders\"\nentity = \"order\"\n[[observer.webhook]]\nurl = \"{}\"\n",
+        nats.url(),
+        receiver.url("/orders")
+    );
+    let wasmhook = InProcess::start(&config).await;
+    let client = async_nats::connect(nats.url()).await.unwrap();
+
+    // Core NATS drops what is published before the subscription exists:
+    // publish a probe until one arrives.
+    let mut tries = 0;
+    while receiver.requests().is_empty() {
+        tries += 1;
+        assert!(tries < 100, "wasmhook never subscribed");
+        let probe = fraiseql_order("created", json!({"id": "probe"}), None);
+        client
+            .publish("fraiseql.order.created", probe.to_string().into())
+            .await
+            .unwrap();
+        client.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let probes = receiver.requests().len();
+
+    for i in 0..200 {
+        let event = fraiseql_order("created", json!({"id": i}), None);
+        client
+            .publish("fraiseql.order.created", event.to_string().into())
+            .await
+            .unwrap();
+    }
+    // Not our subject: ignored.
+    client
+        .publish(
+            "other.order.created",
+            fraiseql_order("created", json!({"id": "x"}), None)
+                .to_string()
+                .into(),
+        )
+        .await
+        .unwrap();
+    // Not an event: to the DLQ, with the reason.
+    client
+        .publish("fraiseql.order.created", "{\"hello\": 1}".into())
+        .await
+        .unwrap();
+    client
+        .publish("fraiseql.order.created", "not json".into())
+        .await
+        .unwrap();
+    client.flush().await.unwrap();
+
+    let got = receiver
+        .wait_until("200 deliveries", Duration::from_secs(20), |r| {
+            r.len() >= probes + 200
+        })
+        .await;
+    let mut ids: Vec<i64> = got.iter().filter_map(|r| r.json()["id"].as_i64()).collect();
+    ids.sort();
+    assert_eq!(ids, (0..200).collect::<Vec<_>>());
+
+    let mut dlq = serde_json::Value::Null;
+    for _ in 0..100 {
+        dlq = wasmhook.get_json("/admin/dlq").await;
+        if dlq.as_array().unwrap().len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let reasons: Vec<&str> = dlq
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(reasons.len(), 2, "{dlq}");
+    assert!(
+        reasons[0].contains("not a known envelope (keys: hello)"),
+        "{reasons:?}"
+    );
+    assert!(reasons[1].starts_with("not JSON"), "{reasons:?}");
+    let shown = wasmhook
+        .get_json(&format!("/admin/dlq/{}", dlq[1]["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(shown["failure"]["raw"], "not json");
+    assert_eq!(shown["failure"]["source"], "nats:fraiseql.order.created");
+    wasmhook.stop().await;
+}

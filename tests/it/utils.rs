@@ -1,0 +1,434 @@
+//! Shared test harness: a real HTTP receiver on loopback, wasmhook run
+//! in-process or as the real binary, and a private nats-server.
+
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::Router;
+use tokio::sync::oneshot;
+
+/// One request the receiver got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub at: Instant,
+    /// The status the receiver answered.
+    pub status: u16,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("receiver got JSON")
+    }
+}
+
+#[derive(Default)]
+struct ReceiverState {
+    requests: Mutex<Vec<Received>>,
+    /// Statuses to answer next, in order; then `default_status`.
+    script: Mutex<VecDeque<u16>>,
+    default_status: Mutex<u16>,
+    delay: Mutex<Duration>,
+    /// Extra delay for one path.
+    path_delay: Mutex<Option<(String, Duration)>>,
+}
+
+/// A real HTTP server on 127.0.0.1 that records every request and answers
+/// with statuses the test sets.
+#[derive(Clone)]
+pub struct TestReceiver {
+    pub addr: SocketAddr,
+    state: Arc<ReceiverState>,
+}
+
+impl TestReceiver {
+    pub async fn start() -> TestReceiver {
+        let state = Arc::new(ReceiverState {
+            default_status: Mutex::new(200),
+            ..Default::default()
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = Router::new().fallback(record).with_state(state.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        TestReceiver { addr, state }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Answers these statuses to the next requests, then the default.
+    pub fn script(&self, statuses: &[u16]) {
+        self.state.script.lock().unwrap().extend(statuses);
+    }
+
+    pub fn set_status(&self, status: u16) {
+        *self.state.default_status.lock().unwrap() = status;
+    }
+
+    pub fn set_delay(&self, delay: Duration) {
+        *self.state.delay.lock().unwrap() = delay;
+    }
+
+    /// Answers requests to `path` only after `delay`.
+    pub fn set_path_delay(&self, path: &str, delay: Duration) {
+        *self.state.path_delay.lock().unwrap() = Some((path.to_string(), delay));
+    }
+
+    pub fn requests(&self) -> Vec<Received> {
+        self.state.requests.lock().unwrap().clone()
+    }
+
+    /// Requests answered with 2xx are not tracked apart; tests count by path.
+    pub fn on(&self, path: &str) -> Vec<Received> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path == path)
+            .collect()
+    }
+
+    /// Waits until `done` holds for the recorded requests.
+    pub async fn wait_until(
+        &self,
+        what: &str,
+        timeout: Duration,
+        done: impl Fn(&[Received]) -> bool,
+    ) -> Vec<Received> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let requests = self.requests();
+            if done(&requests) {
+                return requests;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out waiting for {what}; got {} requests",
+                    requests.len()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+async fn record(
+    State(state): State<Arc<ReceiverState>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let status = {
+        let scripted = state.script.lock().unwrap().pop_front();
+        scripted.unwrap_or(*state.default_status.lock().unwrap())
+    };
+    let mut delay = *state.delay.lock().unwrap();
+    if let Some((path, extra)) = state.path_delay.lock().unwrap().as_ref() {
+        if path == uri.path() {
+            delay += *extra;
+        }
+    }
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    state.requests.lock().unwrap().push(Received {
+        path: uri.path().to_string(),
+        headers,
+        body,
+        at: Instant::now(),
+        status,
+    });
+    StatusCode::from_u16(status).unwrap()
+}
+
+/// wasmhook running in this process on port 0.
+pub struct InProcess {
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), wasmhook::RunError>>>,
+}
+
+impl InProcess {
+    /// Starts with `config` (TOML); `[storage] path` is set to a temp dir.
+    pub async fn start(config: &str) -> InProcess {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(config, dir).await
+    }
+
+    pub async fn start_in(config: &str, dir: tempfile::TempDir) -> InProcess {
+        let text = format!(
+            "{}\n[storage]\npath = {:?}\n",
+            config,
+            dir.path().join("db").display().to_string()
+        );
+        let config = wasmhook::config::Config::from_toml(&text, Path::new("test.toml"), &|name| {
+            std::env::var(name).ok()
+        })
+        .unwrap_or_else(|e| panic!("test config: {e}"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(wasmhook::run(config, listener, async move {
+            let _ = stopped.await;
+        }));
+        InProcess {
+            addr,
+            dir,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn post_events(&self, body: impl Into<reqwest::Body>) -> (u16, serde_json::Value) {
+        post(&self.url("/events"), body).await
+    }
+
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        reqwest::get(self.url(path))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Stops gracefully and returns the temp dir (the database survives).
+    pub async fn stop(self) -> tempfile::TempDir {
+        let InProcess {
+            dir, stop, task, ..
+        } = self;
+        if let Some(stop) = stop {
+            let _ = stop.send(());
+        }
+        if let Some(task) = task {
+            task.await.unwrap().unwrap();
+        }
+        dir
+    }
+}
+
+pub async fn post(url: &str, body: impl Into<reqwest::Body>) -> (u16, serde_json::Value) {
+    let response = reqwest::Client::new()
+        .post(url)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let value = response.json().await.unwrap_or(serde_json::Value::Null);
+    (status, value)
+}
+
+/// A FraiseQL envelope for an order.
+pub fn fraiseql_order(
+    operation: &str,
+    entity: serde_json::Value,
+    old: Option<serde_json::Value>,
+) -> serde_json::Value {
+    let id = entity["id"].clone();
+    let mut event = serde_json::json!({
+        "event": format!("fraiseql.order.{operation}"),
+        "entity_type": "Order",
+        "operation": operation,
+        "entity_id": id,
+        "entity": entity,
+        "timestamp": "2026-03-02T14:00:00Z",
+    });
+    if let Some(old) = old {
+        event["old"] = old;
+    }
+    event
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub async fn wait_for_port(port: u16, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "port {port} did not open");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A private nats-server on a free port, killed on drop.
+pub struct NatsServer {
+    pub port: u16,
+    child: Child,
+}
+
+impl NatsServer {
+    pub async fn start() -> NatsServer {
+        let port = free_port();
+        let child = Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server is installed (see .ci/run)");
+        wait_for_port(port, Duration::from_secs(10)).await;
+        NatsServer { port, child }
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The real binary, built by cargo for this test run.
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_wasmhook"))
+}
+
+/// Runs `wasmhook ARGS` to completion; returns (exit code, stdout, stderr).
+pub fn wasmhook(args: &[&str], cwd: &Path) -> (i32, String, String) {
+    let output = Command::new(binary())
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// `wasmhook run` as a child process, killed (SIGKILL) on drop.
+pub struct Running {
+    pub child: Child,
+    pub port: u16,
+}
+
+impl Running {
+    pub async fn start(config_path: &Path, cwd: &Path, port: u16) -> Running {
+        let log = std::fs::File::create(cwd.join(format!(
+            "wasmhook-{}.log",
+            Instant::now().elapsed().as_nanos()
+        )))
+        .unwrap();
+        let child = Command::new(binary())
+            .args(["run", "--config"])
+            .arg(config_path)
+            .current_dir(cwd)
+            .env("RUST_LOG", "wasmhook=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        wait_for_port(port, Duration::from_secs(15)).await;
+        Running { child, port }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub fn terminate(&mut self) -> i32 {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().unwrap().code().unwrap_or(-1)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Checks signatures with the verification function from the FraiseQL
+/// webhook docs, run by Python's own hmac: an independent implementation.
+/// `items` are (signature, timestamp, body); returns one verdict each.
+pub fn python_verify(secret: &str, items: &[(String, String, Bytes)]) -> Vec<bool> {
+    use base64::Engine;
+    let script = r#"
+import base64, hashlib, hmac, json, sys, time
+
+def verify_webhook(payload: bytes, signature: str, timestamp: str, secret: str, max_age_seconds: int = 300) -> bool:
+    ts = int(timestamp)
+    if abs(time.time() - ts) > max_age_seconds:
+        return False
+    message = f"{timestamp}.".encode() + payload
+    expected = "sha256=" + hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(signature, expected)
+
+secret = sys.argv[1]
+for line in sys.stdin:
+    item = json.loads(line)
+    print(json.dumps(verify_webhook(base64.b64decode(item["body"]), item["signature"], item["timestamp"], secret)))
+"#;
+    let mut input = String::new();
+    for (signature, timestamp, body) in items {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(body);
+        input.push_str(
+            &serde_json::json!({"signature": signature, "timestamp": timestamp, "body": b64})
+                .to_string(),
+        );
+        input.push('\n');
+    }
+    let mut child = Command::new("python3")
+        .args(["-c", script, secret])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| l == "true")
+        .collect()
+}
