@@ -16,6 +16,7 @@ pub mod observer;
 pub mod outbox;
 pub mod payload;
 pub mod pipeline;
+pub mod plugin;
 pub mod server;
 pub mod signing;
 pub mod source;
@@ -49,9 +50,30 @@ pub enum RunError {
     /// The NATS source failed.
     #[error(transparent)]
     Nats(#[from] source::nats::NatsError),
+    /// The plugins could not be loaded, or the config names one that is
+    /// missing or has the wrong role.
+    #[error(transparent)]
+    Plugins(#[from] plugin::PluginError),
+    /// The config does not fit the loaded plugins.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
     /// The listener failed.
     #[error("HTTP server: {0}")]
     Serve(#[from] std::io::Error),
+}
+
+/// Loads the plugins folder and checks the config's references against it.
+/// Broken files are logged; they only stop start-up if the config uses them.
+pub fn load_plugins(config: &Config) -> Result<plugin::Plugins, RunError> {
+    let (plugins, changes) =
+        plugin::Plugins::load(&config.plugins.dir, Some(config.plugins.cache_dir.clone()))?;
+    for change in changes {
+        if let plugin::Change::Failed(name, e) = change {
+            tracing::warn!(plugin = %name, error = %e, "plugin not loaded");
+        }
+    }
+    config.check_plugins(&plugins)?;
+    Ok(plugins)
 }
 
 /// Runs wasmhook on an already-bound listener until `shutdown` completes.
@@ -62,24 +84,30 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
     let store = Store::open(&config.storage.path, config.storage.cache_capacity_bytes)?;
+    let plugins = load_plugins(&config)?;
     let sender = Sender::new(&config.http, config.signer.clone())?;
     let observers: Arc<[observer::Observer]> = config.observers.clone().into();
     let (dispatcher, schedule) = Dispatcher::new(
         store.clone(),
         sender,
         observers.clone(),
+        plugins.clone(),
         config.retry.clone(),
         config.http.max_concurrent,
     );
     // Read before any source starts, so nothing new is queued twice.
     let resumed = store.pending()?;
-    let pipeline = Pipeline::new(observers, store.clone(), schedule);
+    let pipeline = Pipeline::new(observers, plugins.clone(), store.clone(), schedule);
 
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(true);
     });
+    let watching = config
+        .plugins
+        .watch
+        .then(|| plugins.watch(config.plugins.watch_interval, stop_rx.clone()));
     let dispatching = tokio::spawn(dispatcher.run(resumed, stop_rx.clone(), DRAIN));
     let source = match &config.source {
         SourceConfig::Http => None,
@@ -119,6 +147,9 @@ pub async fn run(
             Err(e) => error!(error = %e, "source task failed"),
             Ok(Ok(())) => {}
         }
+    }
+    if let Some(watching) = watching {
+        let _ = watching.await;
     }
     match dispatching.await {
         Ok(result) => result?,

@@ -18,12 +18,14 @@ use crate::event::Event;
 use crate::observer::{self, Observer};
 use crate::outbox::{now_ms, Delivery, Store, StoreError};
 use crate::payload;
+use crate::plugin::Plugins;
 use crate::source::envelope;
 
 /// The part of the process every source and the admin API talk to.
 #[derive(Clone)]
 pub struct Pipeline {
     observers: Arc<[Observer]>,
+    plugins: Plugins,
     store: Store,
     schedule: Schedule,
 }
@@ -73,12 +75,23 @@ pub struct RoutedDelivery {
 
 impl Pipeline {
     /// Wires the stages.
-    pub fn new(observers: Arc<[Observer]>, store: Store, schedule: Schedule) -> Pipeline {
+    pub fn new(
+        observers: Arc<[Observer]>,
+        plugins: Plugins,
+        store: Store,
+        schedule: Schedule,
+    ) -> Pipeline {
         Pipeline {
             observers,
+            plugins,
             store,
             schedule,
         }
+    }
+
+    /// The loaded plugins.
+    pub fn plugins(&self) -> &Plugins {
+        &self.plugins
     }
 
     /// The database, for the admin API.
@@ -88,19 +101,26 @@ impl Pipeline {
 
     /// Matches and renders events, stores their deliveries durably, then
     /// schedules them. Events that match nothing are accepted and dropped.
+    /// A delivery whose condition or payload plugin fails is stored straight
+    /// in the DLQ with the reason.
     pub async fn accept(&self, events: &[Event]) -> Result<Vec<Routed>, StoreError> {
         let accepted_ms = now_ms();
         let mut routed = Vec::with_capacity(events.len());
         let mut deliveries = Vec::new();
+        let mut dead = Vec::new();
         for event in events {
             let mut created = Vec::new();
-            for matched in observer::matches(&self.observers, event) {
-                let delivery = Delivery {
+            for matched in observer::matches(&self.observers, event, &self.plugins) {
+                let built = match &matched.failed {
+                    Some(e) => Err(e.clone()),
+                    None => payload::build(&matched, event, &self.plugins),
+                };
+                let mut delivery = Delivery {
                     id: envelope::new_id(),
                     observer: matched.observer.name.clone(),
                     webhook: matched.webhook_index,
                     event: event.clone(),
-                    payload: payload::build(&matched, event),
+                    payload: None,
                     attempts: Vec::new(),
                     earlier_attempts: Vec::new(),
                     due_ms: accepted_ms,
@@ -112,9 +132,18 @@ impl Pipeline {
                 created.push(RoutedDelivery {
                     id: delivery.id.clone(),
                     observer: delivery.observer.clone(),
-                    url: delivery.payload.url.clone(),
+                    url: matched.webhook.url.clone(),
                 });
-                deliveries.push(delivery);
+                match built {
+                    Ok(payload) => {
+                        delivery.payload = Some(payload);
+                        deliveries.push(delivery);
+                    }
+                    Err(e) => {
+                        warn!(observer = %delivery.observer, delivery = %delivery.id, error = %e, "plugin failed; delivery moved to the DLQ");
+                        dead.push((delivery, e.to_string()));
+                    }
+                }
             }
             if created.is_empty() {
                 debug!(event = %event.id, entity = %event.entity, operation = %event.operation, "no observer matched");
@@ -124,10 +153,10 @@ impl Pipeline {
                 deliveries: created,
             });
         }
-        if deliveries.is_empty() {
+        if deliveries.is_empty() && dead.is_empty() {
             return Ok(routed);
         }
-        let keys = self.store.enqueue(deliveries).await?;
+        let keys = self.store.enqueue(deliveries, dead).await?;
         for key in keys {
             // Held deliveries are skipped by the dispatcher until released.
             self.schedule.at(accepted_ms, key);

@@ -23,6 +23,8 @@ pub(super) struct FileConfig {
     #[serde(default)]
     pub log: LogSection,
     #[serde(default)]
+    pub plugins: PluginsSection,
+    #[serde(default)]
     pub observer: Vec<ObserverSection>,
 }
 
@@ -89,6 +91,15 @@ pub(super) struct RetrySection {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub(super) struct PluginsSection {
+    pub dir: Option<String>,
+    pub cache_dir: Option<String>,
+    pub watch: Option<bool>,
+    pub watch_interval_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct LogSection {
     pub format: Option<String>,
     pub level: Option<String>,
@@ -125,6 +136,15 @@ pub(super) struct WebhookSection {
     pub condition: Option<String>,
     pub body: Option<serde_json::Value>,
     pub body_template: Option<String>,
+    pub transform: Option<String>,
+    pub encryption: Option<EncryptionSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct EncryptionSection {
+    pub plugin: Option<String>,
+    pub key: String,
 }
 
 /// Reads `"100ms"`, `"5s"`, `"1h"`, and also a bare number of milliseconds.

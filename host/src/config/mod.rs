@@ -15,9 +15,10 @@ use std::time::Duration;
 use crate::delivery::retry::{Backoff, RetryPolicy};
 use crate::event::Operation;
 use crate::observer::condition::Condition;
-use crate::observer::{Observer, Webhook};
+use crate::observer::{Observer, Rule, Webhook};
 use crate::payload::template::{JsonTemplate, TextTemplate};
-use crate::payload::BodySpec;
+use crate::payload::{BodySpec, Encryption};
+use crate::plugin::{Plugins, Role};
 use crate::signing::{Algorithm, Signer};
 
 /// Why a config could not be used; `Display` names the key and the problem.
@@ -98,6 +99,30 @@ pub struct LogConfig {
     pub level: String,
 }
 
+/// The plugins folder.
+#[derive(Debug, Clone)]
+pub struct PluginsConfig {
+    /// Folder of `NAME.wasm` (and `NAME.toml`) files.
+    pub dir: PathBuf,
+    /// Where compiled artifacts are cached.
+    pub cache_dir: PathBuf,
+    /// Rescan the folder while running (hot reload).
+    pub watch: bool,
+    /// How often to rescan.
+    pub watch_interval: Duration,
+}
+
+/// A config key that names a plugin, checked once plugins are loaded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginRef {
+    /// The key, e.g. `observer[0] ("o").condition`.
+    pub key: String,
+    /// Plugin name.
+    pub name: String,
+    /// The role the key needs.
+    pub role: Role,
+}
+
 /// The whole, validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -117,6 +142,10 @@ pub struct Config {
     pub retry: RetryPolicy,
     /// Log output.
     pub log: LogConfig,
+    /// Plugins folder.
+    pub plugins: PluginsConfig,
+    /// Every plugin the observers use.
+    pub plugin_refs: Vec<PluginRef>,
     /// Observers in file order.
     pub observers: Vec<Observer>,
 }
@@ -164,6 +193,20 @@ impl Config {
             }
         })?;
         resolve(raw, path, env).map_err(|e| in_file(e, path))
+    }
+
+    /// Checks that every plugin the config names is loaded with the right
+    /// role; the error names the key.
+    pub fn check_plugins(&self, plugins: &Plugins) -> Result<(), ConfigError> {
+        for r in &self.plugin_refs {
+            plugins
+                .expect(&r.name, r.role)
+                .map_err(|e| ConfigError::Invalid {
+                    key: format!("{}: {}", self.file.display(), r.key),
+                    message: format!("{e} (plugins folder: {})", plugins.dir().display()),
+                })?;
+        }
+        Ok(())
     }
 
     /// The observer with this name.
@@ -248,6 +291,21 @@ fn resolve(
         level: raw.log.level.unwrap_or_else(|| "info".into()),
     };
 
+    let plugins = PluginsConfig {
+        dir: PathBuf::from(raw.plugins.dir.as_deref().unwrap_or("plugins")),
+        cache_dir: raw
+            .plugins
+            .cache_dir
+            .map_or_else(|| storage.path.join("plugin-cache"), PathBuf::from),
+        watch: raw.plugins.watch.unwrap_or(true),
+        watch_interval: Duration::from_millis(positive(
+            raw.plugins.watch_interval_ms,
+            500,
+            "plugins.watch_interval_ms",
+        )?),
+    };
+
+    let mut refs = Vec::new();
     let mut observers = Vec::with_capacity(raw.observer.len());
     for (index, section) in raw.observer.into_iter().enumerate() {
         let key = format!("observer[{index}]");
@@ -257,7 +315,7 @@ fn resolve(
                 format!("observer name {:?} is used twice", section.name),
             ));
         }
-        observers.push(resolve_observer(section, &key, &retry, env)?);
+        observers.push(resolve_observer(section, &key, &retry, env, &mut refs)?);
     }
     Ok(Config {
         file: path.to_path_buf(),
@@ -268,6 +326,8 @@ fn resolve(
         signer,
         retry,
         log,
+        plugins,
+        plugin_refs: refs,
         observers,
     })
 }
@@ -432,6 +492,7 @@ fn resolve_observer(
     key: &str,
     global_retry: &RetryPolicy,
     env: &dyn Fn(&str) -> Option<String>,
+    refs: &mut Vec<PluginRef>,
 ) -> Result<Observer, ConfigError> {
     if raw.name.trim().is_empty() {
         return Err(invalid(format!("{key}.name"), "must not be empty"));
@@ -449,7 +510,7 @@ fn resolve_observer(
             .map(|(i, name)| operation(name, &format!("{key}.event[{i}]")))
             .collect::<Result<_, _>>()?,
     };
-    let condition = compile_condition(raw.condition.as_deref(), &format!("{key}.condition"))?;
+    let condition = compile_condition(raw.condition.as_deref(), &format!("{key}.condition"), refs)?;
     let retry = match &raw.retry {
         Some(section) => resolve_retry(section, global_retry, &format!("{key}.retry"))?,
         None => global_retry.clone(),
@@ -464,7 +525,7 @@ fn resolve_observer(
         .webhook
         .into_iter()
         .enumerate()
-        .map(|(i, w)| resolve_webhook(w, &format!("{key}.webhook[{i}]"), env))
+        .map(|(i, w)| resolve_webhook(w, &format!("{key}.webhook[{i}]"), env, refs))
         .collect::<Result<_, _>>()?;
     Ok(Observer {
         name: raw.name,
@@ -486,16 +547,70 @@ fn operation(name: &str, key: &str) -> Result<Operation, ConfigError> {
     }
 }
 
-fn compile_condition(source: Option<&str>, key: &str) -> Result<Option<Condition>, ConfigError> {
-    source
-        .map(|text| Condition::parse(text).map_err(|e| invalid(key, format!("{e} in {text:?}"))))
-        .transpose()
+/// A condition is an expression, or `plugin:NAME`.
+fn compile_condition(
+    source: Option<&str>,
+    key: &str,
+    refs: &mut Vec<PluginRef>,
+) -> Result<Option<Rule>, ConfigError> {
+    let Some(text) = source else {
+        return Ok(None);
+    };
+    if let Some(name) = plugin_name(text, key, Role::Condition, refs)? {
+        return Ok(Some(Rule::Plugin(name)));
+    }
+    Condition::parse(text)
+        .map(|c| Some(Rule::Expr(c)))
+        .map_err(|e| invalid(key, format!("{e} in {text:?}")))
+}
+
+/// `plugin:NAME` -> `Some(NAME)`, recorded for the check after loading.
+fn plugin_name(
+    text: &str,
+    key: &str,
+    role: Role,
+    refs: &mut Vec<PluginRef>,
+) -> Result<Option<String>, ConfigError> {
+    let Some(name) = text.trim().strip_prefix("plugin:") else {
+        return Ok(None);
+    };
+    let name = name.trim();
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err(invalid(
+            key,
+            format!("{text:?} is not \"plugin:NAME\" with NAME the file stem of a .wasm"),
+        ));
+    }
+    refs.push(PluginRef {
+        key: key.to_string(),
+        name: name.to_string(),
+        role,
+    });
+    Ok(Some(name.to_string()))
+}
+
+/// Keys are given as hex or base64 (standard alphabet).
+fn decode_key(text: &str, key: &str) -> Result<Vec<u8>, ConfigError> {
+    use base64::Engine;
+    let text = text.trim();
+    if text.len() % 2 == 0 && !text.is_empty() && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return hex::decode(text).map_err(|e| invalid(key, e.to_string()));
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(text))
+        .map_err(|_| invalid(key, "must be hex or base64 (the key itself is not shown)"))
 }
 
 fn resolve_webhook(
     raw: file::WebhookSection,
     key: &str,
     env: &dyn Fn(&str) -> Option<String>,
+    refs: &mut Vec<PluginRef>,
 ) -> Result<Webhook, ConfigError> {
     let url = match (raw.url, raw.url_env) {
         (Some(url), None) => url,
@@ -555,13 +670,49 @@ fn resolve_webhook(
         ),
         (None, None) => BodySpec::Entity,
     };
-    let condition = compile_condition(raw.condition.as_deref(), &format!("{key}.condition"))?;
+    let condition = compile_condition(raw.condition.as_deref(), &format!("{key}.condition"), refs)?;
+    let transform = match raw.transform.as_deref() {
+        None => None,
+        Some(text) => Some(
+            plugin_name(text, &format!("{key}.transform"), Role::Transform, refs)?.ok_or_else(
+                || {
+                    invalid(
+                        format!("{key}.transform"),
+                        format!("{text:?} is not \"plugin:NAME\""),
+                    )
+                },
+            )?,
+        ),
+    };
+    let encryption = match raw.encryption {
+        None => None,
+        Some(section) => {
+            let ekey = format!("{key}.encryption");
+            let Some(plugin) = section.plugin else {
+                return Err(invalid(
+                    format!("{ekey}.plugin"),
+                    "name the encryption plugin: plugin = \"NAME\"",
+                ));
+            };
+            refs.push(PluginRef {
+                key: format!("{ekey}.plugin"),
+                name: plugin.clone(),
+                role: Role::Encryption,
+            });
+            Some(Encryption::Plugin {
+                name: plugin,
+                key: decode_key(&section.key, &format!("{ekey}.key"))?,
+            })
+        }
+    };
     Ok(Webhook {
         url,
         method,
         headers,
         condition,
         body,
+        transform,
+        encryption,
     })
 }
 

@@ -14,8 +14,10 @@ use tracing::{debug, error, info, warn};
 
 use super::retry::{RetryAction, RetryPolicy};
 use super::Sender;
-use crate::observer::Observer;
-use crate::outbox::{now_ms, Store, StoreError};
+use crate::observer::{Match, Observer};
+use crate::outbox::{now_ms, Delivery, Store, StoreError};
+use crate::payload::{self, Payload};
+use crate::plugin::Plugins;
 
 /// Schedules outbox keys on the running dispatcher.
 #[derive(Clone)]
@@ -37,6 +39,7 @@ struct Shared {
     store: Store,
     sender: Sender,
     observers: Arc<[Observer]>,
+    plugins: Plugins,
     default_retry: RetryPolicy,
     schedule: Schedule,
 }
@@ -55,6 +58,7 @@ impl Dispatcher {
         store: Store,
         sender: Sender,
         observers: Arc<[Observer]>,
+        plugins: Plugins,
         default_retry: RetryPolicy,
         max_concurrent: usize,
     ) -> (Dispatcher, Schedule) {
@@ -64,6 +68,7 @@ impl Dispatcher {
             store,
             sender,
             observers,
+            plugins,
             default_retry,
             schedule: schedule.clone(),
         });
@@ -168,23 +173,36 @@ impl Shared {
         }
         let observer = self.observers.iter().find(|o| o.name == delivery.observer);
         let policy = observer.map_or(&self.default_retry, |o| &o.retry);
-        let (attempt, result) = self.sender.attempt(&delivery).await;
+        let payload = match delivery.payload.take() {
+            Some(payload) => payload,
+            None => match self.rebuild(observer, &delivery) {
+                Ok(payload) => payload,
+                Err(reason) => {
+                    warn!(observer = %delivery.observer, delivery = %delivery.id, %reason, "cannot build the request; moved to the DLQ");
+                    self.store.bury(key, delivery, reason)?;
+                    return Ok(());
+                }
+            },
+        };
+        let (attempt, result) = self.sender.attempt(&delivery, &payload).await;
+        let url = payload.url.clone();
+        delivery.payload = Some(payload);
         delivery.attempts.push(attempt);
         let attempts = delivery.attempts.len() as u32;
         let release = if attempts == 1 { delivery.next } else { None };
         match policy.decide(attempts, &result) {
             RetryAction::Delivered => {
                 self.store.complete(key)?;
-                debug!(observer = %delivery.observer, url = %delivery.payload.url, delivery = %delivery.id, attempts, "delivered");
+                debug!(observer = %delivery.observer, %url, delivery = %delivery.id, attempts, "delivered");
             }
             RetryAction::RetryIn(delay) => {
                 delivery.due_ms = now_ms() + delay.as_millis() as u64;
                 self.store.reschedule(key, &delivery)?;
-                warn!(observer = %delivery.observer, url = %delivery.payload.url, delivery = %delivery.id, attempts, ?result, retry_in = ?delay, "delivery failed; will retry");
+                warn!(observer = %delivery.observer, %url, delivery = %delivery.id, attempts, ?result, retry_in = ?delay, "delivery failed; will retry");
                 self.schedule.at(delivery.due_ms, key);
             }
             RetryAction::Dead(reason) => {
-                warn!(observer = %delivery.observer, url = %delivery.payload.url, delivery = %delivery.id, attempts, %reason, "delivery dead; moved to the DLQ");
+                warn!(observer = %delivery.observer, %url, delivery = %delivery.id, attempts, %reason, "delivery dead; moved to the DLQ");
                 self.store.bury(key, delivery, reason)?;
             }
         }
@@ -194,5 +212,25 @@ impl Shared {
             }
         }
         Ok(())
+    }
+
+    /// Builds the request of a delivery that died before it had one (a DLQ
+    /// retry after a plugin failure), with the current config and plugins.
+    fn rebuild(&self, observer: Option<&Observer>, delivery: &Delivery) -> Result<Payload, String> {
+        let observer = observer
+            .ok_or_else(|| format!("observer {:?} is no longer configured", delivery.observer))?;
+        let webhook = observer.webhooks.get(delivery.webhook).ok_or_else(|| {
+            format!(
+                "observer {:?} has no webhook #{} any more",
+                observer.name, delivery.webhook
+            )
+        })?;
+        let matched = Match {
+            observer,
+            webhook_index: delivery.webhook,
+            webhook,
+            failed: None,
+        };
+        payload::build(&matched, &delivery.event, &self.plugins).map_err(|e| e.to_string())
     }
 }

@@ -13,6 +13,7 @@ use reqwest::header::{HeaderName, HeaderValue, CONTENT_TYPE, USER_AGENT};
 
 use crate::config::HttpConfig;
 use crate::outbox::{now_ms, Attempt, Delivery};
+use crate::payload::Payload;
 use crate::signing::Signer;
 use retry::AttemptResult;
 
@@ -52,11 +53,15 @@ impl Sender {
         Ok(Sender { client, signer })
     }
 
-    /// Signs and sends one attempt of `delivery`.
-    pub async fn attempt(&self, delivery: &Delivery) -> (Attempt, AttemptResult) {
+    /// Signs and sends one attempt of `delivery`'s `payload`.
+    pub async fn attempt(
+        &self,
+        delivery: &Delivery,
+        payload: &Payload,
+    ) -> (Attempt, AttemptResult) {
         let at_ms = now_ms();
         let started = Instant::now();
-        let result = self.send(delivery).await;
+        let result = self.send(&delivery.id, payload).await;
         let duration_ms = started.elapsed().as_millis() as u64;
         let (status, error) = match &result {
             Ok((code, body)) => (Some(*code), body.clone()),
@@ -78,16 +83,25 @@ impl Sender {
         )
     }
 
-    async fn send(&self, delivery: &Delivery) -> Result<(u16, Option<String>), SendError> {
-        let payload = &delivery.payload;
+    async fn send(
+        &self,
+        delivery_id: &str,
+        payload: &Payload,
+    ) -> Result<(u16, Option<String>), SendError> {
         let method = reqwest::Method::from_bytes(payload.method.as_bytes())
             .map_err(|_| SendError::Unsendable(format!("invalid method {:?}", payload.method)))?;
         let mut request = self
             .client
             .request(method, &payload.url)
-            .header(CONTENT_TYPE, "application/json")
+            .header(
+                CONTENT_TYPE,
+                payload
+                    .content_type
+                    .as_deref()
+                    .unwrap_or("application/json"),
+            )
             .header(USER_AGENT, concat!("wasmhook/", env!("CARGO_PKG_VERSION")))
-            .header(DELIVERY_HEADER, &delivery.id);
+            .header(DELIVERY_HEADER, delivery_id);
         for (name, value) in &payload.headers {
             let name = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| SendError::Unsendable(format!("invalid header name {name:?}")))?;
@@ -100,7 +114,7 @@ impl Sender {
         }
         if let Some(signer) = &self.signer {
             let unix = now_ms() / 1000;
-            let signature = signer.sign(unix, payload.body.as_bytes());
+            let signature = signer.sign(unix, &payload.body);
             request = request
                 .header(signer.header.as_str(), signature.signature)
                 .header(signer.timestamp_header.as_str(), signature.timestamp);

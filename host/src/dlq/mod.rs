@@ -94,7 +94,11 @@ impl DeadLetter {
                 Summary {
                     id: self.id.clone(),
                     observer: d.observer.clone(),
-                    url: d.payload.url.clone(),
+                    url: d
+                        .payload
+                        .as_ref()
+                        .map(|p| p.url.clone())
+                        .unwrap_or_default(),
                     event_id: d.event.id.clone(),
                     attempts: d.attempts.len(),
                     last_status: last.and_then(|a| a.status),

@@ -1,14 +1,42 @@
 //! The observer stage: an [`Event`] in, the webhooks it must reach out
-//! ([`Match`]). Selection is by entity, operation and condition, then each
-//! webhook's own condition.
+//! ([`Match`]). Selection is by entity, operation and condition (an
+//! expression or a condition plugin), then each webhook's own condition.
 
 pub mod condition;
 
 use crate::delivery::retry::RetryPolicy;
 use crate::event::{Event, Operation};
 use crate::payload::template::TextTemplate;
-use crate::payload::BodySpec;
+use crate::payload::{BodySpec, Encryption};
+use crate::plugin::{PluginError, Plugins};
 use condition::Condition;
+
+/// A condition: an expression, or `plugin:NAME`.
+#[derive(Debug, Clone)]
+pub enum Rule {
+    /// Parsed expression.
+    Expr(Condition),
+    /// A condition plugin, by name (looked up per call, so hot reload applies).
+    Plugin(String),
+}
+
+impl Rule {
+    /// Evaluates the rule; only a plugin can fail.
+    pub fn eval(&self, event: &Event, plugins: &Plugins) -> Result<bool, PluginError> {
+        match self {
+            Rule::Expr(condition) => Ok(condition.eval(event)),
+            Rule::Plugin(name) => plugins.condition(name, event),
+        }
+    }
+
+    /// The text as configured.
+    pub fn source(&self) -> String {
+        match self {
+            Rule::Expr(condition) => condition.source().to_string(),
+            Rule::Plugin(name) => format!("plugin:{name}"),
+        }
+    }
+}
 
 /// One `[[observer]]`: which events, and the webhooks they go to.
 #[derive(Debug, Clone)]
@@ -20,7 +48,7 @@ pub struct Observer {
     /// Operations selected; empty selects every operation.
     pub events: Vec<Operation>,
     /// Row condition, if any.
-    pub condition: Option<Condition>,
+    pub condition: Option<Rule>,
     /// Retry policy of its webhooks (the global one unless overridden).
     pub retry: RetryPolicy,
     /// Webhooks, run in order.
@@ -37,13 +65,17 @@ pub struct Webhook {
     /// Extra headers; values may hold placeholders.
     pub headers: Vec<(String, TextTemplate)>,
     /// Per-webhook condition, checked after the observer's.
-    pub condition: Option<Condition>,
+    pub condition: Option<Rule>,
     /// How the body is built.
     pub body: BodySpec,
+    /// A transform plugin that builds the request (given the rendered body).
+    pub transform: Option<String>,
+    /// Encryption of the final body.
+    pub encryption: Option<Encryption>,
 }
 
 /// A webhook an event must be delivered to.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Match<'a> {
     /// The observer that selected the event.
     pub observer: &'a Observer,
@@ -52,40 +84,52 @@ pub struct Match<'a> {
     pub webhook_index: usize,
     /// The webhook.
     pub webhook: &'a Webhook,
+    /// Set when a condition plugin failed: the event cannot be matched, so
+    /// the delivery goes to the DLQ with this reason instead of being dropped.
+    pub failed: Option<PluginError>,
 }
 
 impl Observer {
     /// Whether this observer selects the event (before webhook conditions).
-    pub fn selects(&self, event: &Event) -> bool {
-        event.entity.eq_ignore_ascii_case(&self.entity)
-            && (self.events.is_empty() || self.events.contains(&event.operation))
-            && self.condition.as_ref().is_none_or(|c| c.eval(event))
+    pub fn selects(&self, event: &Event, plugins: &Plugins) -> Result<bool, PluginError> {
+        if !event.entity.eq_ignore_ascii_case(&self.entity)
+            || !(self.events.is_empty() || self.events.contains(&event.operation))
+        {
+            return Ok(false);
+        }
+        self.condition
+            .as_ref()
+            .map_or(Ok(true), |c| c.eval(event, plugins))
     }
 }
 
 /// Every webhook the event goes to, in config order: observers in file order,
 /// webhooks in declaration order.
-pub fn matches<'a>(
-    observers: &'a [Observer],
-    event: &'a Event,
-) -> impl Iterator<Item = Match<'a>> + 'a {
-    observers
-        .iter()
-        .filter(move |observer| observer.selects(event))
-        .flat_map(move |observer| {
-            observer
-                .webhooks
-                .iter()
-                .enumerate()
-                .filter(move |(_, webhook)| {
-                    webhook.condition.as_ref().is_none_or(|c| c.eval(event))
-                })
-                .map(move |(webhook_index, webhook)| Match {
-                    observer,
-                    webhook_index,
-                    webhook,
-                })
-        })
+pub fn matches<'a>(observers: &'a [Observer], event: &Event, plugins: &Plugins) -> Vec<Match<'a>> {
+    let mut out = Vec::new();
+    for observer in observers {
+        let selected = observer.selects(event, plugins);
+        if matches!(selected, Ok(false)) {
+            continue;
+        }
+        for (webhook_index, webhook) in observer.webhooks.iter().enumerate() {
+            let failed = match &selected {
+                Err(e) => Some(e.clone()),
+                Ok(_) => match webhook.condition.as_ref().map(|c| c.eval(event, plugins)) {
+                    None | Some(Ok(true)) => None,
+                    Some(Ok(false)) => continue,
+                    Some(Err(e)) => Some(e),
+                },
+            };
+            out.push(Match {
+                observer,
+                webhook_index,
+                webhook,
+                failed,
+            });
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -99,8 +143,10 @@ mod tests {
             url: url.into(),
             method: "POST".into(),
             headers: vec![],
-            condition: condition.map(|c| Condition::parse(c).unwrap()),
+            condition: condition.map(|c| Rule::Expr(Condition::parse(c).unwrap())),
             body: BodySpec::Entity,
+            transform: None,
+            encryption: None,
         }
     }
 
@@ -114,14 +160,16 @@ mod tests {
             name: format!("on_{entity}"),
             entity: entity.to_ascii_lowercase(),
             events,
-            condition: condition.map(|c| Condition::parse(c).unwrap()),
+            condition: condition.map(|c| Rule::Expr(Condition::parse(c).unwrap())),
             retry: RetryPolicy::default(),
             webhooks,
         }
     }
 
     fn urls(observers: &[Observer], event: &Event) -> Vec<String> {
-        matches(observers, event)
+        let (plugins, _) = Plugins::load(std::path::Path::new("/nonexistent"), None).unwrap();
+        matches(observers, event, &plugins)
+            .iter()
             .map(|m| m.webhook.url.clone())
             .collect()
     }

@@ -75,8 +75,9 @@ pub struct Delivery {
     pub webhook: usize,
     /// The event, kept for the DLQ and for plugins.
     pub event: Event,
-    /// The rendered request.
-    pub payload: Payload,
+    /// The rendered request; `None` when the delivery died before it could be
+    /// built (a plugin failed), in which case a DLQ retry builds it again.
+    pub payload: Option<Payload>,
     /// Every attempt of the current round (the retry budget counts these).
     pub attempts: Vec<Attempt>,
     /// Attempts of earlier rounds, before a DLQ retry put it back.
@@ -148,10 +149,16 @@ impl Store {
         })
     }
 
-    /// Stores the deliveries of one accepted batch and waits until they are on
-    /// disk. Deliveries of one observer and event, given consecutively, are
-    /// chained so that they run in order. Returns their keys.
-    pub async fn enqueue(&self, mut deliveries: Vec<Delivery>) -> Result<Vec<u64>, StoreError> {
+    /// Stores the deliveries of one accepted batch, and those that died
+    /// before their first attempt (straight into the DLQ), and waits until
+    /// they are on disk. Deliveries of one observer and event, given
+    /// consecutively, are chained so that they run in order. Returns the keys
+    /// of the live ones.
+    pub async fn enqueue(
+        &self,
+        mut deliveries: Vec<Delivery>,
+        dead: Vec<(Delivery, String)>,
+    ) -> Result<Vec<u64>, StoreError> {
         let mut keys = Vec::with_capacity(deliveries.len());
         for _ in 0..deliveries.len() {
             keys.push(self.db.generate_id()?);
@@ -173,6 +180,19 @@ impl Store {
             batch.insert(&key.to_be_bytes(), encode(delivery));
         }
         self.outbox.apply_batch(batch)?;
+        if !dead.is_empty() {
+            let mut graves = sled::Batch::default();
+            for (delivery, reason) in dead {
+                let letter = DeadLetter {
+                    id: delivery.id.clone(),
+                    failed_at_ms: now_ms(),
+                    reason,
+                    failure: Failure::Delivery(Box::new(delivery)),
+                };
+                graves.insert(letter.id.as_bytes(), encode(&letter));
+            }
+            self.dlq.apply_batch(graves)?;
+        }
         self.db.flush_async().await?;
         Ok(keys)
     }

@@ -1,6 +1,8 @@
 //! The payload stage: a [`Match`] and its [`Event`] in, the request to send
 //! out ([`Payload`]). Rendering happens once, when the event is accepted, so
 //! every retry sends the same bytes and the DLQ shows exactly what was sent.
+//!
+//! Order: template (or the row as JSON) -> transform plugin -> encryption.
 
 pub mod template;
 
@@ -8,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::Event;
 use crate::observer::Match;
+use crate::plugin::{PluginError, Plugins};
 use template::{JsonTemplate, TextTemplate};
 
 /// How a webhook's body is built.
@@ -21,6 +24,30 @@ pub enum BodySpec {
     Text(TextTemplate),
 }
 
+/// How the final body is encrypted.
+#[derive(Clone)]
+pub enum Encryption {
+    /// An encryption plugin with the key granted in config.
+    Plugin {
+        /// Plugin name.
+        name: String,
+        /// Key bytes.
+        key: Vec<u8>,
+    },
+}
+
+impl std::fmt::Debug for Encryption {
+    // The key must never reach a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Encryption::Plugin { name, .. } => f
+                .debug_struct("Plugin")
+                .field("name", name)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
 /// A rendered request, before signing; stored in the outbox and the DLQ.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Payload {
@@ -28,35 +55,110 @@ pub struct Payload {
     pub method: String,
     /// Target URL.
     pub url: String,
-    /// Configured headers, rendered.
+    /// Configured headers, rendered, then any a transform added.
     pub headers: Vec<(String, String)>,
-    /// The body (templates render JSON, which is UTF-8).
-    pub body: String,
+    /// Content type; `application/json` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// The body.
+    #[serde(with = "body_text")]
+    pub body: Vec<u8>,
 }
 
 /// Renders the request for one matched webhook.
-pub fn build(matched: &Match<'_>, event: &Event) -> Payload {
+pub fn build(
+    matched: &Match<'_>,
+    event: &Event,
+    plugins: &Plugins,
+) -> Result<Payload, PluginError> {
     let webhook = matched.webhook;
     let mut body = Vec::with_capacity(256);
     match &webhook.body {
-        BodySpec::Entity => {
-            // Writing a `Value` into a Vec cannot fail.
-            let _ = serde_json::to_writer(&mut body, &event.data);
-        }
+        // Writing a `Value` into a Vec cannot fail.
+        BodySpec::Entity => drop(serde_json::to_writer(&mut body, &event.data)),
         BodySpec::Json(template) => template.render(event, &mut body),
         BodySpec::Text(template) => template.render_json(event, &mut body),
     }
-    Payload {
+    let mut headers: Vec<(String, String)> = webhook
+        .headers
+        .iter()
+        .map(|(name, value)| (name.clone(), value.render_plain(event)))
+        .collect();
+    let mut content_type = None;
+    if let Some(name) = &webhook.transform {
+        let rendered = (!matches!(webhook.body, BodySpec::Entity)).then_some(body.as_slice());
+        let out = plugins.transform(name, event, rendered)?;
+        body = out.body;
+        headers.extend(out.headers);
+        content_type = out.content_type;
+    }
+    if let Some(Encryption::Plugin { name, key }) = &webhook.encryption {
+        body = plugins.encrypt(name, &body, key)?;
+    }
+    Ok(Payload {
         method: webhook.method.clone(),
         url: webhook.url.clone(),
-        headers: webhook
-            .headers
-            .iter()
-            .map(|(name, value)| (name.clone(), value.render_plain(event)))
-            .collect(),
-        // Templates escape everything they insert, so the output is UTF-8;
-        // the lossy conversion only guards against a bug there.
-        body: String::from_utf8(body)
-            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        headers,
+        content_type,
+        body,
+    })
+}
+
+/// Bodies are stored as text when they are UTF-8 (so `dlq show` is
+/// readable) and as `{"base64": ".."}` otherwise.
+mod body_text {
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Stored {
+        Text(String),
+        Binary { base64: String },
+    }
+
+    pub(super) fn serialize<S: Serializer>(body: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        match std::str::from_utf8(body) {
+            Ok(text) => Stored::Text(text.to_string()),
+            Err(_) => Stored::Binary {
+                base64: base64::engine::general_purpose::STANDARD.encode(body),
+            },
+        }
+        .serialize(serializer)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<u8>, D::Error> {
+        match Stored::deserialize(deserializer)? {
+            Stored::Text(text) => Ok(text.into_bytes()),
+            Stored::Binary { base64 } => base64::engine::general_purpose::STANDARD
+                .decode(base64)
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_round_trip_as_text_or_base64() {
+        for body in [b"{\"a\":1}".to_vec(), vec![0xff, 0x00, 0x80]] {
+            let payload = Payload {
+                method: "POST".into(),
+                url: "http://x/".into(),
+                headers: vec![],
+                content_type: None,
+                body: body.clone(),
+            };
+            let text = serde_json::to_string(&payload).unwrap();
+            assert_eq!(
+                serde_json::from_str::<Payload>(&text).unwrap().body,
+                body,
+                "{text}"
+            );
+        }
     }
 }

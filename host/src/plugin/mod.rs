@@ -1,0 +1,563 @@
+//! Wasm plugins: sandboxed components that decide (condition), build
+//! (transform), encrypt (encryption) or verify (verifier). The only module
+//! that knows wasmtime; the rest of the host calls [`Plugins`] by name.
+//!
+//! Every `*.wasm` in the plugins folder is loaded under its file stem, with
+//! `NAME.toml` beside it for limits and config (`manifest`). The folder is
+//! watched (`Plugins::rescan`): a new or replaced file is compiled and swapped
+//! in, a removed one is dropped, a broken one is reported and the previous
+//! version keeps serving. Calls in flight hold their own `Arc` of the version
+//! they started on.
+
+mod bindings;
+pub mod manifest;
+mod runtime;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use tokio::sync::watch;
+use tracing::{error, info};
+
+use crate::event::Event;
+use bindings::types;
+pub use manifest::{Isolation, Limits, Manifest};
+use runtime::{Bound, Loaded, Runtime};
+
+/// What a plugin does, read from the interface it exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Exports `wasmhook:plugin/condition`.
+    Condition,
+    /// Exports `wasmhook:plugin/transform`.
+    Transform,
+    /// Exports `wasmhook:plugin/encryption`.
+    Encryption,
+    /// Exports `wasmhook:plugin/verifier`.
+    Verifier,
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Role::Condition => "condition",
+            Role::Transform => "transform",
+            Role::Encryption => "encryption",
+            Role::Verifier => "verifier",
+        })
+    }
+}
+
+/// How a call was stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrapKind {
+    /// The fuel budget ran out (a loop, or simply too much work).
+    OutOfFuel {
+        /// The budget.
+        fuel: u64,
+    },
+    /// The wall-clock deadline passed.
+    Timeout {
+        /// The deadline.
+        timeout: Duration,
+    },
+    /// Memory growth past the cap.
+    Memory {
+        /// The cap, bytes.
+        limit: usize,
+    },
+    /// Recursion too deep.
+    StackOverflow,
+    /// `unreachable` (a Rust panic ends here).
+    Unreachable,
+    /// Any other trap.
+    Other(String),
+}
+
+impl std::fmt::Display for TrapKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TrapKind::OutOfFuel { fuel } => write!(f, "ran out of fuel ({fuel} units)"),
+            TrapKind::Timeout { timeout } => {
+                write!(f, "exceeded its timeout of {} ms", timeout.as_millis())
+            }
+            TrapKind::Memory { limit } => {
+                write!(f, "exceeded its memory limit of {} MiB", limit >> 20)
+            }
+            TrapKind::StackOverflow => f.write_str("overflowed its stack"),
+            TrapKind::Unreachable => f.write_str("trapped: unreachable code (a panic?)"),
+            TrapKind::Other(text) => write!(f, "trapped: {text}"),
+        }
+    }
+}
+
+/// A plugin call or load that failed. `Display` is the DLQ reason.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PluginError {
+    /// No plugin with that name is loaded.
+    #[error("plugin {0:?} is not loaded")]
+    NotLoaded(String),
+    /// The plugin has another role.
+    #[error("plugin {name:?} is a {found} plugin, not a {expected} plugin")]
+    WrongRole {
+        /// Plugin name.
+        name: String,
+        /// Role the caller needs.
+        expected: Role,
+        /// Role it has.
+        found: Role,
+    },
+    /// The file is not a usable component.
+    #[error("plugin file {}: {message}", file.display())]
+    Load {
+        /// The `.wasm` file.
+        file: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The call was stopped by the sandbox.
+    #[error("plugin {plugin:?} {kind} during {during}")]
+    Trap {
+        /// Plugin name.
+        plugin: String,
+        /// Which call.
+        during: String,
+        /// How it was stopped.
+        kind: TrapKind,
+    },
+    /// The plugin returned its `error` variant.
+    #[error("plugin {plugin:?} returned {kind} error: {message}")]
+    Guest {
+        /// Plugin name.
+        plugin: String,
+        /// `invalid-input`, `config` or `failed`.
+        kind: &'static str,
+        /// Its message.
+        message: String,
+    },
+    /// The plugin returned something the host will not use.
+    #[error("plugin {plugin:?} returned {message}")]
+    Output {
+        /// Plugin name.
+        plugin: String,
+        /// What was wrong with it.
+        message: String,
+    },
+    /// wasmtime itself could not be set up.
+    #[error("plugin runtime: {0}")]
+    Runtime(String),
+}
+
+/// What a transform returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transformed {
+    /// Request body.
+    pub body: Vec<u8>,
+    /// Extra headers.
+    pub headers: Vec<(String, String)>,
+    /// Content type, if the plugin set one.
+    pub content_type: Option<String>,
+}
+
+/// An incoming request, for verifiers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncomingRequest {
+    /// HTTP method.
+    pub method: String,
+    /// Request path.
+    pub path: String,
+    /// Headers as received.
+    pub headers: Vec<(String, String)>,
+    /// Raw body.
+    pub body: Vec<u8>,
+}
+
+/// A verifier's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The signature holds.
+    Ok,
+    /// It does not, with the plugin's reason.
+    Rejected(String),
+}
+
+/// One loaded plugin, for `plugin list`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PluginInfo {
+    /// File stem.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+    /// The `.wasm` file.
+    pub file: PathBuf,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Budgets.
+    pub limits: Limits,
+    /// Instance reuse.
+    pub isolation: Isolation,
+}
+
+/// Modification stamp of a plugin's two files.
+type Stamp = (Option<(SystemTime, u64)>, Option<(SystemTime, u64)>);
+
+/// The loaded plugins, shared by every stage; cheap to clone.
+#[derive(Clone)]
+pub struct Plugins {
+    runtime: Arc<Runtime>,
+    dir: PathBuf,
+    loaded: Arc<RwLock<HashMap<String, Arc<Loaded>>>>,
+    /// What each file looked like when last loaded (or tried).
+    stamps: Arc<Mutex<HashMap<String, Stamp>>>,
+}
+
+/// What a rescan changed, for logs and tests.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// A plugin was loaded or replaced.
+    Loaded(String, Role),
+    /// A plugin's file disappeared.
+    Removed(String),
+    /// A file could not be loaded; the previous version (if any) stays.
+    Failed(String, PluginError),
+}
+
+impl Plugins {
+    /// Loads every plugin in `dir` (a missing folder is an empty one).
+    /// Compiled artifacts are cached in `cache_dir`. Files that fail to load
+    /// are returned with their errors, not fatal: a config that references
+    /// one fails its own check.
+    pub fn load(
+        dir: &Path,
+        cache_dir: Option<PathBuf>,
+    ) -> Result<(Plugins, Vec<Change>), PluginError> {
+        let plugins = Plugins {
+            runtime: Runtime::new(cache_dir)?,
+            dir: dir.to_path_buf(),
+            loaded: Arc::default(),
+            stamps: Arc::default(),
+        };
+        let changes = plugins.rescan();
+        Ok((plugins, changes))
+    }
+
+    /// The plugins folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Compares the folder with what is loaded and applies the difference.
+    /// Blocking (it compiles); run it off the async workers.
+    pub fn rescan(&self) -> Vec<Change> {
+        let mut changes = Vec::new();
+        let mut present = HashMap::new();
+        if let Ok(entries) = std::fs::read_dir(&self.dir) {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.extension().and_then(|e| e.to_str()) != Some("wasm") {
+                    continue;
+                }
+                let Some(name) = path
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .map(str::to_string)
+                else {
+                    continue;
+                };
+                let stamp = (file_stamp(&path), file_stamp(&path.with_extension("toml")));
+                present.insert(name, (path, stamp));
+            }
+        }
+        let mut stamps = match self.stamps.lock() {
+            Ok(stamps) => stamps,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let mut names: Vec<&String> = present.keys().collect();
+        names.sort();
+        for name in names {
+            let (path, stamp) = &present[name];
+            if stamps.get(name) == Some(stamp) {
+                continue;
+            }
+            stamps.insert(name.clone(), stamp.clone());
+            let loaded = Manifest::load(&path.with_extension("toml"))
+                .map_err(|message| PluginError::Load {
+                    file: path.with_extension("toml"),
+                    message,
+                })
+                .and_then(|manifest| self.runtime.load(name, path, manifest));
+            match loaded {
+                Ok(plugin) => {
+                    let role = plugin.role;
+                    self.write().insert(name.clone(), Arc::new(plugin));
+                    info!(plugin = %name, %role, file = %path.display(), "plugin loaded");
+                    changes.push(Change::Loaded(name.clone(), role));
+                }
+                Err(e) => {
+                    let kept = self.read().contains_key(name);
+                    error!(plugin = %name, error = %e, kept_previous = kept, "plugin failed to load");
+                    changes.push(Change::Failed(name.clone(), e));
+                }
+            }
+        }
+        let gone: Vec<String> = stamps
+            .keys()
+            .filter(|n| !present.contains_key(*n))
+            .cloned()
+            .collect();
+        for name in gone {
+            stamps.remove(&name);
+            if self.write().remove(&name).is_some() {
+                info!(plugin = %name, "plugin removed");
+                changes.push(Change::Removed(name));
+            }
+        }
+        changes
+    }
+
+    /// Rescans every `interval` until `shutdown` turns true.
+    pub fn watch(
+        &self,
+        interval: Duration,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let plugins = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = shutdown.wait_for(|stop| *stop) => break,
+                    _ = tokio::time::sleep(interval) => {}
+                }
+                let scanner = plugins.clone();
+                if tokio::task::spawn_blocking(move || scanner.rescan())
+                    .await
+                    .is_err()
+                {
+                    error!("plugin rescan panicked");
+                }
+            }
+        })
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Loaded>>> {
+        self.loaded.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Loaded>>> {
+        self.loaded.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The loaded plugins, by name.
+    pub fn list(&self) -> Vec<PluginInfo> {
+        let mut list: Vec<PluginInfo> = self
+            .read()
+            .values()
+            .map(|p| PluginInfo {
+                name: p.name.to_string(),
+                role: p.role,
+                file: p.file.clone(),
+                size: p.size,
+                limits: p.manifest.limits.clone(),
+                isolation: p.manifest.isolation,
+            })
+            .collect();
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        list
+    }
+
+    /// The role of a loaded plugin.
+    pub fn role(&self, name: &str) -> Option<Role> {
+        self.read().get(name).map(|p| p.role)
+    }
+
+    /// Checks that `name` is loaded with `role` (config validation).
+    pub fn expect(&self, name: &str, role: Role) -> Result<(), PluginError> {
+        self.get(name, role).map(|_| ())
+    }
+
+    fn get(&self, name: &str, expected: Role) -> Result<Arc<Loaded>, PluginError> {
+        let plugin = self
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| PluginError::NotLoaded(name.to_string()))?;
+        if plugin.role != expected {
+            return Err(PluginError::WrongRole {
+                name: name.to_string(),
+                expected,
+                found: plugin.role,
+            });
+        }
+        Ok(plugin)
+    }
+
+    /// Runs a condition plugin.
+    pub fn condition(&self, name: &str, event: &Event) -> Result<bool, PluginError> {
+        let plugin = self.get(name, Role::Condition)?;
+        let input = wit_event(event);
+        let answer = plugin.call(&self.runtime, "evaluate", |store, bound| match bound {
+            Bound::Condition(b) => b.wasmhook_plugin_condition().call_evaluate(store, &input),
+            _ => unreachable!("role checked by get"),
+        })?;
+        answer.map_err(|e| guest_error(&plugin.name, e))
+    }
+
+    /// Runs a transform plugin; `body` is what the webhook's template rendered.
+    pub fn transform(
+        &self,
+        name: &str,
+        event: &Event,
+        body: Option<&[u8]>,
+    ) -> Result<Transformed, PluginError> {
+        let plugin = self.get(name, Role::Transform)?;
+        let input = wit_event(event);
+        let body = body.map(<[u8]>::to_vec);
+        let answer = plugin.call(&self.runtime, "transform", |store, bound| match bound {
+            Bound::Transform(b) => {
+                b.wasmhook_plugin_transform()
+                    .call_transform(store, &input, body.as_deref())
+            }
+            _ => unreachable!("role checked by get"),
+        })?;
+        let payload = answer.map_err(|e| guest_error(&plugin.name, e))?;
+        let limit = plugin.manifest.limits.max_output_bytes;
+        if payload.body.len() > limit {
+            return Err(PluginError::Output {
+                plugin: plugin.name.to_string(),
+                message: format!(
+                    "a body of {} bytes, over its limit of {limit}",
+                    payload.body.len()
+                ),
+            });
+        }
+        Ok(Transformed {
+            body: payload.body,
+            headers: payload
+                .headers
+                .into_iter()
+                .map(|h| (h.name, h.value))
+                .collect(),
+            content_type: payload.content_type,
+        })
+    }
+
+    /// Runs an encryption plugin's `encrypt`.
+    pub fn encrypt(
+        &self,
+        name: &str,
+        plaintext: &[u8],
+        key: &[u8],
+    ) -> Result<Vec<u8>, PluginError> {
+        self.crypt(name, plaintext, key, true)
+    }
+
+    /// Runs an encryption plugin's `decrypt`.
+    pub fn decrypt(
+        &self,
+        name: &str,
+        ciphertext: &[u8],
+        key: &[u8],
+    ) -> Result<Vec<u8>, PluginError> {
+        self.crypt(name, ciphertext, key, false)
+    }
+
+    fn crypt(
+        &self,
+        name: &str,
+        input: &[u8],
+        key: &[u8],
+        encrypt: bool,
+    ) -> Result<Vec<u8>, PluginError> {
+        let plugin = self.get(name, Role::Encryption)?;
+        let what = if encrypt { "encrypt" } else { "decrypt" };
+        let answer = plugin.call(&self.runtime, what, |store, bound| match bound {
+            Bound::Encryption(b) if encrypt => b
+                .wasmhook_plugin_encryption()
+                .call_encrypt(store, input, key),
+            Bound::Encryption(b) => b
+                .wasmhook_plugin_encryption()
+                .call_decrypt(store, input, key),
+            _ => unreachable!("role checked by get"),
+        })?;
+        let output = answer.map_err(|e| guest_error(&plugin.name, e))?;
+        let limit = plugin.manifest.limits.max_output_bytes;
+        if output.len() > limit {
+            return Err(PluginError::Output {
+                plugin: plugin.name.to_string(),
+                message: format!("{} bytes, over its limit of {limit}", output.len()),
+            });
+        }
+        Ok(output)
+    }
+
+    /// Runs a verifier plugin; `now` is Unix seconds.
+    pub fn verify(
+        &self,
+        name: &str,
+        request: &IncomingRequest,
+        secret: &[u8],
+        now: u64,
+    ) -> Result<Verdict, PluginError> {
+        let plugin = self.get(name, Role::Verifier)?;
+        let input = types::Request {
+            method: request.method.clone(),
+            path: request.path.clone(),
+            headers: request
+                .headers
+                .iter()
+                .map(|(name, value)| types::Header {
+                    name: name.clone(),
+                    value: value.clone(),
+                })
+                .collect(),
+            body: request.body.clone(),
+        };
+        let answer = plugin.call(&self.runtime, "verify", |store, bound| match bound {
+            Bound::Verifier(b) => b
+                .wasmhook_plugin_verifier()
+                .call_verify(store, &input, secret, now),
+            _ => unreachable!("role checked by get"),
+        })?;
+        match answer.map_err(|e| guest_error(&plugin.name, e))? {
+            types::Verdict::Ok => Ok(Verdict::Ok),
+            types::Verdict::Rejected(reason) => Ok(Verdict::Rejected(reason)),
+        }
+    }
+}
+
+fn file_stamp(path: &Path) -> Option<(SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
+
+fn wit_event(event: &Event) -> types::Event {
+    types::Event {
+        meta: types::EventMeta {
+            id: event.id.clone(),
+            entity: event.entity.clone(),
+            operation: event.operation.as_str().to_string(),
+            entity_id: event.entity_id.clone(),
+            timestamp: event.timestamp.clone(),
+            source: event.source.clone(),
+        },
+        data: event.data.to_string(),
+        old: event.old.as_ref().map(|old| old.to_string()),
+    }
+}
+
+fn guest_error(plugin: &str, error: types::Error) -> PluginError {
+    let (kind, message) = match error {
+        types::Error::InvalidInput(m) => ("invalid-input", m),
+        types::Error::Config(m) => ("config", m),
+        types::Error::Failed(m) => ("failed", m),
+    };
+    PluginError::Guest {
+        plugin: plugin.to_string(),
+        kind,
+        message,
+    }
+}

@@ -1,0 +1,407 @@
+//! The wasmtime side: one engine and linker for every plugin, compilation
+//! with an on-disk cache, and calls under a fuel budget, an epoch deadline
+//! and a memory cap.
+//!
+//! A call runs on a warm instance when one is free (about a microsecond) or a
+//! fresh one (tens of microseconds). An instance that trapped is dropped: its
+//! memory may be inconsistent, so it never serves another call.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tracing::{debug, warn};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::{condition, encryption, host, transform, types, verifier};
+use super::manifest::{Isolation, Limits, Manifest};
+use super::{PluginError, Role, TrapKind};
+
+/// How often the epoch advances; timeouts are rounded up to it.
+const EPOCH_TICK: Duration = Duration::from_millis(5);
+/// Warm instances kept per plugin.
+const POOL_SIZE: usize = 16;
+/// Instantiation (which runs the component's start code) gets this many
+/// times a call's fuel.
+const INSTANTIATE_FUEL_FACTOR: u64 = 20;
+
+/// Per-store state: what the host imports and WASI see.
+pub(crate) struct State {
+    plugin: Arc<str>,
+    config_json: Arc<str>,
+    limits: StoreLimits,
+    wasi: WasiCtx,
+    table: ResourceTable,
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl types::Host for State {}
+
+impl host::Host for State {
+    fn log(&mut self, level: host::Level, message: String) {
+        let plugin = &*self.plugin;
+        match level {
+            host::Level::Trace => tracing::trace!(plugin, "{message}"),
+            host::Level::Debug => tracing::debug!(plugin, "{message}"),
+            host::Level::Info => tracing::info!(plugin, "{message}"),
+            host::Level::Warn => tracing::warn!(plugin, "{message}"),
+            host::Level::Error => tracing::error!(plugin, "{message}"),
+        }
+    }
+
+    fn now_ms(&mut self) -> u64 {
+        crate::outbox::now_ms()
+    }
+
+    fn random_bytes(&mut self, len: u32) -> Vec<u8> {
+        let mut bytes = vec![0u8; (len as usize).min(65_536)];
+        if let Err(e) = getrandom::fill(&mut bytes) {
+            // Never hand out zeros a plugin could mistake for a nonce: an
+            // empty answer is something the guest can detect and refuse.
+            tracing::error!(plugin = &*self.plugin, error = %e, "no OS randomness available");
+            bytes.clear();
+        }
+        bytes
+    }
+
+    fn config(&mut self) -> String {
+        self.config_json.to_string()
+    }
+}
+
+/// The engine, the linker and the compile cache.
+pub(crate) struct Runtime {
+    engine: Engine,
+    linker: Linker<State>,
+    cache_dir: Option<PathBuf>,
+    engine_hash: u64,
+}
+
+impl Runtime {
+    pub(crate) fn new(cache_dir: Option<PathBuf>) -> Result<Arc<Runtime>, PluginError> {
+        let mut config = wasmtime::Config::new();
+        config.consume_fuel(true);
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config).map_err(|e| PluginError::Runtime(format!("{e:#}")))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| PluginError::Runtime(format!("{e:#}")))?;
+        host::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)
+            .and_then(|()| types::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s))
+            .map_err(|e| PluginError::Runtime(format!("{e:#}")))?;
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("wasmhook-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })
+            .map_err(|e| PluginError::Runtime(format!("cannot start the epoch thread: {e}")))?;
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        if let Some(dir) = &cache_dir {
+            if let Err(e) = std::fs::create_dir_all(dir) {
+                warn!(dir = %dir.display(), error = %e, "plugin cache directory unusable; compiling without cache");
+            }
+        }
+        Ok(Arc::new(Runtime {
+            engine,
+            linker,
+            cache_dir,
+            engine_hash: hasher.finish(),
+        }))
+    }
+
+    /// Compiles (or loads from the cache) and prepares a component.
+    pub(crate) fn load(
+        &self,
+        name: &str,
+        file: &Path,
+        manifest: Manifest,
+    ) -> Result<Loaded, PluginError> {
+        let bytes = std::fs::read(file).map_err(|e| PluginError::Load {
+            file: file.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let load_error = |message: String| PluginError::Load {
+            file: file.to_path_buf(),
+            message,
+        };
+        let component = self.compile(&bytes).map_err(load_error)?;
+        let role = role_of(&self.engine, &component).map_err(load_error)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| load_error(format!("cannot be linked: {e:#}")))?;
+        let pre = match role {
+            Role::Condition => condition::ConditionPluginPre::new(pre).map(RolePre::Condition),
+            Role::Transform => transform::TransformPluginPre::new(pre).map(RolePre::Transform),
+            Role::Encryption => encryption::EncryptionPluginPre::new(pre).map(RolePre::Encryption),
+            Role::Verifier => verifier::VerifierPluginPre::new(pre).map(RolePre::Verifier),
+        }
+        .map_err(|e| load_error(format!("does not match the {role} world: {e:#}")))?;
+        Ok(Loaded {
+            name: Arc::from(name),
+            role,
+            file: file.to_path_buf(),
+            size: bytes.len() as u64,
+            config_json: Arc::from(manifest.config_json.as_str()),
+            manifest,
+            pre,
+            pool: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn compile(&self, bytes: &[u8]) -> Result<Component, String> {
+        let Some(dir) = &self.cache_dir else {
+            return Component::new(&self.engine, bytes).map_err(|e| describe_compile_error(&e));
+        };
+        let key = format!(
+            "{}-{:016x}.cwasm",
+            hex::encode(Sha256::digest(bytes)),
+            self.engine_hash
+        );
+        let cached = dir.join(key);
+        if cached.exists() {
+            // SAFETY: the file is one this runtime wrote (keyed by the source's
+            // hash and the engine's compatibility hash) into its own cache
+            // directory; deserialize still checks the engine compatibility.
+            match unsafe { Component::deserialize_file(&self.engine, &cached) } {
+                Ok(component) => return Ok(component),
+                Err(e) => {
+                    warn!(file = %cached.display(), error = %e, "unusable cached plugin artifact; recompiling")
+                }
+            }
+        }
+        let component =
+            Component::new(&self.engine, bytes).map_err(|e| describe_compile_error(&e))?;
+        match component.serialize() {
+            Ok(artifact) => {
+                let tmp = cached.with_extension(format!("tmp{}", std::process::id()));
+                if let Err(e) =
+                    std::fs::write(&tmp, artifact).and_then(|()| std::fs::rename(&tmp, &cached))
+                {
+                    warn!(file = %cached.display(), error = %e, "cannot write the plugin cache");
+                }
+            }
+            Err(e) => warn!(error = %e, "cannot serialize a compiled plugin"),
+        }
+        Ok(component)
+    }
+
+    fn new_store(&self, plugin: &Loaded) -> Store<State> {
+        let limits = &plugin.manifest.limits;
+        let state = State {
+            plugin: plugin.name.clone(),
+            config_json: plugin.config_json.clone(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(limits.memory_bytes)
+                .trap_on_grow_failure(true)
+                .instances(64)
+                .build(),
+            // Nothing is granted: no preopened directories, environment,
+            // arguments, network or inherited stdio.
+            wasi: WasiCtx::builder().build(),
+            table: ResourceTable::new(),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limits);
+        store
+    }
+}
+
+fn describe_compile_error(error: &wasmtime::Error) -> String {
+    let text = format!("{error:#}");
+    if text.contains("magic header")
+        || text.contains("unknown binary version")
+        || text.contains("bad magic")
+    {
+        format!("not a WebAssembly component ({text})")
+    } else if text.contains("expected a WebAssembly component but found a core module")
+        || text.contains("core module")
+    {
+        format!("is a core WebAssembly module, not a component: build for wasm32-wasip2 or componentize it ({text})")
+    } else {
+        format!("invalid component: {text}")
+    }
+}
+
+/// The role a component plays, read from its exports.
+fn role_of(engine: &Engine, component: &Component) -> Result<Role, String> {
+    let mut found = Vec::new();
+    let mut roles = Vec::new();
+    for (name, _) in component.component_type().exports(engine) {
+        found.push(name.to_string());
+        let Some(rest) = name.strip_prefix("wasmhook:plugin/") else {
+            continue;
+        };
+        let (interface, version) = rest.split_once('@').unwrap_or((rest, ""));
+        if !version.starts_with("0.1.") {
+            return Err(format!(
+                "exports {name}, a version this wasmhook does not support (it speaks wasmhook:plugin@0.1.x)"
+            ));
+        }
+        match interface {
+            "condition" => roles.push(Role::Condition),
+            "transform" => roles.push(Role::Transform),
+            "encryption" => roles.push(Role::Encryption),
+            "verifier" => roles.push(Role::Verifier),
+            _ => {}
+        }
+    }
+    match roles.as_slice() {
+        [role] => Ok(*role),
+        [] => Err(format!(
+            "exports none of wasmhook:plugin/{{condition,transform,encryption,verifier}}@0.1.0 (it exports: {}); \
+             build it against one of the worlds in wit/",
+            if found.is_empty() { "nothing".to_string() } else { found.join(", ") }
+        )),
+        _ => Err("exports more than one plugin role; a plugin has exactly one".into()),
+    }
+}
+
+enum RolePre {
+    Condition(condition::ConditionPluginPre<State>),
+    Transform(transform::TransformPluginPre<State>),
+    Encryption(encryption::EncryptionPluginPre<State>),
+    Verifier(verifier::VerifierPluginPre<State>),
+}
+
+/// A live instance of one role's bindings.
+pub(crate) enum Bound {
+    Condition(condition::ConditionPlugin),
+    Transform(transform::TransformPlugin),
+    Encryption(encryption::EncryptionPlugin),
+    Verifier(verifier::VerifierPlugin),
+}
+
+struct Warm {
+    store: Store<State>,
+    bound: Bound,
+}
+
+/// A compiled plugin, ready to call.
+pub(crate) struct Loaded {
+    pub(crate) name: Arc<str>,
+    pub(crate) role: Role,
+    pub(crate) file: PathBuf,
+    pub(crate) size: u64,
+    pub(crate) manifest: Manifest,
+    config_json: Arc<str>,
+    pre: RolePre,
+    pool: Mutex<Vec<Warm>>,
+}
+
+impl Loaded {
+    fn limits(&self) -> &Limits {
+        &self.manifest.limits
+    }
+
+    fn instantiate(&self, runtime: &Runtime) -> Result<Warm, PluginError> {
+        let mut store = runtime.new_store(self);
+        self.arm(&mut store, INSTANTIATE_FUEL_FACTOR)?;
+        let bound = match &self.pre {
+            RolePre::Condition(pre) => pre.instantiate(&mut store).map(Bound::Condition),
+            RolePre::Transform(pre) => pre.instantiate(&mut store).map(Bound::Transform),
+            RolePre::Encryption(pre) => pre.instantiate(&mut store).map(Bound::Encryption),
+            RolePre::Verifier(pre) => pre.instantiate(&mut store).map(Bound::Verifier),
+        }
+        .map_err(|e| self.trap(&e, "instantiation"))?;
+        Ok(Warm { store, bound })
+    }
+
+    /// Sets the budgets for the next call: fuel and the wall-clock deadline.
+    fn arm(&self, store: &mut Store<State>, factor: u64) -> Result<(), PluginError> {
+        let limits = self.limits();
+        store
+            .set_fuel(limits.fuel.saturating_mul(factor))
+            .map_err(|e| PluginError::Runtime(format!("{e:#}")))?;
+        let ticks = limits
+            .timeout
+            .as_millis()
+            .div_ceil(EPOCH_TICK.as_millis())
+            .max(1) as u64;
+        store.set_epoch_deadline(ticks.saturating_mul(factor.min(10)) + 1);
+        Ok(())
+    }
+
+    /// Runs `call` on an instance under the plugin's budgets. A trap drops the
+    /// instance; a clean return puts it back in the pool (warm isolation).
+    pub(crate) fn call<R>(
+        &self,
+        runtime: &Runtime,
+        what: &str,
+        call: impl FnOnce(&mut Store<State>, &Bound) -> wasmtime::Result<R>,
+    ) -> Result<R, PluginError> {
+        let fresh = self.manifest.isolation == Isolation::Fresh;
+        let pooled = if fresh {
+            None
+        } else {
+            self.pool.lock().ok().and_then(|mut pool| pool.pop())
+        };
+        let mut warm = match pooled {
+            Some(warm) => warm,
+            None => self.instantiate(runtime)?,
+        };
+        self.arm(&mut warm.store, 1)?;
+        match call(&mut warm.store, &warm.bound) {
+            Ok(result) => {
+                if !fresh {
+                    if let Ok(mut pool) = self.pool.lock() {
+                        if pool.len() < POOL_SIZE {
+                            pool.push(warm);
+                        }
+                    }
+                }
+                Ok(result)
+            }
+            Err(e) => {
+                debug!(plugin = %self.name, "instance discarded after a trap");
+                Err(self.trap(&e, what))
+            }
+        }
+    }
+
+    fn trap(&self, error: &wasmtime::Error, what: &str) -> PluginError {
+        let limits = self.limits();
+        let kind = match error.downcast_ref::<wasmtime::Trap>() {
+            Some(wasmtime::Trap::OutOfFuel) => TrapKind::OutOfFuel { fuel: limits.fuel },
+            Some(wasmtime::Trap::Interrupt) => TrapKind::Timeout {
+                timeout: limits.timeout,
+            },
+            Some(wasmtime::Trap::StackOverflow) => TrapKind::StackOverflow,
+            Some(wasmtime::Trap::UnreachableCodeReached) => TrapKind::Unreachable,
+            Some(other) => TrapKind::Other(other.to_string()),
+            None => {
+                let text = format!("{error:#}");
+                if text.contains("growing memory") || text.contains("memory minimum size") {
+                    TrapKind::Memory {
+                        limit: limits.memory_bytes,
+                    }
+                } else {
+                    TrapKind::Other(text)
+                }
+            }
+        };
+        PluginError::Trap {
+            plugin: self.name.to_string(),
+            during: what.to_string(),
+            kind,
+        }
+    }
+}

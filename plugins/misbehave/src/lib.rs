@@ -1,0 +1,139 @@
+//! TEST FIXTURE, not an example: a transform that misbehaves in the way
+//! `config.mode` names, so the host's sandbox limits can be tested.
+
+use std::hint::black_box;
+
+use serde::Deserialize;
+use wasmhook_sdk::{transform, Error, Event, Payload};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    mode: Mode,
+    /// For `slow`: how long to busy-wait, in milliseconds.
+    #[serde(default = "default_ms")]
+    ms: u64,
+}
+
+fn default_ms() -> u64 {
+    1000
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Mode {
+    Ok,
+    Loop,
+    Memory,
+    Recursion,
+    Trap,
+    Huge,
+    Slow,
+}
+
+/// The size of the `huge` body.
+const HUGE_BYTES: usize = 64 << 20;
+
+fn misbehave(event: &Event, body: Option<&[u8]>) -> Result<Payload, Error> {
+    let config: Config = wasmhook_sdk::config()?;
+    match config.mode {
+        Mode::Ok => echo(event, body),
+        Mode::Loop => spin_forever(),
+        Mode::Memory => hog_memory(),
+        Mode::Recursion => Ok(Payload::new(recurse(0).to_string())),
+        Mode::Trap => trap(),
+        Mode::Huge => Ok(Payload::new(vec![b'x'; HUGE_BYTES]).with_content_type("text/plain")),
+        Mode::Slow => {
+            let start = wasmhook_sdk::now_ms();
+            while wasmhook_sdk::now_ms().saturating_sub(start) < config.ms {
+                black_box(());
+            }
+            echo(event, body)
+        }
+    }
+}
+
+transform!(misbehave);
+
+/// The rendered body if there is one, else the event's row as JSON.
+fn echo(event: &Event, body: Option<&[u8]>) -> Result<Payload, Error> {
+    match body {
+        Some(body) => Ok(Payload::new(body)),
+        None => Payload::json(event.new()),
+    }
+}
+
+fn spin_forever() -> ! {
+    let mut counter = 0u64;
+    loop {
+        counter = black_box(counter.wrapping_add(1));
+    }
+}
+
+/// Allocates (and touches) 1 MiB at a time, keeping every block alive.
+fn hog_memory() -> ! {
+    let mut blocks: Vec<Vec<u8>> = Vec::new();
+    loop {
+        let mut block = vec![0u8; 1 << 20];
+        block[0] = 1;
+        blocks.push(black_box(block));
+        black_box(&blocks);
+    }
+}
+
+/// Unbounded, non-tail recursion. `black_box` on the argument and result
+/// keeps the optimizer from proving anything about the depth or turning
+/// the call into a loop; the frame array makes each level use stack memory.
+#[inline(never)]
+#[allow(unconditional_recursion)]
+fn recurse(depth: u64) -> u64 {
+    let mut frame = [0u8; 64];
+    frame[(depth % 64) as usize] = depth as u8;
+    let below = black_box(recurse(black_box(depth + 1)));
+    below.wrapping_add(u64::from(black_box(&frame)[0]))
+}
+
+#[cfg(target_arch = "wasm32")]
+fn trap() -> ! {
+    core::arch::wasm32::unreachable()
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn trap() -> ! {
+    panic!("misbehave: trap")
+}
+
+#[cfg(test)]
+mod tests {
+    use wasmhook_sdk::{json, testing};
+
+    use super::*;
+
+    #[test]
+    fn ok_echoes_the_body_or_the_row() {
+        testing::set_config(r#"{"mode": "ok"}"#);
+        let event = Event::builder("Order", "INSERT")
+            .data(json!({"id": 1}))
+            .build();
+        assert_eq!(misbehave(&event, Some(b"raw")).unwrap().body, b"raw");
+        assert_eq!(misbehave(&event, None).unwrap().body, br#"{"id":1}"#);
+    }
+
+    #[test]
+    fn slow_waits_and_huge_is_64_mib() {
+        let event = Event::builder("Order", "INSERT").build();
+        testing::set_config(r#"{"mode": "slow", "ms": 20}"#);
+        let start = wasmhook_sdk::now_ms();
+        misbehave(&event, None).unwrap();
+        assert!(wasmhook_sdk::now_ms() - start >= 20);
+        testing::set_config(r#"{"mode": "huge"}"#);
+        assert_eq!(misbehave(&event, None).unwrap().body.len(), 64 << 20);
+    }
+
+    #[test]
+    fn unknown_mode_is_a_config_error() {
+        testing::set_config(r#"{"mode": "explode"}"#);
+        let event = Event::builder("Order", "INSERT").build();
+        assert!(matches!(misbehave(&event, None), Err(Error::Config(_))));
+    }
+}
