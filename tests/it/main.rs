@@ -6,4 +6,5 @@ mod crash;
 mod delivery;
 mod ingest;
 mod nats;
+mod plugins;
 mod utils;

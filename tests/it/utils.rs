@@ -174,6 +174,11 @@ impl InProcess {
     }
 
     pub async fn start_in(config: &str, dir: tempfile::TempDir) -> InProcess {
+        // RUST_LOG=wasmhook=debug shows the process's logs in a failing test.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         let text = format!(
             "{}\n[storage]\npath = {:?}\n",
             config,

@@ -16,13 +16,14 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use wasmparser::{Parser, Payload};
-use wit_component::{ComponentEncoder, DecodedWasm};
+use wit_component::{ComponentEncoder, DecodedWasm, WitPrinter};
 use wit_parser::WorldItem;
 
 const USAGE: &str = "\
 usage:
   xtask componentize IN.wasm OUT.wasm   core module (wasm32-unknown-unknown) -> component
-  xtask inspect FILE.wasm...            print a component's imports and exports";
+  xtask inspect [--wit] FILE.wasm...    print a component's imports and exports
+                                        (--wit: also its whole WIT world)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -30,9 +31,17 @@ fn main() -> ExitCode {
         Some("componentize") if args.len() == 3 => {
             componentize(Path::new(&args[1]), Path::new(&args[2]))
         }
-        Some("inspect") if args.len() >= 2 => args[1..]
-            .iter()
-            .try_for_each(|file| inspect(Path::new(file))),
+        Some("inspect") if args.len() >= 2 => {
+            let wit = args[1] == "--wit";
+            let files = &args[if wit { 2 } else { 1 }..];
+            if files.is_empty() {
+                eprintln!("{USAGE}");
+                return ExitCode::from(2);
+            }
+            files
+                .iter()
+                .try_for_each(|file| inspect(Path::new(file), wit))
+        }
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -161,7 +170,7 @@ fn core_facts(bytes: &[u8]) -> Result<CoreFacts> {
     Ok(facts)
 }
 
-fn inspect(path: &Path) -> Result<()> {
+fn inspect(path: &Path, print_wit: bool) -> Result<()> {
     let bytes = read(path)?;
     if Parser::is_core_wasm(&bytes) {
         return inspect_core(path, &bytes);
@@ -234,6 +243,22 @@ fn inspect(path: &Path) -> Result<()> {
             .map(|(key, item)| (resolve.name_world_key(key), functions(item)))
             .collect(),
     );
+    if print_wit {
+        let main = world
+            .package
+            .with_context(|| format!("the world of {} has no package", path.display()))?;
+        let nested: Vec<_> = resolve
+            .packages
+            .iter()
+            .map(|(id, _)| id)
+            .filter(|id| *id != main)
+            .collect();
+        let mut printer = WitPrinter::default();
+        printer
+            .print(&resolve, main, &nested)
+            .with_context(|| format!("cannot print the WIT of {}", path.display()))?;
+        println!("wit:\n{}", printer.output);
+    }
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 //! (anyhow with context) and exit codes. `main.rs` only calls [`main`].
 
 mod dlq;
+mod plugin;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -47,6 +48,23 @@ enum Command {
         #[command(subcommand)]
         command: dlq::DlqCommand,
     },
+    /// List the plugins folder, or run one plugin against an event.
+    Plugin {
+        /// Config file (for `[plugins] dir`).
+        #[arg(
+            long,
+            short,
+            env = "WASMHOOK_CONFIG",
+            default_value = "wasmhook.toml",
+            global = true
+        )]
+        config: PathBuf,
+        /// Plugins folder, instead of the config's.
+        #[arg(long, global = true)]
+        dir: Option<PathBuf>,
+        #[command(subcommand)]
+        command: plugin::PluginCommand,
+    },
 }
 
 /// Parses the command line and runs it; errors print as `error: ...` and
@@ -76,9 +94,22 @@ fn execute(cli: Cli) -> Result<ExitCode> {
         }
         Command::Check { config } => {
             let config = load(&config)?;
+            let plugins = crate::load_plugins(&config)?;
             print!("{}", describe(&config));
+            let list = plugins.list();
+            if !list.is_empty() {
+                println!("plugins ({}): {}", config.plugins.dir.display(), list.len());
+                for p in list {
+                    println!("  {} : {} ({} bytes)", p.name, p.role, p.size);
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Plugin {
+            config,
+            dir,
+            command,
+        } => plugin::execute(&config, dir, command),
         Command::Dlq { config, command } => {
             let config = load(&config)?;
             runtime.block_on(dlq::execute(&config, command))

@@ -283,7 +283,7 @@ impl Plugins {
             if stamps.get(name) == Some(stamp) {
                 continue;
             }
-            stamps.insert(name.clone(), stamp.clone());
+            stamps.insert(name.clone(), *stamp);
             let loaded = Manifest::load(&path.with_extension("toml"))
                 .map_err(|message| PluginError::Load {
                     file: path.with_extension("toml"),

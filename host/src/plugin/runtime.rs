@@ -232,9 +232,7 @@ fn describe_compile_error(error: &wasmtime::Error) -> String {
         || text.contains("bad magic")
     {
         format!("not a WebAssembly component ({text})")
-    } else if text.contains("expected a WebAssembly component but found a core module")
-        || text.contains("core module")
-    {
+    } else if text.contains("wasm module with a component parser") || text.contains("core module") {
         format!("is a core WebAssembly module, not a component: build for wasm32-wasip2 or componentize it ({text})")
     } else {
         format!("invalid component: {text}")

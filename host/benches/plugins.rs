@@ -1,0 +1,117 @@
+//! Plugin call costs: warm and fresh instances of the Rust condition example,
+//! the Python transform, and start-up with ten cached plugins. Needs
+//! `plugins/build.sh` to have run. Results: docs/BENCHMARKS.md.
+
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use serde_json::json;
+use wasmhook::event::{Envelope, Event, Operation};
+use wasmhook::plugin::Plugins;
+
+fn dist() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist");
+    assert!(
+        dir.join("high-value-order.wasm").exists(),
+        "run plugins/build.sh first"
+    );
+    dir
+}
+
+fn install(dir: &Path, name: &str, as_name: &str, manifest: &str) {
+    std::fs::copy(
+        dist().join(format!("{name}.wasm")),
+        dir.join(format!("{as_name}.wasm")),
+    )
+    .unwrap();
+    std::fs::write(dir.join(format!("{as_name}.toml")), manifest).unwrap();
+}
+
+fn order() -> Event {
+    Event {
+        id: "e".into(),
+        entity: "Order".into(),
+        operation: Operation::Insert,
+        entity_id: Some("1".into()),
+        timestamp: "2026-03-02T14:00:00Z".into(),
+        envelope: Envelope::Fraiseql,
+        source: "bench".into(),
+        data: json!({"id": 1, "total": 1500, "status": "paid", "customer_email": "a@x", "email": "a@x"}),
+        old: None,
+    }
+}
+
+fn calls(c: &mut Criterion) {
+    let tmp = tempfile::tempdir().unwrap();
+    install(
+        tmp.path(),
+        "high-value-order",
+        "warm",
+        "[config]\nthreshold = 1000\n",
+    );
+    install(
+        tmp.path(),
+        "high-value-order",
+        "fresh",
+        "isolation = \"fresh\"\n[config]\nthreshold = 1000\n",
+    );
+    install(
+        tmp.path(),
+        "slack-message",
+        "slack",
+        "[config]\nchannel = \"#x\"\n",
+    );
+    install(
+        tmp.path(),
+        "python-redact",
+        "python",
+        "[config]\nredact = [\"email\"]\n",
+    );
+    let cache = tmp.path().join("cache");
+    let (plugins, _) = Plugins::load(tmp.path(), Some(cache)).unwrap();
+    let event = order();
+    assert!(plugins.condition("warm", &event).unwrap());
+    c.bench_function("plugin/condition_warm", |b| {
+        b.iter(|| plugins.condition("warm", black_box(&event)).unwrap())
+    });
+    c.bench_function("plugin/condition_fresh_instance", |b| {
+        b.iter(|| plugins.condition("fresh", black_box(&event)).unwrap())
+    });
+    c.bench_function("plugin/transform_rust_slack", |b| {
+        b.iter(|| plugins.transform("slack", black_box(&event), None).unwrap())
+    });
+    c.bench_function("plugin/transform_python_redact", |b| {
+        b.iter(|| {
+            plugins
+                .transform("python", black_box(&event), None)
+                .unwrap()
+        })
+    });
+}
+
+fn startup(c: &mut Criterion) {
+    let tmp = tempfile::tempdir().unwrap();
+    for i in 0..10 {
+        let name = [
+            "high-value-order",
+            "slack-message",
+            "aes-gcm-fields",
+            "shopify-hmac",
+            "misbehave",
+        ][i % 5];
+        install(tmp.path(), name, &format!("p{i}"), "");
+    }
+    let cache = tmp.path().join("cache");
+    let (plugins, _) = Plugins::load(tmp.path(), Some(cache.clone())).unwrap();
+    assert_eq!(plugins.list().len(), 10);
+    let mut group = c.benchmark_group("plugin");
+    group.sample_size(10);
+    group.bench_function("startup_10_cached", |b| {
+        b.iter(|| Plugins::load(tmp.path(), Some(cache.clone())).unwrap())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, calls, startup);
+criterion_main!(benches);

@@ -1,0 +1,547 @@
+//! Wasm plugins through the real pipeline: the example plugins built by
+//! `plugins/build.sh`, hostile test components, hot reload, bad files.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::json;
+use wasmhook::plugin::{Change, IncomingRequest, PluginError, Plugins, Role, Verdict};
+
+use crate::utils::{fraiseql_order, InProcess, TestReceiver};
+
+/// Where `plugins/build.sh` puts its output.
+fn dist() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist");
+    assert!(
+        dir.join("high-value-order.wasm").exists(),
+        "plugin components are missing: run plugins/build.sh first ({} is empty)",
+        dir.display()
+    );
+    dir
+}
+
+/// Copies `NAME.wasm` from dist into `dir` as `AS.wasm`, with `toml` as its manifest.
+fn install(dir: &Path, name: &str, as_name: &str, toml: Option<&str>) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::copy(
+        dist().join(format!("{name}.wasm")),
+        dir.join(format!("{as_name}.wasm")),
+    )
+    .unwrap();
+    let manifest = dir.join(format!("{as_name}.toml"));
+    match toml {
+        Some(text) => std::fs::write(manifest, text).unwrap(),
+        None => {
+            let sample = dist().join(format!("{name}.toml"));
+            if sample.exists() {
+                std::fs::copy(sample, manifest).unwrap();
+            }
+        }
+    }
+}
+
+fn plugins_config(dir: &Path, cache: &Path, extra: &str) -> String {
+    format!(
+        "[plugins]\ndir = {:?}\ncache_dir = {:?}\nwatch_interval_ms = 100\n{extra}",
+        dir.display().to_string(),
+        cache.display().to_string()
+    )
+}
+
+#[tokio::test]
+async fn condition_and_transform_plugins_select_and_build_the_request() {
+    let receiver = TestReceiver::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("plugins");
+    install(
+        &dir,
+        "high-value-order",
+        "high-value-order",
+        Some("[config]\nthreshold = 1000\n"),
+    );
+    install(
+        &dir,
+        "slack-message",
+        "slack-message",
+        Some("[config]\nchannel = \"#orders\"\n"),
+    );
+    let config = plugins_config(
+        &dir,
+        &tmp.path().join("cache"),
+        &format!(
+            "[[observer]]\nname = \"big\"\nentity = \"order\"\ncondition = \"plugin:high-value-order\"\n\
+             [[observer.webhook]]\nurl = \"{}\"\ntransform = \"plugin:slack-message\"\n",
+            receiver.url("/slack")
+        ),
+    );
+    let wasmhook = InProcess::start(&config).await;
+    let events: Vec<String> = [(1, 500), (2, 5000), (3, 1001), (4, 1000)]
+        .iter()
+        .map(|(id, total)| {
+            fraiseql_order(
+                "created",
+                json!({"id": id, "total": total, "status": "paid", "customer_email": "a@x"}),
+                None,
+            )
+            .to_string()
+        })
+        .collect();
+    let (status, answer) = wasmhook.post_events(events.join("\n")).await;
+    assert_eq!(status, 202, "{answer}");
+    let got = receiver
+        .wait_until("2 slack messages", Duration::from_secs(20), |r| {
+            r.len() == 2
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(receiver.requests().len(), 2, "only totals over 1000");
+    for r in &got {
+        let body = r.json();
+        assert!(body["blocks"].is_array(), "{body}");
+        assert!(
+            body["text"].as_str().unwrap().starts_with("New order "),
+            "{body}"
+        );
+        assert_eq!(body["channel"], "#orders", "{body}");
+        assert_eq!(r.header("content-type"), "application/json");
+    }
+    // A non-numeric total is the plugin's invalid-input error: DLQ, with the reason.
+    let bad = fraiseql_order("created", json!({"id": 9, "total": "lots"}), None);
+    wasmhook.post_events(bad.to_string()).await;
+    let dlq = wait_dlq(&wasmhook, 1).await;
+    let reason = dlq[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("plugin \"high-value-order\" returned invalid-input error"),
+        "{reason}"
+    );
+    wasmhook.stop().await;
+}
+
+#[tokio::test]
+async fn python_transform_plugin_runs_in_the_pipeline() {
+    let receiver = TestReceiver::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("plugins");
+    install(
+        &dir,
+        "python-redact",
+        "redact",
+        Some("[config]\nredact = [\"email\", \"ssn\"]\n"),
+    );
+    let config = plugins_config(
+        &dir,
+        &tmp.path().join("cache"),
+        &format!(
+            "[[observer]]\nname = \"users\"\nentity = \"user\"\n[[observer.webhook]]\nurl = \"{}\"\ntransform = \"plugin:redact\"\n",
+            receiver.url("/users")
+        ),
+    );
+    let wasmhook = InProcess::start(&config).await;
+    let event = json!({"entity": "user", "op": "INSERT", "data": {"id": 1, "name": "Ada", "email": "ada@x", "ssn": "123"}});
+    let (status, answer) = wasmhook.post_events(event.to_string()).await;
+    assert_eq!(status, 202, "{answer}");
+    let got = receiver
+        .wait_until("the redacted user", Duration::from_secs(60), |r| {
+            r.len() == 1
+        })
+        .await;
+    // Its contract: with no rendered body, an envelope of the event with
+    // the listed fields removed from the row.
+    let body = got[0].json();
+    assert_eq!(body["entity"], "user", "{body}");
+    assert_eq!(body["data"], json!({"id": 1, "name": "Ada"}), "{body}");
+    wasmhook.stop().await;
+}
+
+#[tokio::test]
+async fn encryption_plugin_encrypts_fields_and_round_trips() {
+    let receiver = TestReceiver::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("plugins");
+    install(
+        &dir,
+        "aes-gcm-fields",
+        "aes",
+        Some("[config]\nfields = [\"email\", \"ssn\"]\n"),
+    );
+    let key = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    let config = plugins_config(
+        &dir,
+        &tmp.path().join("cache"),
+        &format!(
+            "[[observer]]\nname = \"users\"\nentity = \"user\"\n[[observer.webhook]]\nurl = \"{}\"\nencryption = {{ plugin = \"aes\", key = \"{key}\" }}\n",
+            receiver.url("/users")
+        ),
+    );
+    let wasmhook = InProcess::start(&config).await;
+    let row = json!({"id": 1, "name": "Ada", "email": "ada@x", "ssn": {"n": 123}});
+    for _ in 0..2 {
+        wasmhook
+            .post_events(json!({"entity": "user", "op": "INSERT", "data": row}).to_string())
+            .await;
+    }
+    let got = receiver
+        .wait_until("2 encrypted users", Duration::from_secs(20), |r| {
+            r.len() == 2
+        })
+        .await;
+    let (a, b) = (got[0].json(), got[1].json());
+    assert_eq!(a["name"], "Ada");
+    let email = a["email"].as_str().unwrap();
+    assert!(email.starts_with("wh1:"), "{a}");
+    assert_ne!(a["email"], b["email"], "a fresh nonce per message");
+
+    let (plugins, _) = Plugins::load(&dir, None).unwrap();
+    let key_bytes = hex_decode(key);
+    let plain = plugins.decrypt("aes", &got[0].body, &key_bytes).unwrap();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&plain).unwrap(),
+        row
+    );
+    // A wrong key is the plugin's error, never garbage.
+    let wrong = plugins
+        .decrypt("aes", &got[0].body, &[7u8; 32])
+        .unwrap_err();
+    assert!(matches!(wrong, PluginError::Guest { .. }), "{wrong}");
+    wasmhook.stop().await;
+}
+
+fn hex_decode(text: &str) -> Vec<u8> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+#[test]
+fn verifier_plugin_checks_shopify_signatures() {
+    use base64::Engine;
+    use hmac::Mac;
+    let tmp = tempfile::tempdir().unwrap();
+    install(tmp.path(), "shopify-hmac", "shopify-hmac", None);
+    let (plugins, _) = Plugins::load(tmp.path(), None).unwrap();
+    assert_eq!(plugins.role("shopify-hmac"), Some(Role::Verifier));
+    let body = br#"{"id": 820982911946154508, "email": "jon@example.com"}"#;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"shpss_secret").unwrap();
+    mac.update(body);
+    let signature = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    let request = |sig: &str, body: &[u8]| IncomingRequest {
+        method: "POST".into(),
+        path: "/webhooks/shopify".into(),
+        headers: vec![
+            ("x-shopify-hmac-sha256".into(), sig.into()),
+            ("content-type".into(), "application/json".into()),
+        ],
+        body: body.to_vec(),
+    };
+    assert_eq!(
+        plugins
+            .verify(
+                "shopify-hmac",
+                &request(&signature, body),
+                b"shpss_secret",
+                0
+            )
+            .unwrap(),
+        Verdict::Ok
+    );
+    let tampered = plugins
+        .verify(
+            "shopify-hmac",
+            &request(&signature, b"{}"),
+            b"shpss_secret",
+            0,
+        )
+        .unwrap();
+    assert!(matches!(tampered, Verdict::Rejected(_)), "{tampered:?}");
+    let wrong_secret = plugins
+        .verify("shopify-hmac", &request(&signature, body), b"other", 0)
+        .unwrap();
+    assert!(matches!(wrong_secret, Verdict::Rejected(_)));
+    let mut missing = request(&signature, body);
+    missing.headers.remove(0);
+    assert!(
+        matches!(plugins.verify("shopify-hmac", &missing, b"shpss_secret", 0).unwrap(), Verdict::Rejected(r) if r.contains("X-Shopify-Hmac-Sha256"))
+    );
+}
+
+#[tokio::test]
+async fn hostile_plugins_fail_only_their_own_deliveries() {
+    let receiver = TestReceiver::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("plugins");
+    let limits =
+        "[limits]\nfuel = 50000000\nmemory_mb = 32\ntimeout_ms = 200\nmax_output_bytes = 1048576\n";
+    let modes = ["loop", "memory", "recursion", "trap", "huge", "slow"];
+    for mode in modes {
+        let extra = if mode == "slow" { "ms = 2000\n" } else { "" };
+        install(
+            &dir,
+            "misbehave",
+            mode,
+            Some(&format!("{limits}[config]\nmode = \"{mode}\"\n{extra}")),
+        );
+    }
+    install(
+        &dir,
+        "misbehave",
+        "fine",
+        Some(&format!("{limits}[config]\nmode = \"ok\"\n")),
+    );
+    let mut observers = String::new();
+    for mode in modes.iter().chain(["fine"].iter()) {
+        observers.push_str(&format!(
+            "[[observer]]\nname = \"{mode}\"\nentity = \"order\"\n[[observer.webhook]]\nurl = \"{}\"\ntransform = \"plugin:{mode}\"\n",
+            receiver.url(&format!("/{mode}"))
+        ));
+    }
+    observers.push_str(&format!(
+        "[[observer]]\nname = \"plain\"\nentity = \"order\"\n[[observer.webhook]]\nurl = \"{}\"\n",
+        receiver.url("/plain")
+    ));
+    let wasmhook =
+        InProcess::start(&plugins_config(&dir, &tmp.path().join("cache"), &observers)).await;
+    for i in 0..3 {
+        let (status, answer) = wasmhook
+            .post_events(fraiseql_order("created", json!({"id": i}), None).to_string())
+            .await;
+        assert_eq!(status, 202, "{answer}");
+    }
+    let got = receiver
+        .wait_until("healthy deliveries", Duration::from_secs(30), |r| {
+            r.len() == 6
+        })
+        .await;
+    assert!(
+        got.iter().all(|r| r.path == "/plain" || r.path == "/fine"),
+        "only healthy observers deliver"
+    );
+    let dlq = wait_dlq(&wasmhook, 18).await;
+    let reason_of = |mode: &str| -> String {
+        let reasons: Vec<&str> = dlq
+            .iter()
+            .filter(|e| e["observer"] == mode)
+            .map(|e| e["reason"].as_str().unwrap())
+            .collect();
+        assert_eq!(reasons.len(), 3, "{mode}: {reasons:?}");
+        reasons[0].to_string()
+    };
+    for (mode, expected) in [
+        ("loop", "ran out of fuel"),
+        ("memory", "exceeded its memory limit of 32 MiB"),
+        ("recursion", "overflowed its stack"),
+        ("trap", "trapped"),
+        ("huge", ""),
+        ("slow", "exceeded its timeout of 200 ms"),
+    ] {
+        let reason = reason_of(mode);
+        assert!(reason.contains(&format!("plugin \"{mode}\"")), "{reason}");
+        assert!(reason.contains(expected), "{mode}: {reason}");
+    }
+    let huge = reason_of("huge");
+    assert!(
+        huge.contains("memory limit") || huge.contains("over its limit"),
+        "{huge}"
+    );
+    wasmhook.stop().await;
+}
+
+#[tokio::test]
+async fn hot_reload_swaps_plugins_while_events_flow_and_loses_none() {
+    let receiver = TestReceiver::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("plugins");
+    install(
+        &dir,
+        "slack-message",
+        "notify",
+        Some("[config]\nchannel = \"#v1\"\n"),
+    );
+    let config = plugins_config(
+        &dir,
+        &tmp.path().join("cache"),
+        &format!(
+            "[webhooks.retry]\nmax_attempts = 1\n[[observer]]\nname = \"orders\"\nentity = \"order\"\n[[observer.webhook]]\nurl = \"{}\"\ntransform = \"plugin:notify\"\n",
+            receiver.url("/n")
+        ),
+    );
+    let wasmhook = InProcess::start(&config).await;
+    let post = |i: i64| {
+        let body = fraiseql_order(
+            "created",
+            json!({"id": i, "total": 10, "status": "paid"}),
+            None,
+        )
+        .to_string();
+        let url = wasmhook.url("/events");
+        async move { crate::utils::post(&url, body).await.0 }
+    };
+    let channel =
+        |r: &crate::utils::Received| r.json()["channel"].as_str().unwrap_or_default().to_string();
+    let mut sent = 0;
+    for _ in 0..10 {
+        assert_eq!(post(sent).await, 202);
+        sent += 1;
+    }
+    // A new config for the same component: picked up without a restart.
+    std::fs::write(dir.join("notify.toml"), "[config]\nchannel = \"#v2\"\n").unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        assert_eq!(post(sent).await, 202);
+        sent += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let requests = receiver.requests();
+        if requests.last().is_some_and(|r| channel(r) == "#v2") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new version did not take effect within 2 s"
+        );
+    }
+    // A broken replacement is reported and the previous version keeps serving.
+    let good = std::fs::read(dir.join("notify.wasm")).unwrap();
+    std::fs::write(dir.join("notify.wasm"), b"not wasm at all").unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    for _ in 0..5 {
+        assert_eq!(post(sent).await, 202);
+        sent += 1;
+    }
+    // A different component under the same name replaces it.
+    std::fs::write(dir.join("notify.wasm"), &good).unwrap();
+    install(
+        &dir,
+        "misbehave",
+        "notify",
+        Some("[config]\nmode = \"ok\"\n"),
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    for _ in 0..5 {
+        assert_eq!(post(sent).await, 202);
+        sent += 1;
+    }
+    let got = receiver
+        .wait_until("every event", Duration::from_secs(20), |r| {
+            r.len() as i64 == sent
+        })
+        .await;
+    assert!(got
+        .iter()
+        .skip(10)
+        .take(1)
+        .all(|r| channel(r) == "#v1" || channel(r) == "#v2"));
+    assert_eq!(
+        wasmhook.get_json("/admin/dlq").await,
+        json!([]),
+        "no event lost"
+    );
+    // Removal: later events die with a clear reason, in the DLQ.
+    std::fs::remove_file(dir.join("notify.wasm")).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let dlq = loop {
+        assert_eq!(post(sent).await, 202);
+        sent += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let list = wasmhook.get_json("/admin/dlq").await;
+        if !list.as_array().unwrap().is_empty() {
+            break list.as_array().unwrap().clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "removal not noticed");
+    };
+    assert!(
+        dlq[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("plugin \"notify\" is not loaded"),
+        "{}",
+        dlq[0]
+    );
+    wasmhook.stop().await;
+}
+
+#[test]
+fn bad_files_and_bad_references_give_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("garbage.wasm"), b"hello").unwrap();
+    // A core module (magic + version 1), not a component.
+    std::fs::write(tmp.path().join("core.wasm"), b"\0asm\x01\0\0\0").unwrap();
+    // An empty component: valid, but it exports no plugin role.
+    std::fs::write(tmp.path().join("empty.wasm"), b"\0asm\x0d\0\x01\0").unwrap();
+    std::fs::write(tmp.path().join("badtoml.wasm"), b"\0asm\x0d\0\x01\0").unwrap();
+    std::fs::write(tmp.path().join("badtoml.toml"), "[limits]\nfuel = -1\n").unwrap();
+    let (plugins, changes) = Plugins::load(tmp.path(), None).unwrap();
+    assert!(plugins.list().is_empty());
+    let failure = |name: &str| -> String {
+        changes
+            .iter()
+            .find_map(|c| match c {
+                Change::Failed(n, e) if n == name => Some(e.to_string()),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no failure for {name}: {changes:?}"))
+    };
+    assert!(
+        failure("garbage").contains("garbage.wasm: not a WebAssembly component"),
+        "{}",
+        failure("garbage")
+    );
+    assert!(
+        failure("core").contains("core WebAssembly module, not a component"),
+        "{}",
+        failure("core")
+    );
+    assert!(
+        failure("empty").contains("exports none of wasmhook:plugin/"),
+        "{}",
+        failure("empty")
+    );
+    assert!(
+        failure("badtoml").contains("badtoml.toml"),
+        "{}",
+        failure("badtoml")
+    );
+
+    install(tmp.path(), "high-value-order", "hv", None);
+    let (plugins, _) = Plugins::load(tmp.path(), None).unwrap();
+    let text = |extra: &str| {
+        format!(
+            "[plugins]\ndir = {:?}\n[[observer]]\nname = \"o\"\nentity = \"order\"\n{extra}\n[[observer.webhook]]\nurl = \"http://127.0.0.1:1/\"\n",
+            tmp.path().display().to_string()
+        )
+    };
+    for (extra, expected) in [
+        (
+            "condition = \"plugin:nope\"",
+            "observer[0] (\"o\").condition: plugin \"nope\" is not loaded",
+        ),
+        ("condition = \"plugin:\"", "is not \"plugin:NAME\""),
+    ] {
+        let config =
+            wasmhook::config::Config::from_toml(&text(extra), Path::new("t.toml"), &|_| None);
+        let message = match config {
+            Err(e) => e.to_string(),
+            Ok(config) => config.check_plugins(&plugins).unwrap_err().to_string(),
+        };
+        assert!(message.contains(expected), "{message}");
+    }
+    let wrong_role = "[[observer]]\nname = \"o\"\nentity = \"order\"\n[[observer.webhook]]\nurl = \"http://127.0.0.1:1/\"\ntransform = \"plugin:hv\"\n";
+    let config =
+        wasmhook::config::Config::from_toml(wrong_role, Path::new("t.toml"), &|_| None).unwrap();
+    let message = config.check_plugins(&plugins).unwrap_err().to_string();
+    assert!(
+        message.contains("plugin \"hv\" is a condition plugin, not a transform plugin"),
+        "{message}"
+    );
+}
+
+async fn wait_dlq(wasmhook: &InProcess, n: usize) -> Vec<serde_json::Value> {
+    let mut list = serde_json::Value::Null;
+    for _ in 0..400 {
+        list = wasmhook.get_json("/admin/dlq").await;
+        if list.as_array().is_some_and(|l| l.len() >= n) {
+            return list.as_array().unwrap().clone();
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("DLQ did not reach {n} entries: {list}");
+}
