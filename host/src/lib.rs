@@ -12,6 +12,7 @@ pub mod config;
 pub mod delivery;
 pub mod dlq;
 pub mod event;
+pub mod incoming;
 pub mod observer;
 pub mod outbox;
 pub mod payload;
@@ -124,14 +125,31 @@ pub async fn run(
         }
     };
 
+    let seen = incoming::replay::Seen::open(&store)?;
+    let purging = {
+        let (seen, mut stop) = (seen.clone(), stop_rx.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.wait_for(|s| *s) => break,
+                    _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+                }
+                if let Err(e) = seen.purge() {
+                    error!(error = %e, "cannot purge expired incoming delivery ids");
+                }
+            }
+        })
+    };
     let state = server::AppState {
         pipeline,
         admin_token: config.server.admin_token.clone(),
+        seen,
     };
     let router = server::router(
         state,
         config.source == SourceConfig::Http,
         config.server.max_body_bytes,
+        &config.receivers,
     );
     info!(listen = %listener.local_addr()?, observers = config.observers.len(), "wasmhook running");
     let mut stop = stop_rx.clone();
@@ -148,6 +166,7 @@ pub async fn run(
             Ok(Ok(())) => {}
         }
     }
+    let _ = purging.await;
     if let Some(watching) = watching {
         let _ = watching.await;
     }

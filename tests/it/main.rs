@@ -4,6 +4,7 @@
 mod cli;
 mod crash;
 mod delivery;
+mod incoming;
 mod ingest;
 mod nats;
 mod plugins;

@@ -61,6 +61,26 @@ pub(super) struct WebhooksSection {
     pub signing: SigningSection,
     #[serde(default)]
     pub retry: RetrySection,
+    #[serde(default)]
+    pub incoming: BTreeMap<String, IncomingSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct IncomingSection {
+    pub enabled: Option<bool>,
+    pub path: String,
+    pub scheme: String,
+    pub secret: Option<String>,
+    pub secrets: Option<Vec<String>>,
+    pub events: Option<Vec<String>>,
+    pub signature_header: Option<String>,
+    pub signature_format: Option<String>,
+    pub signature_encoding: Option<String>,
+    pub algorithm: Option<String>,
+    pub timestamp_header: Option<String>,
+    pub tolerance_seconds: Option<u64>,
+    pub max_payload_bytes: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

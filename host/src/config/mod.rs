@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use crate::delivery::retry::{Backoff, RetryPolicy};
 use crate::event::Operation;
+use crate::incoming::scheme::{self, Encoding, HmacAlgorithm, HmacScheme, Scheme, SignatureFormat};
+use crate::incoming::{Receiver, Verifier};
 use crate::observer::condition::Condition;
 use crate::observer::{Observer, Rule, Webhook};
 use crate::payload::template::{JsonTemplate, TextTemplate};
@@ -144,8 +146,10 @@ pub struct Config {
     pub log: LogConfig,
     /// Plugins folder.
     pub plugins: PluginsConfig,
-    /// Every plugin the observers use.
+    /// Every plugin the observers and receivers use.
     pub plugin_refs: Vec<PluginRef>,
+    /// Incoming webhook receivers.
+    pub receivers: Vec<Receiver>,
     /// Observers in file order.
     pub observers: Vec<Observer>,
 }
@@ -306,6 +310,39 @@ fn resolve(
     };
 
     let mut refs = Vec::new();
+    let mut receivers = Vec::new();
+    for (name, section) in raw.webhooks.incoming {
+        if let Some(receiver) = resolve_receiver(&name, section, &mut refs)? {
+            let key = format!("webhooks.incoming.{name}.path");
+            if matches!(
+                receiver.path.as_str(),
+                "/events" | "/healthz" | "/readyz" | "/metrics"
+            ) || receiver.path.starts_with("/admin")
+            {
+                return Err(invalid(
+                    key,
+                    format!("{:?} is a path wasmhook uses itself", receiver.path),
+                ));
+            }
+            if let Some(other) = receivers
+                .iter()
+                .find(|r: &&Receiver| r.path == receiver.path)
+            {
+                return Err(invalid(
+                    key,
+                    format!(
+                        "{:?} is also the path of receiver {:?}",
+                        receiver.path, other.name
+                    ),
+                ));
+            }
+            receivers.push(receiver);
+        }
+    }
+    let receiver_names: Vec<String> = receivers
+        .iter()
+        .map(|r| r.name.to_ascii_lowercase())
+        .collect();
     let mut observers = Vec::with_capacity(raw.observer.len());
     for (index, section) in raw.observer.into_iter().enumerate() {
         let key = format!("observer[{index}]");
@@ -315,7 +352,17 @@ fn resolve(
                 format!("observer name {:?} is used twice", section.name),
             ));
         }
-        observers.push(resolve_observer(section, &key, &retry, env, &mut refs)?);
+        // Events from a receiver carry the provider's event types
+        // (`push`), not INSERT/UPDATE/DELETE.
+        let any_operation = receiver_names.contains(&section.entity.trim().to_ascii_lowercase());
+        observers.push(resolve_observer(
+            section,
+            &key,
+            &retry,
+            env,
+            &mut refs,
+            any_operation,
+        )?);
     }
     Ok(Config {
         file: path.to_path_buf(),
@@ -328,6 +375,7 @@ fn resolve(
         log,
         plugins,
         plugin_refs: refs,
+        receivers,
         observers,
     })
 }
@@ -493,6 +541,7 @@ fn resolve_observer(
     global_retry: &RetryPolicy,
     env: &dyn Fn(&str) -> Option<String>,
     refs: &mut Vec<PluginRef>,
+    any_operation: bool,
 ) -> Result<Observer, ConfigError> {
     if raw.name.trim().is_empty() {
         return Err(invalid(format!("{key}.name"), "must not be empty"));
@@ -503,11 +552,13 @@ fn resolve_observer(
     }
     let events = match raw.event {
         None => Vec::new(),
-        Some(file::OneOrMany::One(name)) => vec![operation(&name, &format!("{key}.event"))?],
+        Some(file::OneOrMany::One(name)) => {
+            vec![operation(&name, &format!("{key}.event"), any_operation)?]
+        }
         Some(file::OneOrMany::Many(names)) => names
             .iter()
             .enumerate()
-            .map(|(i, name)| operation(name, &format!("{key}.event[{i}]")))
+            .map(|(i, name)| operation(name, &format!("{key}.event[{i}]"), any_operation))
             .collect::<Result<_, _>>()?,
     };
     let condition = compile_condition(raw.condition.as_deref(), &format!("{key}.condition"), refs)?;
@@ -537,9 +588,9 @@ fn resolve_observer(
     })
 }
 
-fn operation(name: &str, key: &str) -> Result<Operation, ConfigError> {
+fn operation(name: &str, key: &str, any_operation: bool) -> Result<Operation, ConfigError> {
     match Operation::parse(name) {
-        Operation::Other(other) => Err(invalid(
+        Operation::Other(other) if !any_operation => Err(invalid(
             key,
             format!("{other:?} is not INSERT, UPDATE or DELETE"),
         )),
@@ -591,6 +642,149 @@ fn plugin_name(
         role,
     });
     Ok(Some(name.to_string()))
+}
+
+/// One `[webhooks.incoming.NAME]`; `None` when `enabled = false`.
+fn resolve_receiver(
+    name: &str,
+    raw: file::IncomingSection,
+    refs: &mut Vec<PluginRef>,
+) -> Result<Option<Receiver>, ConfigError> {
+    let key = format!("webhooks.incoming.{name}");
+    if raw.enabled == Some(false) {
+        return Ok(None);
+    }
+    if !raw.path.starts_with('/') {
+        return Err(invalid(
+            format!("{key}.path"),
+            format!("{:?} must start with /", raw.path),
+        ));
+    }
+    let mut secrets: Vec<String> = raw.secrets.unwrap_or_default();
+    secrets.extend(raw.secret);
+    secrets.retain(|s| !s.is_empty());
+    if secrets.is_empty() {
+        return Err(invalid(
+            format!("{key}.secret"),
+            "a receiver needs a secret (or secrets = [new, old])",
+        ));
+    }
+    let tolerance = raw.tolerance_seconds.unwrap_or(300);
+    let hmac_only = [
+        ("signature_header", raw.signature_header.is_some()),
+        ("signature_format", raw.signature_format.is_some()),
+        ("signature_encoding", raw.signature_encoding.is_some()),
+        ("algorithm", raw.algorithm.is_some()),
+        ("timestamp_header", raw.timestamp_header.is_some()),
+    ];
+    let scheme_name = raw.scheme.trim();
+    if scheme_name != "hmac" {
+        if let Some((option, _)) = hmac_only.iter().find(|(_, set)| *set) {
+            return Err(invalid(
+                format!("{key}.{option}"),
+                format!("only applies to scheme = \"hmac\", not {scheme_name:?}"),
+            ));
+        }
+    }
+    let raw_bytes = |secrets: &[String]| {
+        secrets
+            .iter()
+            .map(|s| s.as_bytes().to_vec())
+            .collect::<Vec<_>>()
+    };
+    let (verifier, secrets) = if let Some(plugin) =
+        plugin_name(scheme_name, &format!("{key}.scheme"), Role::Verifier, refs)?
+    {
+        (Verifier::Plugin(plugin), raw_bytes(&secrets))
+    } else {
+        match scheme_name {
+            "github" => (Verifier::Scheme(Scheme::Github), raw_bytes(&secrets)),
+            "stripe" => (
+                Verifier::Scheme(Scheme::Stripe {
+                    tolerance_seconds: tolerance,
+                }),
+                raw_bytes(&secrets),
+            ),
+            "standard-webhooks" => {
+                let decoded = secrets
+                    .iter()
+                    .map(|s| scheme::decode_standard_secret(s))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|_| {
+                        invalid(
+                            format!("{key}.secret"),
+                            "must be a whsec_ secret: base64 after the whsec_ prefix",
+                        )
+                    })?;
+                (
+                    Verifier::Scheme(Scheme::StandardWebhooks {
+                        tolerance_seconds: tolerance,
+                    }),
+                    decoded,
+                )
+            }
+            "hmac" => {
+                let algorithm = match raw.algorithm.as_deref().unwrap_or("sha256") {
+                    "sha256" => HmacAlgorithm::Sha256,
+                    "sha512" => HmacAlgorithm::Sha512,
+                    other => {
+                        return Err(invalid(
+                            format!("{key}.algorithm"),
+                            format!("{other:?} is not \"sha256\" or \"sha512\""),
+                        ))
+                    }
+                };
+                let encoding = match raw.signature_encoding.as_deref().unwrap_or("hex") {
+                    "hex" => Encoding::Hex,
+                    "base64" => Encoding::Base64,
+                    other => {
+                        return Err(invalid(
+                            format!("{key}.signature_encoding"),
+                            format!("{other:?} is not \"hex\" or \"base64\""),
+                        ))
+                    }
+                };
+                let signature_format = SignatureFormat::parse(
+                    raw.signature_format.as_deref().unwrap_or("{signature}"),
+                )
+                .map_err(|e| invalid(format!("{key}.signature_format"), e))?;
+                let signature_header = raw.signature_header.ok_or_else(|| {
+                    invalid(
+                        format!("{key}.signature_header"),
+                        "scheme = \"hmac\" needs the header that carries the signature",
+                    )
+                })?;
+                let scheme = HmacScheme {
+                    algorithm,
+                    signature_header,
+                    signature_format,
+                    encoding,
+                    timestamp_header: raw.timestamp_header,
+                    tolerance_seconds: tolerance,
+                };
+                (Verifier::Scheme(Scheme::Hmac(scheme)), raw_bytes(&secrets))
+            }
+            other => return Err(invalid(
+                format!("{key}.scheme"),
+                format!(
+                    "{other:?} is not github, stripe, standard-webhooks, hmac or \"plugin:NAME\""
+                ),
+            )),
+        }
+    };
+    Ok(Some(Receiver {
+        name: name.to_string(),
+        path: raw.path,
+        verifier,
+        secrets,
+        events: raw.events.unwrap_or_default(),
+        max_payload_bytes: positive(
+            raw.max_payload_bytes,
+            1 << 20,
+            &format!("{key}.max_payload_bytes"),
+        )?,
+        replay_window: Duration::from_secs(tolerance.max(60)),
+    }))
 }
 
 /// Keys are given as hex or base64 (standard alphabet).

@@ -334,6 +334,11 @@ impl Store {
         Ok(letter)
     }
 
+    /// Another tree in the same database (for the stages that keep state).
+    pub fn tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
+        Ok(self.db.open_tree(name)?)
+    }
+
     /// Number of pending deliveries.
     pub fn outbox_len(&self) -> usize {
         self.outbox.len()

@@ -12,7 +12,13 @@ use axum::{Json, Router};
 use serde_json::json;
 use tracing::{error, info};
 
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, Method, Uri};
+
 use crate::dlq::{Filter, Summary};
+use crate::incoming::replay::Seen;
+use crate::incoming::Receiver;
 use crate::outbox::StoreError;
 use crate::pipeline::Pipeline;
 use crate::source::{envelope, http};
@@ -24,10 +30,17 @@ pub struct AppState {
     pub pipeline: Pipeline,
     /// Bearer token for `/admin`, if set.
     pub admin_token: Option<String>,
+    /// Replay memory of the incoming receivers.
+    pub seen: Seen,
 }
 
 /// Builds the router; `ingest` mounts `POST /events` (the `http` backend).
-pub fn router(state: AppState, ingest: bool, max_body_bytes: usize) -> Router {
+pub fn router(
+    state: AppState,
+    ingest: bool,
+    max_body_bytes: usize,
+    receivers: &[Receiver],
+) -> Router {
     let admin = Router::new()
         .route("/dlq", get(dlq_list))
         .route("/dlq/retry-all", post(dlq_retry_all))
@@ -40,6 +53,23 @@ pub fn router(state: AppState, ingest: bool, max_body_bytes: usize) -> Router {
         .nest("/admin", admin);
     if ingest {
         router = router.route("/events", post(ingest_events));
+    }
+    for receiver in receivers {
+        let limit = receiver.max_payload_bytes;
+        let receiver = Arc::new(receiver.clone());
+        router = router.route(
+            &receiver.path.clone(),
+            post(
+                move |state: State<AppState>,
+                      method: Method,
+                      uri: Uri,
+                      headers: HeaderMap,
+                      body: Bytes| {
+                    receive(state, receiver.clone(), method, uri, headers, body)
+                },
+            )
+            .layer(DefaultBodyLimit::max(limit)),
+        );
     }
     router
         .layer(DefaultBodyLimit::max(max_body_bytes))
@@ -90,6 +120,71 @@ async fn ingest_events(State(state): State<AppState>, body: Bytes) -> Response {
                 .into_response()
         }
         Err(e) => storage_problem(&e),
+    }
+}
+
+/// An incoming webhook: verify on the raw bytes, drop replays, filter by
+/// event type, then store like any other event (202 once it is on disk).
+async fn receive(
+    State(state): State<AppState>,
+    receiver: Arc<Receiver>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let headers: Vec<(String, String)> = headers
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_string(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let now = crate::outbox::now_ms() / 1000;
+    if let Err(refusal) = receiver.verify(
+        method.as_str(),
+        uri.path(),
+        &headers,
+        &body,
+        now,
+        state.pipeline.plugins(),
+    ) {
+        tracing::warn!(receiver = %receiver.name, reason = %refusal, "incoming webhook refused");
+        return problem(StatusCode::UNAUTHORIZED, "invalid or missing signature");
+    }
+    let event_type = receiver.event_type(&headers, &body);
+    if !receiver.accepts(event_type.as_deref()) {
+        return (StatusCode::OK, Json(json!({ "ignored": event_type }))).into_response();
+    }
+    let delivery_id = receiver.delivery_id(&headers, &body);
+    let replay_key = delivery_id
+        .as_ref()
+        .map(|id| format!("{}/{id}", receiver.name));
+    if let Some(key) = &replay_key {
+        match state.seen.first_time(key, receiver.replay_window) {
+            Ok(true) => {}
+            Ok(false) => {
+                return (StatusCode::OK, Json(json!({ "duplicate": delivery_id }))).into_response()
+            }
+            Err(e) => return storage_problem(&e),
+        }
+    }
+    let event = receiver.event(delivery_id, event_type, &body);
+    match state.pipeline.accept(std::slice::from_ref(&event)).await {
+        Ok(routed) => (
+            StatusCode::ACCEPTED,
+            Json(json!({ "accepted": 1, "events": routed })),
+        )
+            .into_response(),
+        Err(e) => {
+            if let Some(key) = &replay_key {
+                // The sender will retry; that retry must not count as a replay.
+                let _ = state.seen.forget(key);
+            }
+            storage_problem(&e)
+        }
     }
 }
 
