@@ -384,8 +384,9 @@ async fn hot_reload_swaps_plugins_while_events_flow_and_loses_none() {
         sent += 1;
     }
     // A new config for the same component: picked up without a restart.
+    // (How fast is a benchmark's business; here it only has to happen.)
     std::fs::write(dir.join("notify.toml"), "[config]\nchannel = \"#v2\"\n").unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         assert_eq!(post(sent).await, 202);
         sent += 1;
@@ -437,7 +438,7 @@ async fn hot_reload_swaps_plugins_while_events_flow_and_loses_none() {
     );
     // Removal: later events die with a clear reason, in the DLQ.
     std::fs::remove_file(dir.join("notify.wasm")).unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let dlq = loop {
         assert_eq!(post(sent).await, 202);
         sent += 1;

@@ -764,12 +764,14 @@ fn resolve_receiver(
                 };
                 (Verifier::Scheme(Scheme::Hmac(scheme)), raw_bytes(&secrets))
             }
-            other => return Err(invalid(
-                format!("{key}.scheme"),
-                format!(
+            other => {
+                return Err(invalid(
+                    format!("{key}.scheme"),
+                    format!(
                     "{other:?} is not github, stripe, standard-webhooks, hmac or \"plugin:NAME\""
                 ),
-            )),
+                ))
+            }
         }
     };
     Ok(Some(Receiver {
