@@ -24,47 +24,46 @@ pub struct Cli {
 enum Command {
     /// Run the processor until SIGINT or SIGTERM.
     Run {
-        /// Config file.
-        #[arg(long, short, env = "WASMHOOK_CONFIG", default_value = "wasmhook.toml")]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
     },
-    /// Validate a config file and print its observers.
+    /// Validate a config file, load its plugins and print its observers.
     Check {
-        /// Config file.
-        #[arg(long, short, env = "WASMHOOK_CONFIG", default_value = "wasmhook.toml")]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
     },
     /// Inspect and replay the dead-letter queue (works while `run` is running).
     Dlq {
-        /// Config file (for the database path and the admin address).
-        #[arg(
-            long,
-            short,
-            env = "WASMHOOK_CONFIG",
-            default_value = "wasmhook.toml",
-            global = true
-        )]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
         #[command(subcommand)]
         command: dlq::DlqCommand,
     },
     /// List the plugins folder, or run one plugin against an event.
     Plugin {
-        /// Config file (for `[plugins] dir`).
-        #[arg(
-            long,
-            short,
-            env = "WASMHOOK_CONFIG",
-            default_value = "wasmhook.toml",
-            global = true
-        )]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
         /// Plugins folder, instead of the config's.
         #[arg(long, global = true)]
         dir: Option<PathBuf>,
         #[command(subcommand)]
         command: plugin::PluginCommand,
     },
+}
+
+/// `--config FILE`, shared by every command.
+#[derive(Debug, clap::Args)]
+struct ConfigArg {
+    /// Config file.
+    #[arg(
+        long = "config",
+        short = 'c',
+        value_name = "FILE",
+        env = "WASMHOOK_CONFIG",
+        default_value = "wasmhook.toml",
+        global = true
+    )]
+    path: PathBuf,
 }
 
 /// Parses the command line and runs it; errors print as `error: ...` and
@@ -87,13 +86,13 @@ fn execute(cli: Cli) -> Result<ExitCode> {
         .context("cannot start the async runtime")?;
     match cli.command {
         Command::Run { config } => {
-            let config = load(&config)?;
+            let config = load(&config.path)?;
             init_logging(&config)?;
             runtime.block_on(run(config))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { config } => {
-            let config = load(&config)?;
+            let config = load(&config.path)?;
             let plugins = crate::load_plugins(&config)?;
             print!("{}", describe(&config));
             let list = plugins.list();
@@ -109,9 +108,9 @@ fn execute(cli: Cli) -> Result<ExitCode> {
             config,
             dir,
             command,
-        } => plugin::execute(&config, dir, command),
+        } => plugin::execute(&config.path, dir, command),
         Command::Dlq { config, command } => {
-            let config = load(&config)?;
+            let config = load(&config.path)?;
             runtime.block_on(dlq::execute(&config, command))
         }
     }

@@ -160,7 +160,7 @@ pub(super) fn execute(
                     let key = key.ok_or_else(|| {
                         anyhow!("an encryption plugin needs --key (hex or base64)")
                     })?;
-                    let key = decode_key(&key)?;
+                    let key = crate::config::decode_key(&key, "--key")?;
                     let out = if decrypt {
                         plugins.decrypt(&name, &bytes, &key)?
                     } else {
@@ -196,16 +196,6 @@ fn show(bytes: &[u8]) -> String {
             base64::engine::general_purpose::STANDARD.encode(bytes)
         ),
     }
-}
-
-fn decode_key(text: &str) -> Result<Vec<u8>> {
-    use base64::Engine;
-    if text.len() % 2 == 0 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Ok(hex::decode(text)?);
-    }
-    base64::engine::general_purpose::STANDARD
-        .decode(text)
-        .map_err(|_| anyhow!("--key must be hex or base64"))
 }
 
 fn parse_request(bytes: &[u8]) -> Result<IncomingRequest> {

@@ -789,8 +789,9 @@ fn resolve_receiver(
     }))
 }
 
-/// Keys are given as hex or base64 (standard alphabet).
-fn decode_key(text: &str, key: &str) -> Result<Vec<u8>, ConfigError> {
+/// Keys are given as hex or base64 (standard alphabet); `key` names the
+/// setting in the error, which never shows the key itself.
+pub fn decode_key(text: &str, key: &str) -> Result<Vec<u8>, ConfigError> {
     use base64::Engine;
     let text = text.trim();
     if text.len() % 2 == 0 && !text.is_empty() && text.bytes().all(|b| b.is_ascii_hexdigit()) {
