@@ -13,6 +13,7 @@ pub mod delivery;
 pub mod dlq;
 pub mod event;
 pub mod incoming;
+pub mod metrics;
 pub mod observer;
 pub mod outbox;
 pub mod payload;
@@ -85,7 +86,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
     let store = Store::open(&config.storage.path, config.storage.cache_capacity_bytes)?;
-    let plugins = load_plugins(&config)?;
+    let metrics = metrics::Metrics::new(&config.metrics_namespace);
+    let plugins = load_plugins(&config)?.with_metrics(metrics.clone());
     let sender = Sender::new(&config.http, config.signer.clone())?;
     let observers: Arc<[observer::Observer]> = config.observers.clone().into();
     let (dispatcher, schedule) = Dispatcher::new(
@@ -95,10 +97,17 @@ pub async fn run(
         plugins.clone(),
         config.retry.clone(),
         config.http.max_concurrent,
+        metrics.clone(),
     );
     // Read before any source starts, so nothing new is queued twice.
     let resumed = store.pending()?;
-    let pipeline = Pipeline::new(observers, plugins.clone(), store.clone(), schedule);
+    let pipeline = Pipeline::new(
+        observers,
+        plugins.clone(),
+        store.clone(),
+        schedule,
+        metrics.clone(),
+    );
 
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
@@ -110,6 +119,7 @@ pub async fn run(
         .watch
         .then(|| plugins.watch(config.plugins.watch_interval, stop_rx.clone()));
     let dispatching = tokio::spawn(dispatcher.run(resumed, stop_rx.clone(), DRAIN));
+    let connected = source::Connected::new(config.source == SourceConfig::Http);
     let source = match &config.source {
         SourceConfig::Http => None,
         SourceConfig::Nats { url, subjects } => {
@@ -119,8 +129,13 @@ pub async fn run(
                 pipeline.clone(),
                 stop_rx.clone(),
             );
+            let connected = connected.clone();
             Some(tokio::spawn(async move {
-                source::nats::run(&url, &subjects, pipeline, stop).await
+                let result = source::nats::run(&url, &subjects, pipeline, connected, stop).await;
+                if let Err(e) = &result {
+                    error!(error = %e, "NATS source stopped");
+                }
+                result
             }))
         }
     };
@@ -140,8 +155,26 @@ pub async fn run(
             }
         })
     };
+    let retention = {
+        let (store, dlq, mut stop) = (store.clone(), config.dlq.clone(), stop_rx.clone());
+        tokio::spawn(async move {
+            loop {
+                match store.dlq_enforce(dlq.retention, dlq.max_bytes) {
+                    Ok(0) => {}
+                    Ok(n) => info!(removed = n, "DLQ retention applied"),
+                    Err(e) => error!(error = %e, "cannot apply DLQ retention"),
+                }
+                tokio::select! {
+                    _ = stop.wait_for(|s| *s) => break,
+                    _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+                }
+            }
+        })
+    };
     let state = server::AppState {
         pipeline,
+        metrics,
+        connected,
         admin_token: config.server.admin_token.clone(),
         seen,
     };
@@ -167,6 +200,7 @@ pub async fn run(
         }
     }
     let _ = purging.await;
+    let _ = retention.await;
     if let Some(watching) = watching {
         let _ = watching.await;
     }

@@ -15,6 +15,7 @@ use tracing::{debug, warn};
 use crate::delivery::dispatcher::Schedule;
 use crate::dlq::Filter;
 use crate::event::Event;
+use crate::metrics::Metrics;
 use crate::observer::{self, Observer};
 use crate::outbox::{now_ms, Delivery, Store, StoreError};
 use crate::payload;
@@ -24,6 +25,7 @@ use crate::source::envelope;
 /// The part of the process every source and the admin API talk to.
 #[derive(Clone)]
 pub struct Pipeline {
+    metrics: Metrics,
     observers: Arc<[Observer]>,
     plugins: Plugins,
     store: Store,
@@ -80,13 +82,20 @@ impl Pipeline {
         plugins: Plugins,
         store: Store,
         schedule: Schedule,
+        metrics: Metrics,
     ) -> Pipeline {
         Pipeline {
+            metrics,
             observers,
             plugins,
             store,
             schedule,
         }
+    }
+
+    /// The process's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// The loaded plugins.
@@ -140,6 +149,11 @@ impl Pipeline {
                         deliveries.push(delivery);
                     }
                     Err(e) => {
+                        self.metrics.failure(
+                            &matched.observer.name,
+                            &matched.webhook.name,
+                            crate::metrics::Failure::Plugin(&e.to_string()),
+                        );
                         warn!(observer = %delivery.observer, delivery = %delivery.id, error = %e, "plugin failed; delivery moved to the DLQ");
                         dead.push((delivery, e.to_string()));
                     }
@@ -194,10 +208,14 @@ impl Pipeline {
     }
 
     /// Puts every matching DLQ delivery back; returns how many.
-    pub fn retry_all(&self, filter: &Filter) -> Result<usize, StoreError> {
-        let keys = self.store.requeue_all(filter)?;
-        for key in &keys {
-            self.schedule.at(now_ms(), *key);
+    pub fn retry_all(
+        &self,
+        filter: &Filter,
+        spacing: std::time::Duration,
+    ) -> Result<usize, StoreError> {
+        let keys = self.store.requeue_all(filter, spacing)?;
+        for (key, due) in &keys {
+            self.schedule.at(*due, *key);
         }
         Ok(keys.len())
     }

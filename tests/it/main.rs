@@ -7,5 +7,6 @@ mod delivery;
 mod incoming;
 mod ingest;
 mod nats;
+mod ops;
 mod plugins;
 mod utils;

@@ -294,7 +294,10 @@ pub struct NatsServer {
 
 impl NatsServer {
     pub async fn start() -> NatsServer {
-        let port = free_port();
+        Self::start_on(free_port()).await
+    }
+
+    pub async fn start_on(port: u16) -> NatsServer {
         let child = Command::new("nats-server")
             .args(["-a", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
@@ -436,4 +439,11 @@ for line in sys.stdin:
         .lines()
         .map(|l| l == "true")
         .collect()
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
 }

@@ -25,6 +25,8 @@ pub(super) enum DlqCommand {
         /// Only entries that died at least this long ago (e.g. 1h).
         #[arg(long)]
         older_than: Option<String>,
+        #[command(flatten)]
+        window: Window,
     },
     /// Show one entry in full: the event, the request, every attempt.
     Show {
@@ -44,6 +46,11 @@ pub(super) enum DlqCommand {
         /// Only this observer's entries.
         #[arg(long)]
         observer: Option<String>,
+        #[command(flatten)]
+        window: Window,
+        /// Spread the replays: one every DELAY (e.g. 30s), not all at once.
+        #[arg(long)]
+        delay: Option<String>,
     },
     /// Delete matching entries.
     Purge {
@@ -56,6 +63,32 @@ pub(super) enum DlqCommand {
     },
 }
 
+/// `--since` / `--until`: a time (RFC 3339) or an age ("2h" = two hours ago).
+#[derive(Debug, clap::Args)]
+pub(super) struct Window {
+    /// Only entries that died at or after this time (RFC 3339, or an age like 2h).
+    #[arg(long)]
+    since: Option<String>,
+    /// Only entries that died before this time (RFC 3339, or an age like 30m).
+    #[arg(long)]
+    until: Option<String>,
+}
+
+fn instant_ms(text: &str, flag: &str) -> Result<u64> {
+    if let Ok(age) = parse_duration(text) {
+        return Ok(crate::outbox::now_ms().saturating_sub(age.as_millis() as u64));
+    }
+    let time = humantime::parse_rfc3339_weak(text).map_err(|_| {
+        anyhow::anyhow!(
+            "{flag}: {text:?} is neither a time like 2026-11-24T10:00:00Z nor an age like 2h"
+        )
+    })?;
+    Ok(time
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0))
+}
+
 /// Where the DLQ is reached.
 enum Access {
     Direct(Store),
@@ -66,14 +99,21 @@ enum Access {
     },
 }
 
-fn filter(observer: Option<String>, older_than: Option<String>) -> Result<Filter> {
+fn filter(
+    observer: Option<String>,
+    older_than: Option<String>,
+    window: Option<Window>,
+) -> Result<Filter> {
     let older_than_ms = older_than
         .map(|text| parse_duration(&text).map(|d| d.as_millis() as u64))
         .transpose()
         .map_err(|e| anyhow::anyhow!("--older-than: {e}"))?;
+    let (since, until) = window.map_or((None, None), |w| (w.since, w.until));
     Ok(Filter {
         observer,
         older_than_ms,
+        since_ms: since.map(|t| instant_ms(&t, "--since")).transpose()?,
+        until_ms: until.map(|t| instant_ms(&t, "--until")).transpose()?,
     })
 }
 
@@ -151,8 +191,9 @@ pub(super) async fn execute(config: &Config, command: DlqCommand) -> Result<Exit
             json,
             observer,
             older_than,
+            window,
         } => {
-            let f = filter(observer, older_than)?;
+            let f = filter(observer, older_than, Some(window))?;
             let summaries: Vec<Summary> = match &access {
                 Access::Direct(store) => store
                     .dlq_list(&f)?
@@ -164,8 +205,14 @@ pub(super) async fn execute(config: &Config, command: DlqCommand) -> Result<Exit
                     if let Some(o) = &f.observer {
                         query.push(("observer", o.clone()));
                     }
-                    if let Some(ms) = f.older_than_ms {
-                        query.push(("older_than_ms", ms.to_string()));
+                    for (name, value) in [
+                        ("older_than_ms", f.older_than_ms),
+                        ("since_ms", f.since_ms),
+                        ("until_ms", f.until_ms),
+                    ] {
+                        if let Some(ms) = value {
+                            query.push((name, ms.to_string()));
+                        }
                     }
                     serde_json::from_value(
                         access
@@ -212,11 +259,18 @@ pub(super) async fn execute(config: &Config, command: DlqCommand) -> Result<Exit
         DlqCommand::RetryAll {
             older_than,
             observer,
+            window,
+            delay,
         } => {
-            let f = filter(observer, older_than)?;
+            let f = filter(observer, older_than, Some(window))?;
+            let spacing = delay
+                .map(|d| parse_duration(&d))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--delay: {e}"))?
+                .unwrap_or_default();
             match &access {
                 Access::Direct(store) => {
-                    let n = store.requeue_all(&f)?.len();
+                    let n = store.requeue_all(&f, spacing)?.len();
                     store.flush().await?;
                     println!("requeued {n} entries; they are delivered when wasmhook runs");
                 }
@@ -225,7 +279,7 @@ pub(super) async fn execute(config: &Config, command: DlqCommand) -> Result<Exit
                         .call(
                             reqwest::Method::POST,
                             "/dlq/retry-all",
-                            &[],
+                            &[("delay_ms", spacing.as_millis().to_string())],
                             Some(filter_body(&f)),
                         )
                         .await?;
@@ -237,7 +291,7 @@ pub(super) async fn execute(config: &Config, command: DlqCommand) -> Result<Exit
             older_than,
             observer,
         } => {
-            let f = filter(observer, older_than)?;
+            let f = filter(observer, older_than, None)?;
             let n = match &access {
                 Access::Direct(store) => store.dlq_purge(&f).await?.to_string(),
                 Access::Admin { .. } => access

@@ -25,6 +25,8 @@ pub(super) struct FileConfig {
     #[serde(default)]
     pub plugins: PluginsSection,
     #[serde(default)]
+    pub observability: ObservabilitySection,
+    #[serde(default)]
     pub observer: Vec<ObserverSection>,
 }
 
@@ -63,6 +65,15 @@ pub(super) struct WebhooksSection {
     pub retry: RetrySection,
     #[serde(default)]
     pub incoming: BTreeMap<String, IncomingSection>,
+    #[serde(default)]
+    pub dlq: DlqSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DlqSection {
+    pub retention: Option<String>,
+    pub max_size: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -111,6 +122,19 @@ pub(super) struct RetrySection {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub(super) struct ObservabilitySection {
+    #[serde(default)]
+    pub prometheus: PrometheusSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PrometheusSection {
+    pub namespace: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct PluginsSection {
     pub dir: Option<String>,
     pub cache_dir: Option<String>,
@@ -148,6 +172,7 @@ pub(super) enum OneOrMany {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct WebhookSection {
+    pub name: Option<String>,
     pub url: Option<String>,
     pub url_env: Option<String>,
     pub method: Option<String>,

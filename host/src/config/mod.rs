@@ -92,6 +92,15 @@ pub struct HttpConfig {
     pub max_concurrent: usize,
 }
 
+/// How long and how much the DLQ keeps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DlqConfig {
+    /// Entries older than this are deleted; `None` keeps them.
+    pub retention: Option<Duration>,
+    /// The oldest entries are deleted beyond this many bytes.
+    pub max_bytes: Option<u64>,
+}
+
 /// Log output.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogConfig {
@@ -150,6 +159,10 @@ pub struct Config {
     pub plugin_refs: Vec<PluginRef>,
     /// Incoming webhook receivers.
     pub receivers: Vec<Receiver>,
+    /// Prefix of every metric name.
+    pub metrics_namespace: String,
+    /// DLQ retention.
+    pub dlq: DlqConfig,
     /// Observers in file order.
     pub observers: Vec<Observer>,
 }
@@ -158,6 +171,29 @@ pub struct Config {
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text.trim())
         .map_err(|e| format!("{text:?} is not a duration like \"100ms\", \"5s\" or \"1h\" ({e})"))
+}
+
+/// Parses `"1GB"`, `"500MB"`, `"64KiB"`, `"1048576"` into bytes.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let factor: f64 = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1.0,
+        "KB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        "KIB" => 1024.0,
+        "MIB" => 1024.0 * 1024.0,
+        "GIB" => 1024.0 * 1024.0 * 1024.0,
+        _ => return Err(format!("{text:?} is not a size like \"500MB\" or \"1GB\"")),
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size like \"500MB\" or \"1GB\""))?;
+    Ok((value * factor) as u64)
 }
 
 impl Config {
@@ -309,6 +345,38 @@ fn resolve(
         )?),
     };
 
+    let dlq = DlqConfig {
+        retention: match raw.webhooks.dlq.retention.as_deref() {
+            None => Some(Duration::from_secs(7 * 24 * 3600)),
+            Some("forever") => None,
+            Some(text) => {
+                Some(parse_duration(text).map_err(|e| invalid("webhooks.dlq.retention", e))?)
+            }
+        },
+        max_bytes: raw
+            .webhooks
+            .dlq
+            .max_size
+            .as_deref()
+            .map(|text| parse_size(text).map_err(|e| invalid("webhooks.dlq.max_size", e)))
+            .transpose()?,
+    };
+    let metrics_namespace = raw
+        .observability
+        .prometheus
+        .namespace
+        .unwrap_or_else(|| "wasmhook".into());
+    if metrics_namespace.is_empty()
+        || !metrics_namespace
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        || metrics_namespace.starts_with(|c: char| c.is_ascii_digit())
+    {
+        return Err(invalid(
+            "observability.prometheus.namespace",
+            format!("{metrics_namespace:?} is not a Prometheus name (letters, digits, _)"),
+        ));
+    }
     let mut refs = Vec::new();
     let mut receivers = Vec::new();
     for (name, section) in raw.webhooks.incoming {
@@ -376,6 +444,8 @@ fn resolve(
         plugins,
         plugin_refs: refs,
         receivers,
+        metrics_namespace,
+        dlq,
         observers,
     })
 }
@@ -902,7 +972,11 @@ fn resolve_webhook(
             })
         }
     };
+    let index = key
+        .rsplit_once('[')
+        .map_or("0", |(_, i)| i.trim_end_matches(']'));
     Ok(Webhook {
+        name: raw.name.unwrap_or_else(|| index.to_string()),
         url,
         method,
         headers,

@@ -12,8 +12,9 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
-use super::retry::{RetryAction, RetryPolicy};
+use super::retry::{AttemptResult, RetryAction, RetryPolicy};
 use super::Sender;
+use crate::metrics::{Failure, Metrics};
 use crate::observer::{Match, Observer};
 use crate::outbox::{now_ms, Delivery, Store, StoreError};
 use crate::payload::{self, Payload};
@@ -42,6 +43,7 @@ struct Shared {
     plugins: Plugins,
     default_retry: RetryPolicy,
     schedule: Schedule,
+    metrics: Metrics,
 }
 
 /// The dispatcher loop, ready to run.
@@ -61,6 +63,7 @@ impl Dispatcher {
         plugins: Plugins,
         default_retry: RetryPolicy,
         max_concurrent: usize,
+        metrics: Metrics,
     ) -> (Dispatcher, Schedule) {
         let (tx, rx) = mpsc::unbounded_channel();
         let schedule = Schedule { tx };
@@ -71,6 +74,7 @@ impl Dispatcher {
             plugins,
             default_retry,
             schedule: schedule.clone(),
+            metrics,
         });
         let dispatcher = Dispatcher {
             shared,
@@ -141,6 +145,13 @@ impl Dispatcher {
     }
 }
 
+/// A webhook's name for metrics: its `name` key, or its position.
+pub fn webhook_name(observer: Option<&Observer>, index: usize) -> String {
+    observer
+        .and_then(|o| o.webhooks.get(index))
+        .map_or_else(|| index.to_string(), |w| w.name.clone())
+}
+
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(at).await,
@@ -178,6 +189,9 @@ impl Shared {
             None => match self.rebuild(observer, &delivery) {
                 Ok(payload) => payload,
                 Err(reason) => {
+                    let webhook = webhook_name(observer, delivery.webhook);
+                    self.metrics
+                        .failure(&delivery.observer, &webhook, Failure::Plugin(&reason));
                     warn!(observer = %delivery.observer, delivery = %delivery.id, %reason, "cannot build the request; moved to the DLQ");
                     self.store.bury(key, delivery, reason)?;
                     return Ok(());
@@ -185,12 +199,28 @@ impl Shared {
             },
         };
         let (attempt, result) = self.sender.attempt(&delivery, &payload).await;
+        let took = Duration::from_millis(attempt.duration_ms);
         let url = payload.url.clone();
         delivery.payload = Some(payload);
         delivery.attempts.push(attempt);
         let attempts = delivery.attempts.len() as u32;
         let release = if attempts == 1 { delivery.next } else { None };
-        match policy.decide(attempts, &result) {
+        let action = policy.decide(attempts, &result);
+        let failure = match &result {
+            AttemptResult::Status(code) if (200..300).contains(code) => None,
+            AttemptResult::Status(code) => Some(Failure::Status(*code)),
+            AttemptResult::Transport(_) => Some(Failure::Transport),
+            AttemptResult::Unsendable(_) => Some(Failure::Unsendable),
+        };
+        let webhook = webhook_name(observer, delivery.webhook);
+        self.metrics.attempt(
+            &delivery.observer,
+            &webhook,
+            took,
+            failure,
+            matches!(action, RetryAction::RetryIn(_)),
+        );
+        match action {
             RetryAction::Delivered => {
                 self.store.complete(key)?;
                 debug!(observer = %delivery.observer, %url, delivery = %delivery.id, attempts, "delivered");

@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use std::time::Duration;
+
 use crate::outbox::{decode, now_ms, Delivery, Store, StoreError};
 
 /// What died.
@@ -65,6 +67,10 @@ pub struct Filter {
     pub observer: Option<String>,
     /// Only entries that died at least this many milliseconds ago.
     pub older_than_ms: Option<u64>,
+    /// Only entries that died at or after this time (unix milliseconds).
+    pub since_ms: Option<u64>,
+    /// Only entries that died before this time (unix milliseconds).
+    pub until_ms: Option<u64>,
 }
 
 impl Filter {
@@ -77,7 +83,9 @@ impl Filter {
         let age_ok = self
             .older_than_ms
             .is_none_or(|age| now.saturating_sub(letter.failed_at_ms) >= age);
-        observer_ok && age_ok
+        let since_ok = self.since_ms.is_none_or(|t| letter.failed_at_ms >= t);
+        let until_ok = self.until_ms.is_none_or(|t| letter.failed_at_ms < t);
+        observer_ok && age_ok && since_ok && until_ok
     }
 }
 
@@ -159,15 +167,62 @@ impl Store {
     }
 
     /// Puts every matching delivery back into the outbox (rejected input
-    /// cannot be retried and is skipped); returns the new outbox keys.
-    pub fn requeue_all(&self, filter: &Filter) -> Result<Vec<u64>, StoreError> {
+    /// cannot be retried and is skipped), the n-th due `n * spacing` from
+    /// now so a large replay does not hit receivers at once; returns the new
+    /// outbox keys with their due times.
+    pub fn requeue_all(
+        &self,
+        filter: &Filter,
+        spacing: Duration,
+    ) -> Result<Vec<(u64, u64)>, StoreError> {
         let mut keys = Vec::new();
+        let now = now_ms();
         for letter in self.dlq_list(filter)? {
             if matches!(letter.failure, Failure::Delivery(_)) {
-                keys.push(self.requeue(&letter.id)?);
+                let due = now + spacing.as_millis() as u64 * keys.len() as u64;
+                keys.push((self.requeue_at(&letter.id, due)?, due));
             }
         }
         Ok(keys)
+    }
+
+    /// Enforces `retention` (entries older are deleted) and `max_bytes`
+    /// (the oldest entries go first until the DLQ fits); returns how many
+    /// were deleted. Oldest first is the key order: ids are v7 UUIDs.
+    pub fn dlq_enforce(
+        &self,
+        retention: Option<Duration>,
+        max_bytes: Option<u64>,
+    ) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        if let Some(retention) = retention {
+            let filter = Filter {
+                older_than_ms: Some(retention.as_millis() as u64),
+                ..Filter::default()
+            };
+            for letter in self.dlq_list(&filter)? {
+                self.dlq.remove(letter.id.as_bytes())?;
+                removed += 1;
+            }
+        }
+        if let Some(max) = max_bytes {
+            let mut total: u64 = self
+                .dlq
+                .iter()
+                .values()
+                .filter_map(Result::ok)
+                .map(|v| v.len() as u64)
+                .sum();
+            let mut entries = self.dlq.iter();
+            while total > max {
+                let Some(item) = entries.next() else { break };
+                let (key, value) = item?;
+                self.dlq.remove(&key)?;
+                total = total.saturating_sub(value.len() as u64);
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     /// Number of entries.

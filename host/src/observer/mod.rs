@@ -58,6 +58,8 @@ pub struct Observer {
 /// One `[[observer.webhook]]`.
 #[derive(Debug, Clone)]
 pub struct Webhook {
+    /// Name in metrics and logs: the `name` key, or its position.
+    pub name: String,
     /// Target URL (already validated as http or https).
     pub url: String,
     /// HTTP method, upper case.
@@ -140,6 +142,7 @@ mod tests {
 
     fn webhook(url: &str, condition: Option<&str>) -> Webhook {
         Webhook {
+            name: "0".into(),
             url: url.into(),
             method: "POST".into(),
             headers: vec![],

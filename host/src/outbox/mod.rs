@@ -283,6 +283,11 @@ impl Store {
     /// Puts a DLQ entry back into the outbox, due now, with a fresh attempt
     /// budget (its earlier attempts move to `earlier_attempts`). Returns its key.
     pub fn requeue(&self, id: &str) -> Result<u64, StoreError> {
+        self.requeue_at(id, now_ms())
+    }
+
+    /// Like [`Store::requeue`], due at `due_ms`.
+    pub fn requeue_at(&self, id: &str, due_ms: u64) -> Result<u64, StoreError> {
         let key = self.db.generate_id()?;
         (&self.outbox, &self.dlq)
             .transaction(|(outbox, dlq)| {
@@ -298,7 +303,7 @@ impl Store {
                         StoreError::NotRetryable(id.to_string()),
                     ));
                 };
-                delivery.due_ms = now_ms();
+                delivery.due_ms = due_ms;
                 delivery.held = false;
                 delivery.after = None;
                 delivery.next = None;

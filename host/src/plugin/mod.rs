@@ -16,13 +16,14 @@ mod runtime;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 use tokio::sync::watch;
 use tracing::{error, info};
 
 use crate::event::Event;
+use crate::metrics::Metrics;
 use bindings::types;
 pub use manifest::{Isolation, Limits, Manifest};
 use runtime::{Bound, Loaded, Runtime};
@@ -213,6 +214,7 @@ pub struct Plugins {
     loaded: Arc<RwLock<HashMap<String, Arc<Loaded>>>>,
     /// What each file looked like when last loaded (or tried).
     stamps: Arc<Mutex<HashMap<String, Stamp>>>,
+    metrics: Metrics,
 }
 
 /// What a rescan changed, for logs and tests.
@@ -240,9 +242,34 @@ impl Plugins {
             dir: dir.to_path_buf(),
             loaded: Arc::default(),
             stamps: Arc::default(),
+            metrics: Metrics::default(),
         };
         let changes = plugins.rescan();
         Ok((plugins, changes))
+    }
+
+    /// Records calls into `metrics` (set before the handle is shared).
+    pub fn with_metrics(mut self, metrics: Metrics) -> Plugins {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Times a call and counts it by result.
+    fn measured<T>(
+        &self,
+        name: &str,
+        call: impl FnOnce() -> Result<T, PluginError>,
+    ) -> Result<T, PluginError> {
+        let started = Instant::now();
+        let result = call();
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(PluginError::Trap { .. }) => "trap",
+            Err(PluginError::NotLoaded(_) | PluginError::WrongRole { .. }) => "not_loaded",
+            Err(_) => "error",
+        };
+        self.metrics.plugin_call(name, outcome, started.elapsed());
+        result
     }
 
     /// The plugins folder.
@@ -397,13 +424,15 @@ impl Plugins {
 
     /// Runs a condition plugin.
     pub fn condition(&self, name: &str, event: &Event) -> Result<bool, PluginError> {
-        let plugin = self.get(name, Role::Condition)?;
-        let input = wit_event(event);
-        let answer = plugin.call(&self.runtime, "evaluate", |store, bound| match bound {
-            Bound::Condition(b) => b.wasmhook_plugin_condition().call_evaluate(store, &input),
-            _ => unreachable!("role checked by get"),
-        })?;
-        answer.map_err(|e| guest_error(&plugin.name, e))
+        self.measured(name, || {
+            let plugin = self.get(name, Role::Condition)?;
+            let input = wit_event(event);
+            let answer = plugin.call(&self.runtime, "evaluate", |store, bound| match bound {
+                Bound::Condition(b) => b.wasmhook_plugin_condition().call_evaluate(store, &input),
+                _ => unreachable!("role checked by get"),
+            })?;
+            answer.map_err(|e| guest_error(&plugin.name, e))
+        })
     }
 
     /// Runs a transform plugin; `body` is what the webhook's template rendered.
@@ -413,35 +442,37 @@ impl Plugins {
         event: &Event,
         body: Option<&[u8]>,
     ) -> Result<Transformed, PluginError> {
-        let plugin = self.get(name, Role::Transform)?;
-        let input = wit_event(event);
-        let body = body.map(<[u8]>::to_vec);
-        let answer = plugin.call(&self.runtime, "transform", |store, bound| match bound {
-            Bound::Transform(b) => {
-                b.wasmhook_plugin_transform()
-                    .call_transform(store, &input, body.as_deref())
+        self.measured(name, || {
+            let plugin = self.get(name, Role::Transform)?;
+            let input = wit_event(event);
+            let body = body.map(<[u8]>::to_vec);
+            let answer = plugin.call(&self.runtime, "transform", |store, bound| match bound {
+                Bound::Transform(b) => {
+                    b.wasmhook_plugin_transform()
+                        .call_transform(store, &input, body.as_deref())
+                }
+                _ => unreachable!("role checked by get"),
+            })?;
+            let payload = answer.map_err(|e| guest_error(&plugin.name, e))?;
+            let limit = plugin.manifest.limits.max_output_bytes;
+            if payload.body.len() > limit {
+                return Err(PluginError::Output {
+                    plugin: plugin.name.to_string(),
+                    message: format!(
+                        "a body of {} bytes, over its limit of {limit}",
+                        payload.body.len()
+                    ),
+                });
             }
-            _ => unreachable!("role checked by get"),
-        })?;
-        let payload = answer.map_err(|e| guest_error(&plugin.name, e))?;
-        let limit = plugin.manifest.limits.max_output_bytes;
-        if payload.body.len() > limit {
-            return Err(PluginError::Output {
-                plugin: plugin.name.to_string(),
-                message: format!(
-                    "a body of {} bytes, over its limit of {limit}",
-                    payload.body.len()
-                ),
-            });
-        }
-        Ok(Transformed {
-            body: payload.body,
-            headers: payload
-                .headers
-                .into_iter()
-                .map(|h| (h.name, h.value))
-                .collect(),
-            content_type: payload.content_type,
+            Ok(Transformed {
+                body: payload.body,
+                headers: payload
+                    .headers
+                    .into_iter()
+                    .map(|h| (h.name, h.value))
+                    .collect(),
+                content_type: payload.content_type,
+            })
         })
     }
 
@@ -472,26 +503,28 @@ impl Plugins {
         key: &[u8],
         encrypt: bool,
     ) -> Result<Vec<u8>, PluginError> {
-        let plugin = self.get(name, Role::Encryption)?;
-        let what = if encrypt { "encrypt" } else { "decrypt" };
-        let answer = plugin.call(&self.runtime, what, |store, bound| match bound {
-            Bound::Encryption(b) if encrypt => b
-                .wasmhook_plugin_encryption()
-                .call_encrypt(store, input, key),
-            Bound::Encryption(b) => b
-                .wasmhook_plugin_encryption()
-                .call_decrypt(store, input, key),
-            _ => unreachable!("role checked by get"),
-        })?;
-        let output = answer.map_err(|e| guest_error(&plugin.name, e))?;
-        let limit = plugin.manifest.limits.max_output_bytes;
-        if output.len() > limit {
-            return Err(PluginError::Output {
-                plugin: plugin.name.to_string(),
-                message: format!("{} bytes, over its limit of {limit}", output.len()),
-            });
-        }
-        Ok(output)
+        self.measured(name, || {
+            let plugin = self.get(name, Role::Encryption)?;
+            let what = if encrypt { "encrypt" } else { "decrypt" };
+            let answer = plugin.call(&self.runtime, what, |store, bound| match bound {
+                Bound::Encryption(b) if encrypt => b
+                    .wasmhook_plugin_encryption()
+                    .call_encrypt(store, input, key),
+                Bound::Encryption(b) => b
+                    .wasmhook_plugin_encryption()
+                    .call_decrypt(store, input, key),
+                _ => unreachable!("role checked by get"),
+            })?;
+            let output = answer.map_err(|e| guest_error(&plugin.name, e))?;
+            let limit = plugin.manifest.limits.max_output_bytes;
+            if output.len() > limit {
+                return Err(PluginError::Output {
+                    plugin: plugin.name.to_string(),
+                    message: format!("{} bytes, over its limit of {limit}", output.len()),
+                });
+            }
+            Ok(output)
+        })
     }
 
     /// Runs a verifier plugin; `now` is Unix seconds.
@@ -502,30 +535,32 @@ impl Plugins {
         secret: &[u8],
         now: u64,
     ) -> Result<Verdict, PluginError> {
-        let plugin = self.get(name, Role::Verifier)?;
-        let input = types::Request {
-            method: request.method.clone(),
-            path: request.path.clone(),
-            headers: request
-                .headers
-                .iter()
-                .map(|(name, value)| types::Header {
-                    name: name.clone(),
-                    value: value.clone(),
-                })
-                .collect(),
-            body: request.body.clone(),
-        };
-        let answer = plugin.call(&self.runtime, "verify", |store, bound| match bound {
-            Bound::Verifier(b) => b
-                .wasmhook_plugin_verifier()
-                .call_verify(store, &input, secret, now),
-            _ => unreachable!("role checked by get"),
-        })?;
-        match answer.map_err(|e| guest_error(&plugin.name, e))? {
-            types::Verdict::Ok => Ok(Verdict::Ok),
-            types::Verdict::Rejected(reason) => Ok(Verdict::Rejected(reason)),
-        }
+        self.measured(name, || {
+            let plugin = self.get(name, Role::Verifier)?;
+            let input = types::Request {
+                method: request.method.clone(),
+                path: request.path.clone(),
+                headers: request
+                    .headers
+                    .iter()
+                    .map(|(name, value)| types::Header {
+                        name: name.clone(),
+                        value: value.clone(),
+                    })
+                    .collect(),
+                body: request.body.clone(),
+            };
+            let answer = plugin.call(&self.runtime, "verify", |store, bound| match bound {
+                Bound::Verifier(b) => b
+                    .wasmhook_plugin_verifier()
+                    .call_verify(store, &input, secret, now),
+                _ => unreachable!("role checked by get"),
+            })?;
+            match answer.map_err(|e| guest_error(&plugin.name, e))? {
+                types::Verdict::Ok => Ok(Verdict::Ok),
+                types::Verdict::Rejected(reason) => Ok(Verdict::Rejected(reason)),
+            }
+        })
     }
 }
 

@@ -32,6 +32,10 @@ pub struct AppState {
     pub admin_token: Option<String>,
     /// Replay memory of the incoming receivers.
     pub seen: Seen,
+    /// The process's metrics.
+    pub metrics: crate::metrics::Metrics,
+    /// Whether the source is connected.
+    pub connected: crate::source::Connected,
 }
 
 /// Builds the router; `ingest` mounts `POST /events` (the `http` backend).
@@ -47,9 +51,12 @@ pub fn router(
         .route("/dlq/purge", post(dlq_purge))
         .route("/dlq/{id}", get(dlq_show))
         .route("/dlq/{id}/retry", post(dlq_retry))
+        .route("/plugins", get(plugin_list))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     let mut router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .nest("/admin", admin);
     if ingest {
         router = router.route("/events", post(ingest_events));
@@ -152,10 +159,12 @@ async fn receive(
         state.pipeline.plugins(),
     ) {
         tracing::warn!(receiver = %receiver.name, reason = %refusal, "incoming webhook refused");
+        state.metrics.incoming(&receiver.name, "refused");
         return problem(StatusCode::UNAUTHORIZED, "invalid or missing signature");
     }
     let event_type = receiver.event_type(&headers, &body);
     if !receiver.accepts(event_type.as_deref()) {
+        state.metrics.incoming(&receiver.name, "ignored");
         return (StatusCode::OK, Json(json!({ "ignored": event_type }))).into_response();
     }
     let delivery_id = receiver.delivery_id(&headers, &body);
@@ -166,19 +175,24 @@ async fn receive(
         match state.seen.first_time(key, receiver.replay_window) {
             Ok(true) => {}
             Ok(false) => {
-                return (StatusCode::OK, Json(json!({ "duplicate": delivery_id }))).into_response()
+                state.metrics.incoming(&receiver.name, "duplicate");
+                return (StatusCode::OK, Json(json!({ "duplicate": delivery_id }))).into_response();
             }
             Err(e) => return storage_problem(&e),
         }
     }
     let event = receiver.event(delivery_id, event_type, &body);
     match state.pipeline.accept(std::slice::from_ref(&event)).await {
-        Ok(routed) => (
-            StatusCode::ACCEPTED,
-            Json(json!({ "accepted": 1, "events": routed })),
-        )
-            .into_response(),
+        Ok(routed) => {
+            state.metrics.incoming(&receiver.name, "accepted");
+            (
+                StatusCode::ACCEPTED,
+                Json(json!({ "accepted": 1, "events": routed })),
+            )
+                .into_response()
+        }
         Err(e) => {
+            state.metrics.incoming(&receiver.name, "error");
             if let Some(key) = &replay_key {
                 // The sender will retry; that retry must not count as a replay.
                 let _ = state.seen.forget(key);
@@ -186,6 +200,40 @@ async fn receive(
             storage_problem(&e)
         }
     }
+}
+
+/// Ready when the source is connected and the database takes a write.
+async fn readyz(State(state): State<AppState>) -> Response {
+    let source = state.connected.get();
+    let storage = state
+        .pipeline
+        .store()
+        .tree("health")
+        .and_then(|tree| Ok(tree.insert("probe", &crate::outbox::now_ms().to_be_bytes())?))
+        .is_ok();
+    let status = if source && storage {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(json!({ "ready": source && storage, "source_connected": source, "storage_writable": storage }))).into_response()
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let store = state.pipeline.store();
+    let text = state.metrics.encode(store.dlq_len(), store.outbox_len());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+async fn plugin_list(State(state): State<AppState>) -> Response {
+    Json(state.pipeline.plugins().list()).into_response()
 }
 
 async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -246,12 +294,26 @@ fn filter_of(body: &Bytes) -> Result<Filter, String> {
         .map_err(|e| format!("filter: {e}; expected {{\"observer\": .., \"older_than_ms\": ..}}"))
 }
 
-async fn dlq_retry_all(State(state): State<AppState>, body: Bytes) -> Response {
+#[derive(serde::Deserialize)]
+struct Spacing {
+    #[serde(default)]
+    delay_ms: u64,
+}
+
+/// Body: the filter; query `delay_ms` spreads the replays.
+async fn dlq_retry_all(
+    State(state): State<AppState>,
+    Query(spacing): Query<Spacing>,
+    body: Bytes,
+) -> Response {
     let filter = match filter_of(&body) {
         Ok(filter) => filter,
         Err(message) => return problem(StatusCode::BAD_REQUEST, message),
     };
-    match state.pipeline.retry_all(&filter) {
+    match state
+        .pipeline
+        .retry_all(&filter, std::time::Duration::from_millis(spacing.delay_ms))
+    {
         Ok(n) => Json(json!({ "requeued": n })).into_response(),
         Err(e) => storage_problem(&e),
     }

@@ -9,6 +9,7 @@ use futures::StreamExt;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
+use super::Connected;
 use crate::pipeline::{Message, Pipeline};
 
 /// Messages per durable write.
@@ -40,18 +41,29 @@ pub async fn run(
     url: &str,
     subjects: &[String],
     pipeline: Pipeline,
+    connected: Connected,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), NatsError> {
+    let status = connected.clone();
     // The client reconnects by itself, with backoff, for as long as we run;
     // `retry_on_initial_connect` extends that to a server not up yet.
     let client = async_nats::ConnectOptions::new()
         .name("wasmhook")
         .retry_on_initial_connect()
-        .event_callback(|event| async move {
-            match event {
-                async_nats::Event::Connected => info!("NATS connected"),
-                async_nats::Event::Disconnected => warn!("NATS disconnected; reconnecting"),
-                other => info!(event = %other, "NATS"),
+        .event_callback(move |event| {
+            let status = status.clone();
+            async move {
+                match event {
+                    async_nats::Event::Connected => {
+                        status.set(true);
+                        info!("NATS connected");
+                    }
+                    async_nats::Event::Disconnected => {
+                        status.set(false);
+                        warn!("NATS disconnected; reconnecting");
+                    }
+                    other => info!(event = %other, "NATS"),
+                }
             }
         })
         .connect(url)

@@ -1,0 +1,304 @@
+//! Prometheus metrics: every stage records into one [`Metrics`], `GET
+//! /metrics` encodes it. Labels never carry URLs (they can hold tokens):
+//! a webhook is named by its `name` key, or its position in the observer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WebhookLabels {
+    observer: String,
+    webhook: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FailureLabels {
+    observer: String,
+    webhook: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IncomingLabels {
+    receiver: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PluginLabels {
+    plugin: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PluginName {
+    plugin: String,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.5, 2.0, 16))
+}
+
+fn plugin_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 4.0, 12))
+}
+
+struct Inner {
+    registry: Registry,
+    requests: Family<WebhookLabels, Counter>,
+    success: Family<WebhookLabels, Counter>,
+    failure: Family<FailureLabels, Counter>,
+    retry: Family<WebhookLabels, Counter>,
+    latency: Family<WebhookLabels, Histogram, fn() -> Histogram>,
+    dlq_size: Gauge,
+    outbox_size: Gauge,
+    incoming: Family<IncomingLabels, Counter>,
+    plugin_calls: Family<PluginLabels, Counter>,
+    plugin_latency: Family<PluginName, Histogram, fn() -> Histogram>,
+}
+
+/// The process's metrics; cheap to clone.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new("wasmhook")
+    }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+/// How an attempt ended, for `_failure_total{reason}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure<'a> {
+    /// An HTTP status other than 2xx.
+    Status(u16),
+    /// No response (timeout, refused connection...).
+    Transport,
+    /// The request could not be built or sent at all.
+    Unsendable,
+    /// A plugin failed while building it.
+    Plugin(&'a str),
+}
+
+impl Metrics {
+    /// Metrics named `<namespace>_...`.
+    pub fn new(namespace: &str) -> Metrics {
+        let mut registry = Registry::with_prefix(namespace);
+        let requests = Family::<WebhookLabels, Counter>::default();
+        let success = Family::<WebhookLabels, Counter>::default();
+        let failure = Family::<FailureLabels, Counter>::default();
+        let retry = Family::<WebhookLabels, Counter>::default();
+        let latency = Family::<WebhookLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        let dlq_size = Gauge::default();
+        let outbox_size = Gauge::default();
+        let incoming = Family::<IncomingLabels, Counter>::default();
+        let plugin_calls = Family::<PluginLabels, Counter>::default();
+        let plugin_latency =
+            Family::<PluginName, Histogram, fn() -> Histogram>::new_with_constructor(
+                plugin_histogram as fn() -> Histogram,
+            );
+        registry.register("webhook_requests", "Delivery attempts", requests.clone());
+        registry.register(
+            "webhook_success",
+            "Deliveries accepted by the receiver (2xx)",
+            success.clone(),
+        );
+        registry.register(
+            "webhook_failure",
+            "Failed delivery attempts, by reason",
+            failure.clone(),
+        );
+        registry.register(
+            "webhook_retry",
+            "Failed attempts that will be retried",
+            retry.clone(),
+        );
+        registry.register(
+            "webhook_latency_ms",
+            "Delivery attempt duration in milliseconds",
+            latency.clone(),
+        );
+        registry.register(
+            "dlq_size",
+            "Entries in the dead-letter queue",
+            dlq_size.clone(),
+        );
+        registry.register(
+            "outbox_size",
+            "Deliveries waiting in the outbox",
+            outbox_size.clone(),
+        );
+        registry.register(
+            "incoming",
+            "Incoming webhook requests, by result",
+            incoming.clone(),
+        );
+        registry.register(
+            "plugin_calls",
+            "Plugin calls, by result",
+            plugin_calls.clone(),
+        );
+        registry.register(
+            "plugin_latency_ms",
+            "Plugin call duration in milliseconds",
+            plugin_latency.clone(),
+        );
+        Metrics {
+            inner: Arc::new(Inner {
+                registry,
+                requests,
+                success,
+                failure,
+                retry,
+                latency,
+                dlq_size,
+                outbox_size,
+                incoming,
+                plugin_calls,
+                plugin_latency,
+            }),
+        }
+    }
+
+    fn webhook(observer: &str, webhook: &str) -> WebhookLabels {
+        WebhookLabels {
+            observer: observer.to_string(),
+            webhook: webhook.to_string(),
+        }
+    }
+
+    /// Records one delivery attempt; `failure` is `None` for a 2xx, and
+    /// `retrying` says whether a failed attempt will be tried again.
+    pub fn attempt(
+        &self,
+        observer: &str,
+        webhook: &str,
+        took: Duration,
+        failure: Option<Failure<'_>>,
+        retrying: bool,
+    ) {
+        let labels = Self::webhook(observer, webhook);
+        let i = &self.inner;
+        i.requests.get_or_create(&labels).inc();
+        i.latency
+            .get_or_create(&labels)
+            .observe(took.as_secs_f64() * 1000.0);
+        match failure {
+            None => {
+                i.success.get_or_create(&labels).inc();
+            }
+            Some(failure) => {
+                self.failure(observer, webhook, failure);
+                if retrying {
+                    i.retry.get_or_create(&labels).inc();
+                }
+            }
+        }
+    }
+
+    /// Records a delivery that failed without an HTTP attempt (a plugin).
+    pub fn failure(&self, observer: &str, webhook: &str, failure: Failure<'_>) {
+        let reason = match failure {
+            Failure::Status(code) => format!("http_{code}"),
+            Failure::Transport => "transport".into(),
+            Failure::Unsendable => "unsendable".into(),
+            Failure::Plugin(_) => "plugin".into(),
+        };
+        self.inner
+            .failure
+            .get_or_create(&FailureLabels {
+                observer: observer.to_string(),
+                webhook: webhook.to_string(),
+                reason,
+            })
+            .inc();
+    }
+
+    /// Records an incoming request's result (`accepted`, `refused`, ...).
+    pub fn incoming(&self, receiver: &str, result: &str) {
+        self.inner
+            .incoming
+            .get_or_create(&IncomingLabels {
+                receiver: receiver.to_string(),
+                result: result.to_string(),
+            })
+            .inc();
+    }
+
+    /// Records a plugin call (`ok`, `error`, `trap`).
+    pub fn plugin_call(&self, plugin: &str, result: &str, took: Duration) {
+        let i = &self.inner;
+        i.plugin_calls
+            .get_or_create(&PluginLabels {
+                plugin: plugin.to_string(),
+                result: result.to_string(),
+            })
+            .inc();
+        i.plugin_latency
+            .get_or_create(&PluginName {
+                plugin: plugin.to_string(),
+            })
+            .observe(took.as_secs_f64() * 1000.0);
+    }
+
+    /// The Prometheus text exposition, with the sizes read at scrape time.
+    pub fn encode(&self, dlq_size: usize, outbox_size: usize) -> String {
+        self.inner.dlq_size.set(dlq_size as i64);
+        self.inner.outbox_size.set(outbox_size as i64);
+        let mut out = String::new();
+        // Encoding into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.inner.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_add_up_in_the_text_format() {
+        let m = Metrics::new("wh");
+        m.attempt("orders", "0", Duration::from_millis(3), None, false);
+        m.attempt(
+            "orders",
+            "0",
+            Duration::from_millis(9),
+            Some(Failure::Status(503)),
+            true,
+        );
+        m.incoming("github", "refused");
+        m.plugin_call("hv", "ok", Duration::from_micros(2));
+        let text = m.encode(4, 7);
+        for line in [
+            r#"wh_webhook_requests_total{observer="orders",webhook="0"} 2"#,
+            r#"wh_webhook_success_total{observer="orders",webhook="0"} 1"#,
+            r#"wh_webhook_failure_total{observer="orders",webhook="0",reason="http_503"} 1"#,
+            r#"wh_webhook_retry_total{observer="orders",webhook="0"} 1"#,
+            r#"wh_webhook_latency_ms_count{observer="orders",webhook="0"} 2"#,
+            "wh_dlq_size 4",
+            "wh_outbox_size 7",
+            r#"wh_incoming_total{receiver="github",result="refused"} 1"#,
+            r#"wh_plugin_calls_total{plugin="hv",result="ok"} 1"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
+        }
+    }
+}
