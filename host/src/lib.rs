@@ -87,6 +87,7 @@ pub async fn run(
 ) -> Result<(), RunError> {
     let store = Store::open(&config.storage.path, config.storage.cache_capacity_bytes)?;
     let metrics = metrics::Metrics::new(&config.metrics_namespace);
+    let switches = delivery::switches::Switches::open(&store)?;
     let plugins = load_plugins(&config)?.with_metrics(metrics.clone());
     let sender = Sender::new(&config.http, config.signer.clone())?;
     let observers: Arc<[observer::Observer]> = config.observers.clone().into();
@@ -98,6 +99,7 @@ pub async fn run(
         config.retry.clone(),
         config.http.max_concurrent,
         metrics.clone(),
+        switches.clone(),
     );
     // Read before any source starts, so nothing new is queued twice.
     let resumed = store.pending()?;
@@ -175,6 +177,7 @@ pub async fn run(
         pipeline,
         metrics,
         connected,
+        switches,
         admin_token: config.server.admin_token.clone(),
         seen,
     };

@@ -93,6 +93,18 @@ impl Pipeline {
         }
     }
 
+    /// The configured observers.
+    pub fn observers(&self) -> &[Observer] {
+        &self.observers
+    }
+
+    /// Schedules outbox keys now (deliveries of a webhook just enabled).
+    pub fn resume(&self, keys: Vec<u64>) {
+        for key in keys {
+            self.schedule.at(now_ms(), key);
+        }
+    }
+
     /// The process's metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics

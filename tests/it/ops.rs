@@ -296,3 +296,61 @@ print(json.dumps({"id": "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W", "ts": str(int(now.tim
     );
     wasmhook.stop().await;
 }
+
+#[tokio::test]
+async fn a_disabled_webhook_keeps_its_deliveries_until_enabled() {
+    let receiver = TestReceiver::start().await;
+    let config = format!(
+        "[[observer]]\nname = \"orders\"\nentity = \"order\"\n[[observer.webhook]]\nurl = \"{}\"\n[[observer.webhook]]\nurl = \"{}\"\n",
+        receiver.url("/a"),
+        receiver.url("/b")
+    );
+    let wasmhook = InProcess::start(&config).await;
+    let (status, _) =
+        crate::utils::post(&wasmhook.url("/admin/webhooks/orders/1/disable"), "").await;
+    assert_eq!(status, 200);
+    let (status, answer) =
+        crate::utils::post(&wasmhook.url("/admin/webhooks/orders/7/disable"), "").await;
+    assert_eq!(status, 404, "{answer}");
+    for i in 0..4 {
+        wasmhook
+            .post_events(fraiseql_order("created", json!({"id": i}), None).to_string())
+            .await;
+    }
+    receiver
+        .wait_until("the enabled webhook", Duration::from_secs(10), |r| {
+            r.len() == 4
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        receiver.on("/b").is_empty(),
+        "nothing to the disabled webhook"
+    );
+    let listed = wasmhook.get_json("/admin/webhooks").await;
+    assert_eq!(
+        listed["disabled"],
+        json!([{"observer": "orders", "webhook": 1, "parked": 4}])
+    );
+    let text = reqwest::get(wasmhook.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        metric(&text, "wasmhook_outbox_size"),
+        4.0,
+        "they wait in the outbox"
+    );
+
+    let (status, answer) =
+        crate::utils::post(&wasmhook.url("/admin/webhooks/orders/1/enable"), "").await;
+    assert_eq!((status, answer["resumed"].as_u64()), (200, Some(4)));
+    receiver
+        .wait_until("the parked deliveries", Duration::from_secs(10), |r| {
+            r.iter().filter(|r| r.path == "/b").count() == 4
+        })
+        .await;
+    wasmhook.stop().await;
+}

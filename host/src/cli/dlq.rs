@@ -4,13 +4,13 @@
 
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use clap::Subcommand;
 use serde_json::Value;
 
+use super::access::Access;
 use crate::config::{parse_duration, Config};
 use crate::dlq::{DeadLetter, Filter, Summary};
-use crate::outbox::Store;
 
 #[derive(Debug, Subcommand)]
 pub(super) enum DlqCommand {
@@ -89,16 +89,6 @@ fn instant_ms(text: &str, flag: &str) -> Result<u64> {
         .unwrap_or(0))
 }
 
-/// Where the DLQ is reached.
-enum Access {
-    Direct(Store),
-    Admin {
-        base: String,
-        token: Option<String>,
-        client: reqwest::Client,
-    },
-}
-
 fn filter(
     observer: Option<String>,
     older_than: Option<String>,
@@ -115,69 +105,6 @@ fn filter(
         since_ms: since.map(|t| instant_ms(&t, "--since")).transpose()?,
         until_ms: until.map(|t| instant_ms(&t, "--until")).transpose()?,
     })
-}
-
-impl Access {
-    fn open(config: &Config) -> Result<Access> {
-        match Store::open(&config.storage.path, config.storage.cache_capacity_bytes) {
-            Ok(store) => Ok(Access::Direct(store)),
-            Err(e) if e.is_locked() => {
-                let mut addr = config.server.listen;
-                if addr.ip().is_unspecified() {
-                    addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-                }
-                Ok(Access::Admin {
-                    base: format!("http://{addr}/admin"),
-                    token: config.server.admin_token.clone(),
-                    client: reqwest::Client::builder().no_proxy().build()?,
-                })
-            }
-            Err(e) => Err(e).with_context(|| {
-                format!(
-                    "cannot open the database at {}",
-                    config.storage.path.display()
-                )
-            }),
-        }
-    }
-
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        query: &[(&str, String)],
-        body: Option<Value>,
-    ) -> Result<Value> {
-        let Access::Admin {
-            base,
-            token,
-            client,
-        } = self
-        else {
-            bail!("not connected to a running wasmhook");
-        };
-        let mut request = client.request(method, format!("{base}{path}")).query(query);
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request
-            .send()
-            .await
-            .with_context(|| format!("the database is locked by a running wasmhook, and its admin API at {base} did not answer"))?;
-        let status = response.status();
-        let value: Value = response.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            let message = value
-                .get("error")
-                .and_then(Value::as_str)
-                .unwrap_or("no details");
-            bail!("admin API answered {status}: {message}");
-        }
-        Ok(value)
-    }
 }
 
 fn filter_body(f: &Filter) -> Value {

@@ -1,8 +1,10 @@
 //! The command line: the binary's edge, where errors become messages
 //! (anyhow with context) and exit codes. `main.rs` only calls [`main`].
 
+mod access;
 mod dlq;
 mod plugin;
+mod webhook;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,6 +40,13 @@ enum Command {
         config: ConfigArg,
         #[command(subcommand)]
         command: dlq::DlqCommand,
+    },
+    /// Switch a webhook off and on (works while `run` is running).
+    Webhook {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(subcommand)]
+        command: webhook::WebhookCommand,
     },
     /// List the plugins folder, or run one plugin against an event.
     Plugin {
@@ -109,6 +118,10 @@ fn execute(cli: Cli) -> Result<ExitCode> {
             dir,
             command,
         } => plugin::execute(&config.path, dir, command),
+        Command::Webhook { config, command } => {
+            let config = load(&config.path)?;
+            runtime.block_on(webhook::execute(&config, command))
+        }
         Command::Dlq { config, command } => {
             let config = load(&config.path)?;
             runtime.block_on(dlq::execute(&config, command))

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
 use super::retry::{AttemptResult, RetryAction, RetryPolicy};
+use super::switches::Switches;
 use super::Sender;
 use crate::metrics::{Failure, Metrics};
 use crate::observer::{Match, Observer};
@@ -44,6 +45,7 @@ struct Shared {
     default_retry: RetryPolicy,
     schedule: Schedule,
     metrics: Metrics,
+    switches: Switches,
 }
 
 /// The dispatcher loop, ready to run.
@@ -64,6 +66,7 @@ impl Dispatcher {
         default_retry: RetryPolicy,
         max_concurrent: usize,
         metrics: Metrics,
+        switches: Switches,
     ) -> (Dispatcher, Schedule) {
         let (tx, rx) = mpsc::unbounded_channel();
         let schedule = Schedule { tx };
@@ -75,6 +78,7 @@ impl Dispatcher {
             default_retry,
             schedule: schedule.clone(),
             metrics,
+            switches,
         });
         let dispatcher = Dispatcher {
             shared,
@@ -180,6 +184,13 @@ impl Shared {
             return Ok(());
         };
         if delivery.held {
+            return Ok(());
+        }
+        if self
+            .switches
+            .park(&delivery.observer, delivery.webhook, key)
+        {
+            // Waits in the outbox; enabling the webhook schedules it again.
             return Ok(());
         }
         let observer = self.observers.iter().find(|o| o.name == delivery.observer);

@@ -6,6 +6,7 @@
 
 pub mod dispatcher;
 pub mod retry;
+pub mod switches;
 
 use std::time::{Duration, Instant};
 

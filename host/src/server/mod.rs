@@ -36,6 +36,8 @@ pub struct AppState {
     pub metrics: crate::metrics::Metrics,
     /// Whether the source is connected.
     pub connected: crate::source::Connected,
+    /// Switched-off webhooks.
+    pub switches: crate::delivery::switches::Switches,
 }
 
 /// Builds the router; `ingest` mounts `POST /events` (the `http` backend).
@@ -52,6 +54,11 @@ pub fn router(
         .route("/dlq/{id}", get(dlq_show))
         .route("/dlq/{id}/retry", post(dlq_retry))
         .route("/plugins", get(plugin_list))
+        .route("/webhooks", get(webhook_list))
+        .route(
+            "/webhooks/{observer}/{index}/{action}",
+            post(webhook_switch),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     let mut router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -230,6 +237,49 @@ async fn metrics(State(state): State<AppState>) -> Response {
         text,
     )
         .into_response()
+}
+
+async fn webhook_list(State(state): State<AppState>) -> Response {
+    Json(json!({ "disabled": state.switches.list() })).into_response()
+}
+
+/// `POST /admin/webhooks/OBSERVER/INDEX/enable|disable`.
+async fn webhook_switch(
+    State(state): State<AppState>,
+    Path((observer, index, action)): Path<(String, usize, String)>,
+) -> Response {
+    let exists = state
+        .pipeline
+        .observers()
+        .iter()
+        .any(|o| o.name == observer && index < o.webhooks.len());
+    if !exists {
+        return problem(
+            StatusCode::NOT_FOUND,
+            format!("observer {observer:?} has no webhook #{index}"),
+        );
+    }
+    let result = match action.as_str() {
+        "disable" => state.switches.disable(&observer, index).map(|()| 0),
+        "enable" => state.switches.enable(&observer, index).map(|keys| {
+            let n = keys.len();
+            state.pipeline.resume(keys);
+            n
+        }),
+        other => {
+            return problem(
+                StatusCode::NOT_FOUND,
+                format!("unknown action {other:?}; use enable or disable"),
+            )
+        }
+    };
+    match result {
+        Ok(resumed) => Json(
+            json!({ "observer": observer, "webhook": index, "action": action, "resumed": resumed }),
+        )
+        .into_response(),
+        Err(e) => storage_problem(&e),
+    }
 }
 
 async fn plugin_list(State(state): State<AppState>) -> Response {

@@ -1,0 +1,155 @@
+//! Webhooks switched off by an operator (`wasmhook webhook disable`). Their
+//! deliveries are not attempted and not lost: they wait, parked, until the
+//! webhook is enabled again. The switch survives restarts (sled).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
+
+use serde::Serialize;
+
+use crate::outbox::{Store, StoreError};
+
+/// Which webhook: observer name and position.
+pub type WebhookId = (String, usize);
+
+/// One switched-off webhook, for listings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Disabled {
+    /// Observer name.
+    pub observer: String,
+    /// Position of the webhook in the observer.
+    pub webhook: usize,
+    /// Deliveries waiting for it in this process.
+    pub parked: usize,
+}
+
+/// The switches, shared by the dispatcher and the admin API.
+#[derive(Clone)]
+pub struct Switches {
+    tree: sled::Tree,
+    disabled: Arc<RwLock<HashSet<WebhookId>>>,
+    parked: Arc<Mutex<HashMap<WebhookId, Vec<u64>>>>,
+}
+
+fn key(observer: &str, webhook: usize) -> Vec<u8> {
+    format!("{observer}\0{webhook}").into_bytes()
+}
+
+impl Switches {
+    /// Loads the switched-off webhooks.
+    pub fn open(store: &Store) -> Result<Switches, StoreError> {
+        let tree = store.tree("disabled_webhooks")?;
+        let mut disabled = HashSet::new();
+        for item in tree.iter() {
+            let (k, _) = item?;
+            let text = String::from_utf8_lossy(&k).into_owned();
+            if let Some((observer, index)) = text.split_once('\0') {
+                if let Ok(index) = index.parse() {
+                    disabled.insert((observer.to_string(), index));
+                }
+            }
+        }
+        Ok(Switches {
+            tree,
+            disabled: Arc::new(RwLock::new(disabled)),
+            parked: Arc::default(),
+        })
+    }
+
+    /// True when the webhook is switched off.
+    pub fn is_disabled(&self, observer: &str, webhook: usize) -> bool {
+        let disabled = self.disabled.read().unwrap_or_else(|p| p.into_inner());
+        !disabled.is_empty() && disabled.contains(&(observer.to_string(), webhook))
+    }
+
+    /// Keeps a delivery until its webhook is enabled; false (and nothing
+    /// kept) when the webhook is on. Checked under the same lock `enable`
+    /// takes, so a delivery cannot be parked just after its release.
+    pub fn park(&self, observer: &str, webhook: usize, key: u64) -> bool {
+        let mut parked = self.parked.lock().unwrap_or_else(|p| p.into_inner());
+        if !self.is_disabled(observer, webhook) {
+            return false;
+        }
+        parked
+            .entry((observer.to_string(), webhook))
+            .or_default()
+            .push(key);
+        true
+    }
+
+    /// Switches a webhook off.
+    pub fn disable(&self, observer: &str, webhook: usize) -> Result<(), StoreError> {
+        self.tree.insert(key(observer, webhook), &[])?;
+        self.tree.flush()?;
+        self.disabled
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((observer.to_string(), webhook));
+        Ok(())
+    }
+
+    /// Switches a webhook on; returns the parked deliveries to schedule.
+    pub fn enable(&self, observer: &str, webhook: usize) -> Result<Vec<u64>, StoreError> {
+        self.tree.remove(key(observer, webhook))?;
+        self.tree.flush()?;
+        let id = (observer.to_string(), webhook);
+        let mut parked = self.parked.lock().unwrap_or_else(|p| p.into_inner());
+        self.disabled
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+        Ok(parked.remove(&id).unwrap_or_default())
+    }
+
+    /// The switched-off webhooks.
+    pub fn list(&self) -> Vec<Disabled> {
+        let disabled = self.disabled.read().unwrap_or_else(|p| p.into_inner());
+        let parked = self.parked.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<Disabled> = disabled
+            .iter()
+            .map(|(observer, webhook)| Disabled {
+                observer: observer.clone(),
+                webhook: *webhook,
+                parked: parked
+                    .get(&(observer.clone(), *webhook))
+                    .map_or(0, Vec::len),
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.observer, a.webhook).cmp(&(&b.observer, b.webhook)));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn switches_park_and_release_and_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let switches = Switches::open(&store).unwrap();
+        switches.disable("orders", 1).unwrap();
+        assert!(switches.is_disabled("orders", 1));
+        assert!(!switches.is_disabled("orders", 0));
+        assert!(switches.park("orders", 1, 7));
+        assert!(switches.park("orders", 1, 9));
+        assert!(
+            !switches.park("orders", 0, 8),
+            "an enabled webhook parks nothing"
+        );
+        assert_eq!(
+            switches.list(),
+            vec![Disabled {
+                observer: "orders".into(),
+                webhook: 1,
+                parked: 2
+            }]
+        );
+        let reopened = Switches::open(&store).unwrap();
+        assert!(reopened.is_disabled("orders", 1));
+        assert_eq!(switches.enable("orders", 1).unwrap(), vec![7, 9]);
+        assert!(!switches.is_disabled("orders", 1));
+        assert!(Switches::open(&store).unwrap().list().is_empty());
+    }
+}
