@@ -66,9 +66,15 @@ pub enum RunError {
 
 /// Loads the plugins folder and checks the config's references against it.
 /// Broken files are logged; they only stop start-up if the config uses them.
-pub fn load_plugins(config: &Config) -> Result<plugin::Plugins, RunError> {
-    let (plugins, changes) =
-        plugin::Plugins::load(&config.plugins.dir, Some(config.plugins.cache_dir.clone()))?;
+pub fn load_plugins(
+    config: &Config,
+    metrics: metrics::Metrics,
+) -> Result<plugin::Plugins, RunError> {
+    let (plugins, changes) = plugin::Plugins::load_with_metrics(
+        &config.plugins.dir,
+        Some(config.plugins.cache_dir.clone()),
+        metrics,
+    )?;
     for change in changes {
         if let plugin::Change::Failed(name, e) = change {
             tracing::warn!(plugin = %name, error = %e, "plugin not loaded");
@@ -88,19 +94,19 @@ pub async fn run(
     let store = Store::open(&config.storage.path, config.storage.cache_capacity_bytes)?;
     let metrics = metrics::Metrics::new(&config.metrics_namespace);
     let switches = delivery::switches::Switches::open(&store)?;
-    let plugins = load_plugins(&config)?.with_metrics(metrics.clone());
+    let plugins = load_plugins(&config, metrics.clone())?;
     let sender = Sender::new(&config.http, config.signer.clone())?;
     let observers: Arc<[observer::Observer]> = config.observers.clone().into();
-    let (dispatcher, schedule) = Dispatcher::new(
-        store.clone(),
+    let (dispatcher, schedule) = Dispatcher::new(delivery::dispatcher::Parts {
+        store: store.clone(),
         sender,
-        observers.clone(),
-        plugins.clone(),
-        config.retry.clone(),
-        config.http.max_concurrent,
-        metrics.clone(),
-        switches.clone(),
-    );
+        observers: observers.clone(),
+        plugins: plugins.clone(),
+        default_retry: config.retry.clone(),
+        max_concurrent: config.http.max_concurrent,
+        metrics: metrics.clone(),
+        switches: switches.clone(),
+    });
     // Read before any source starts, so nothing new is queued twice.
     let resumed = store.pending()?;
     let pipeline = Pipeline::new(

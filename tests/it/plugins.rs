@@ -114,6 +114,20 @@ async fn condition_and_transform_plugins_select_and_build_the_request() {
         reason.contains("plugin \"high-value-order\" returned invalid-input error"),
         "{reason}"
     );
+    let text = reqwest::get(wasmhook.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        r#"wasmhook_plugin_calls_total{plugin="high-value-order",result="ok"} 4"#,
+        r#"wasmhook_plugin_calls_total{plugin="high-value-order",result="error"} 1"#,
+        r#"wasmhook_plugin_calls_total{plugin="slack-message",result="ok"} 2"#,
+        r#"wasmhook_webhook_failure_total{observer="big",webhook="0",reason="plugin"} 1"#,
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
+    }
     wasmhook.stop().await;
 }
 

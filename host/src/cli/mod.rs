@@ -102,7 +102,7 @@ fn execute(cli: Cli) -> Result<ExitCode> {
         }
         Command::Check { config } => {
             let config = load(&config.path)?;
-            let plugins = crate::load_plugins(&config)?;
+            let plugins = crate::load_plugins(&config, crate::metrics::Metrics::default())?;
             print!("{}", describe(&config));
             let list = plugins.list();
             if !list.is_empty() {

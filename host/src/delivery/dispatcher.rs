@@ -56,18 +56,39 @@ pub struct Dispatcher {
     max_concurrent: usize,
 }
 
+/// What a dispatcher works with.
+pub struct Parts {
+    /// The outbox and DLQ.
+    pub store: Store,
+    /// Makes the HTTP attempts.
+    pub sender: Sender,
+    /// For retry policies and rebuilding requests.
+    pub observers: Arc<[Observer]>,
+    /// For rebuilding requests after a plugin failure.
+    pub plugins: Plugins,
+    /// Policy of deliveries whose observer is gone.
+    pub default_retry: RetryPolicy,
+    /// Attempts in flight at once.
+    pub max_concurrent: usize,
+    /// Where attempts are counted.
+    pub metrics: Metrics,
+    /// Switched-off webhooks.
+    pub switches: Switches,
+}
+
 impl Dispatcher {
     /// Builds a dispatcher and the handle that feeds it.
-    pub fn new(
-        store: Store,
-        sender: Sender,
-        observers: Arc<[Observer]>,
-        plugins: Plugins,
-        default_retry: RetryPolicy,
-        max_concurrent: usize,
-        metrics: Metrics,
-        switches: Switches,
-    ) -> (Dispatcher, Schedule) {
+    pub fn new(parts: Parts) -> (Dispatcher, Schedule) {
+        let Parts {
+            store,
+            sender,
+            observers,
+            plugins,
+            default_retry,
+            max_concurrent,
+            metrics,
+            switches,
+        } = parts;
         let (tx, rx) = mpsc::unbounded_channel();
         let schedule = Schedule { tx };
         let shared = Arc::new(Shared {

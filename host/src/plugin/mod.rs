@@ -237,21 +237,24 @@ impl Plugins {
         dir: &Path,
         cache_dir: Option<PathBuf>,
     ) -> Result<(Plugins, Vec<Change>), PluginError> {
+        Self::load_with_metrics(dir, cache_dir, Metrics::default())
+    }
+
+    /// Like [`Plugins::load`], counting calls in `metrics`.
+    pub fn load_with_metrics(
+        dir: &Path,
+        cache_dir: Option<PathBuf>,
+        metrics: Metrics,
+    ) -> Result<(Plugins, Vec<Change>), PluginError> {
         let plugins = Plugins {
             runtime: Runtime::new(cache_dir)?,
             dir: dir.to_path_buf(),
             loaded: Arc::default(),
             stamps: Arc::default(),
-            metrics: Metrics::default(),
+            metrics,
         };
         let changes = plugins.rescan();
         Ok((plugins, changes))
-    }
-
-    /// Records calls into `metrics` (set before the handle is shared).
-    pub fn with_metrics(mut self, metrics: Metrics) -> Plugins {
-        self.metrics = metrics;
-        self
     }
 
     /// Times a call and counts it by result.
@@ -262,13 +265,19 @@ impl Plugins {
     ) -> Result<T, PluginError> {
         let started = Instant::now();
         let result = call();
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(PluginError::Trap { .. }) => "trap",
-            Err(PluginError::NotLoaded(_) | PluginError::WrongRole { .. }) => "not_loaded",
-            Err(_) => "error",
+        let took = started.elapsed();
+        let counters = match &result {
+            Err(PluginError::NotLoaded(_) | PluginError::WrongRole { .. }) => None,
+            _ => self.read().get(name).and_then(|p| p.counters.clone()),
         };
-        self.metrics.plugin_call(name, outcome, started.elapsed());
+        match counters {
+            Some(c) => c.record(
+                result.is_ok(),
+                matches!(result, Err(PluginError::Trap { .. })),
+                took,
+            ),
+            None => self.metrics.plugin_call(name, "not_loaded", took),
+        }
         result
     }
 
@@ -318,7 +327,8 @@ impl Plugins {
                 })
                 .and_then(|manifest| self.runtime.load(name, path, manifest));
             match loaded {
-                Ok(plugin) => {
+                Ok(mut plugin) => {
+                    plugin.counters = Some(self.metrics.plugin(name));
                     let role = plugin.role;
                     self.write().insert(name.clone(), Arc::new(plugin));
                     info!(plugin = %name, %role, file = %path.display(), "plugin loaded");

@@ -162,6 +162,7 @@ impl Runtime {
             size: bytes.len() as u64,
             config_json: Arc::from(manifest.config_json.as_str()),
             manifest,
+            counters: None,
             pre,
             pool: Mutex::new(Vec::new()),
         })
@@ -300,6 +301,8 @@ pub(crate) struct Loaded {
     pub(crate) file: PathBuf,
     pub(crate) size: u64,
     pub(crate) manifest: Manifest,
+    /// Set when the plugin joins the registry.
+    pub(crate) counters: Option<crate::metrics::PluginCounters>,
     config_json: Arc<str>,
     pre: RolePre,
     pool: Mutex<Vec<Warm>>,
