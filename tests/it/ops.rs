@@ -354,3 +354,43 @@ async fn a_disabled_webhook_keeps_its_deliveries_until_enabled() {
         .await;
     wasmhook.stop().await;
 }
+
+#[tokio::test]
+async fn verified_incoming_events_are_also_published_to_nats() {
+    use futures::StreamExt;
+    use hmac::Mac;
+    let nats = NatsServer::start().await;
+    let config = format!(
+        "[observers]\nnats_url = \"{}\"\n[webhooks.incoming.github]\npath = \"/gh\"\nscheme = \"github\"\nsecret = \"k\"\npublish_subject = \"incoming.github\"\n",
+        nats.url()
+    );
+    let wasmhook = InProcess::start(&config).await;
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let mut subscription = client.subscribe("incoming.github").await.unwrap();
+    client.flush().await.unwrap();
+    let body = r#"{"zen":"Keep it logically awesome."}"#;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"k").unwrap();
+    mac.update(body.as_bytes());
+    let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    let status = reqwest::Client::new()
+        .post(wasmhook.url("/gh"))
+        .header("X-Hub-Signature-256", signature)
+        .header("X-GitHub-Event", "ping")
+        .header("X-GitHub-Delivery", "72d3162e")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 202);
+    let message = tokio::time::timeout(Duration::from_secs(10), subscription.next())
+        .await
+        .unwrap()
+        .unwrap();
+    let event: serde_json::Value = serde_json::from_slice(&message.payload).unwrap();
+    assert_eq!(event["entity"], "github");
+    assert_eq!(event["operation"], "PING");
+    assert_eq!(event["id"], "72d3162e");
+    assert_eq!(event["data"]["zen"], "Keep it logically awesome.");
+    wasmhook.stop().await;
+}

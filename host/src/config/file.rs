@@ -92,6 +92,7 @@ pub(super) struct IncomingSection {
     pub timestamp_header: Option<String>,
     pub tolerance_seconds: Option<u64>,
     pub max_payload_bytes: Option<usize>,
+    pub publish_subject: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

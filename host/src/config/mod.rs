@@ -161,6 +161,8 @@ pub struct Config {
     pub receivers: Vec<Receiver>,
     /// Prefix of every metric name.
     pub metrics_namespace: String,
+    /// NATS server for `backend = "nats"` and receivers' `publish_subject`.
+    pub nats_url: String,
     /// DLQ retention.
     pub dlq: DlqConfig,
     /// Observers in file order.
@@ -297,6 +299,11 @@ fn resolve(
         path: PathBuf::from(raw.storage.path.as_deref().unwrap_or("wasmhook-data")),
         cache_capacity_bytes: raw.storage.cache_capacity_mb.unwrap_or(64) * 1024 * 1024,
     };
+    let nats_url = raw
+        .observers
+        .nats_url
+        .clone()
+        .unwrap_or_else(|| "nats://127.0.0.1:4222".into());
     let source = resolve_source(raw.observers)?;
     let http = HttpConfig {
         connect_timeout: Duration::from_millis(positive(
@@ -446,6 +453,7 @@ fn resolve(
         receivers,
         metrics_namespace,
         dlq,
+        nats_url,
         observers,
     })
 }
@@ -856,6 +864,15 @@ fn resolve_receiver(
             &format!("{key}.max_payload_bytes"),
         )?,
         replay_window: Duration::from_secs(tolerance.max(60)),
+        publish_subject: match raw.publish_subject {
+            Some(s) if s.trim().is_empty() || s.contains(char::is_whitespace) => {
+                return Err(invalid(
+                    format!("{key}.publish_subject"),
+                    format!("{s:?} is not a NATS subject"),
+                ))
+            }
+            other => other,
+        },
     }))
 }
 

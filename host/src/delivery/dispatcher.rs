@@ -232,7 +232,6 @@ impl Shared {
         };
         let (attempt, result) = self.sender.attempt(&delivery, &payload).await;
         let took = Duration::from_millis(attempt.duration_ms);
-        let url = payload.url.clone();
         delivery.payload = Some(payload);
         delivery.attempts.push(attempt);
         let attempts = delivery.attempts.len() as u32;
@@ -255,16 +254,16 @@ impl Shared {
         match action {
             RetryAction::Delivered => {
                 self.store.complete(key)?;
-                debug!(observer = %delivery.observer, %url, delivery = %delivery.id, attempts, "delivered");
+                debug!(observer = %delivery.observer, %webhook, delivery = %delivery.id, attempts, "delivered");
             }
             RetryAction::RetryIn(delay) => {
                 delivery.due_ms = now_ms() + delay.as_millis() as u64;
                 self.store.reschedule(key, &delivery)?;
-                warn!(observer = %delivery.observer, %url, delivery = %delivery.id, attempts, ?result, retry_in = ?delay, "delivery failed; will retry");
+                warn!(observer = %delivery.observer, %webhook, delivery = %delivery.id, attempts, ?result, retry_in = ?delay, "delivery failed; will retry");
                 self.schedule.at(delivery.due_ms, key);
             }
             RetryAction::Dead(reason) => {
-                warn!(observer = %delivery.observer, %url, delivery = %delivery.id, attempts, %reason, "delivery dead; moved to the DLQ");
+                warn!(observer = %delivery.observer, %webhook, delivery = %delivery.id, attempts, %reason, "delivery dead; moved to the DLQ");
                 self.store.bury(key, delivery, reason)?;
             }
         }

@@ -42,6 +42,8 @@ pub struct Receiver {
     pub max_payload_bytes: usize,
     /// How long a delivery id is remembered for replay protection.
     pub replay_window: Duration,
+    /// Also publish each accepted event to this NATS subject.
+    pub publish_subject: Option<String>,
 }
 
 impl std::fmt::Debug for Receiver {

@@ -266,17 +266,18 @@ impl Plugins {
         let started = Instant::now();
         let result = call();
         let took = started.elapsed();
-        let counters = match &result {
-            Err(PluginError::NotLoaded(_) | PluginError::WrongRole { .. }) => None,
-            _ => self.read().get(name).and_then(|p| p.counters.clone()),
+        let trapped = matches!(result, Err(PluginError::Trap { .. }));
+        let recorded = match &result {
+            Err(PluginError::NotLoaded(_) | PluginError::WrongRole { .. }) => false,
+            _ => self
+                .read()
+                .get(name)
+                .and_then(|p| p.counters.as_ref())
+                .map(|c| c.record(result.is_ok(), trapped, took))
+                .is_some(),
         };
-        match counters {
-            Some(c) => c.record(
-                result.is_ok(),
-                matches!(result, Err(PluginError::Trap { .. })),
-                took,
-            ),
-            None => self.metrics.plugin_call(name, "not_loaded", took),
+        if !recorded {
+            self.metrics.plugin_call(name, "not_loaded", took);
         }
         result
     }

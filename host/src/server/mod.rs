@@ -38,6 +38,8 @@ pub struct AppState {
     pub connected: crate::source::Connected,
     /// Switched-off webhooks.
     pub switches: crate::delivery::switches::Switches,
+    /// For receivers' `publish_subject`, when any has one.
+    pub nats: Option<async_nats::Client>,
 }
 
 /// Builds the router; `ingest` mounts `POST /events` (the `http` backend).
@@ -192,6 +194,14 @@ async fn receive(
     match state.pipeline.accept(std::slice::from_ref(&event)).await {
         Ok(routed) => {
             state.metrics.incoming(&receiver.name, "accepted");
+            if let (Some(subject), Some(nats)) = (&receiver.publish_subject, &state.nats) {
+                // Best effort (core NATS, at most once): the event is already
+                // stored and its webhooks will go out either way.
+                let payload = serde_json::to_vec(&event).unwrap_or_default();
+                if let Err(e) = nats.publish(subject.clone(), payload.into()).await {
+                    tracing::warn!(receiver = %receiver.name, %subject, error = %e, "cannot publish the incoming event");
+                }
+            }
             (
                 StatusCode::ACCEPTED,
                 Json(json!({ "accepted": 1, "events": routed })),
