@@ -360,6 +360,40 @@ async fn hostile_plugins_fail_only_their_own_deliveries() {
     wasmhook.stop().await;
 }
 
+#[test]
+fn the_sandbox_grants_no_filesystem_environment_or_network() {
+    let tmp = tempfile::tempdir().unwrap();
+    install(
+        tmp.path(),
+        "misbehave",
+        "escape",
+        Some("[config]\nmode = \"escape\"\n"),
+    );
+    std::env::set_var("WASMHOOK_TEST_SECRET_ENV", "leak");
+    let (plugins, _) = Plugins::load(tmp.path(), None).unwrap();
+    let event = wasmhook::event::Event {
+        id: "e".into(),
+        entity: "order".into(),
+        operation: wasmhook::event::Operation::Insert,
+        entity_id: None,
+        timestamp: "2026-03-02T14:00:00Z".into(),
+        envelope: wasmhook::event::Envelope::Native,
+        source: "test".into(),
+        data: json!({}),
+        old: None,
+    };
+    let out = plugins.transform("escape", &event, None).unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.body).unwrap();
+    for key in ["file", "dir", "network"] {
+        assert!(
+            report[key].as_str().unwrap().starts_with("denied"),
+            "{key}: {report}"
+        );
+    }
+    assert_eq!(report["env"], 0, "{report}");
+    assert_eq!(report["args"], 0, "{report}");
+}
+
 #[tokio::test]
 async fn hot_reload_swaps_plugins_while_events_flow_and_loses_none() {
     let receiver = TestReceiver::start().await;

@@ -29,6 +29,7 @@ enum Mode {
     Trap,
     Huge,
     Slow,
+    Escape,
 }
 
 /// The size of the `huge` body.
@@ -43,6 +44,7 @@ fn misbehave(event: &Event, body: Option<&[u8]>) -> Result<Payload, Error> {
         Mode::Recursion => Ok(Payload::new(recurse(0).to_string())),
         Mode::Trap => trap(),
         Mode::Huge => Ok(Payload::new(vec![b'x'; HUGE_BYTES]).with_content_type("text/plain")),
+        Mode::Escape => escape(),
         Mode::Slow => {
             let start = wasmhook_sdk::now_ms();
             while wasmhook_sdk::now_ms().saturating_sub(start) < config.ms {
@@ -54,6 +56,30 @@ fn misbehave(event: &Event, body: Option<&[u8]>) -> Result<Payload, Error> {
 }
 
 transform!(misbehave);
+
+/// Tries every way out of the sandbox and reports what happened: a file,
+/// the environment, arguments, a socket. The host grants none of them.
+fn escape() -> Result<Payload, Error> {
+    let file = match std::fs::read("/etc/passwd") {
+        Ok(bytes) => format!("read {} bytes", bytes.len()),
+        Err(e) => format!("denied: {e}"),
+    };
+    let dir = match std::fs::read_dir("/") {
+        Ok(entries) => format!("listed {} entries", entries.count()),
+        Err(e) => format!("denied: {e}"),
+    };
+    let network = match std::net::TcpStream::connect("127.0.0.1:22") {
+        Ok(_) => "connected".to_string(),
+        Err(e) => format!("denied: {e}"),
+    };
+    Payload::json(&wasmhook_sdk::json!({
+        "file": file,
+        "dir": dir,
+        "env": std::env::vars().count(),
+        "args": std::env::args().count(),
+        "network": network,
+    }))
+}
 
 /// The rendered body if there is one, else the event's row as JSON.
 fn echo(event: &Event, body: Option<&[u8]>) -> Result<Payload, Error> {
