@@ -133,12 +133,21 @@ pub fn random_bytes(len: usize) -> Vec<u8> {
 ///
 /// A missing table is `{}`.
 pub fn config_value() -> Result<Value, Error> {
-    let text = backend::config();
-    if text.trim().is_empty() {
-        return Ok(Value::Object(serde_json::Map::new()));
-    }
-    serde_json::from_str(&text)
-        .map_err(|e| Error::config(format!("the host's config is not JSON: {e}")))
+    config()
+}
+
+/// The config text, fetched from the host once per instance: it cannot
+/// change while the instance lives (a new `NAME.toml` means new instances),
+/// and a call saved is most of a cheap plugin's cost.
+#[cfg(target_arch = "wasm32")]
+fn config_text() -> &'static str {
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TEXT.get_or_init(backend::config)
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn config_text() -> String {
+    backend::config()
 }
 
 /// The plugin's `config` table, deserialized into `T`.
@@ -147,8 +156,10 @@ pub fn config_value() -> Result<Value, Error> {
 /// `#[serde(deny_unknown_fields)]` to catch typos; a mismatch is a `config`
 /// error naming the key.
 pub fn config<T: DeserializeOwned>() -> Result<T, Error> {
-    let value = config_value()?;
-    serde_json::from_value(value).map_err(|e| Error::config(format!("invalid config: {e}")))
+    let text = config_text();
+    let text: &str = text.as_ref();
+    let text = if text.trim().is_empty() { "{}" } else { text };
+    serde_json::from_str(text).map_err(|e| Error::config(format!("invalid config: {e}")))
 }
 
 /// Stand-ins for the host when a plugin's code runs natively (unit tests).
