@@ -257,27 +257,27 @@ impl Plugins {
         Ok((plugins, changes))
     }
 
-    /// Times a call and counts it by result.
+    /// Looks the plugin up once, runs `call` on it, and counts the call by
+    /// result in the plugin's own counters.
     fn measured<T>(
         &self,
         name: &str,
-        call: impl FnOnce() -> Result<T, PluginError>,
+        role: Role,
+        call: impl FnOnce(&Loaded) -> Result<T, PluginError>,
     ) -> Result<T, PluginError> {
         let started = Instant::now();
-        let result = call();
-        let took = started.elapsed();
-        let trapped = matches!(result, Err(PluginError::Trap { .. }));
-        let recorded = match &result {
-            Err(PluginError::NotLoaded(_) | PluginError::WrongRole { .. }) => false,
-            _ => self
-                .read()
-                .get(name)
-                .and_then(|p| p.counters.as_ref())
-                .map(|c| c.record(result.is_ok(), trapped, took))
-                .is_some(),
+        let plugin = match self.get(name, role) {
+            Ok(plugin) => plugin,
+            Err(e) => {
+                self.metrics
+                    .plugin_call(name, "not_loaded", started.elapsed());
+                return Err(e);
+            }
         };
-        if !recorded {
-            self.metrics.plugin_call(name, "not_loaded", took);
+        let result = call(&plugin);
+        if let Some(counters) = &plugin.counters {
+            let trapped = matches!(result, Err(PluginError::Trap { .. }));
+            counters.record(result.is_ok(), trapped, started.elapsed());
         }
         result
     }
@@ -435,8 +435,7 @@ impl Plugins {
 
     /// Runs a condition plugin.
     pub fn condition(&self, name: &str, event: &Event) -> Result<bool, PluginError> {
-        self.measured(name, || {
-            let plugin = self.get(name, Role::Condition)?;
+        self.measured(name, Role::Condition, |plugin| {
             let input = wit_event(event);
             let answer = plugin.call(&self.runtime, "evaluate", |store, bound| match bound {
                 Bound::Condition(b) => b.wasmhook_plugin_condition().call_evaluate(store, &input),
@@ -453,8 +452,7 @@ impl Plugins {
         event: &Event,
         body: Option<&[u8]>,
     ) -> Result<Transformed, PluginError> {
-        self.measured(name, || {
-            let plugin = self.get(name, Role::Transform)?;
+        self.measured(name, Role::Transform, |plugin| {
             let input = wit_event(event);
             let body = body.map(<[u8]>::to_vec);
             let answer = plugin.call(&self.runtime, "transform", |store, bound| match bound {
@@ -514,8 +512,7 @@ impl Plugins {
         key: &[u8],
         encrypt: bool,
     ) -> Result<Vec<u8>, PluginError> {
-        self.measured(name, || {
-            let plugin = self.get(name, Role::Encryption)?;
+        self.measured(name, Role::Encryption, |plugin| {
             let what = if encrypt { "encrypt" } else { "decrypt" };
             let answer = plugin.call(&self.runtime, what, |store, bound| match bound {
                 Bound::Encryption(b) if encrypt => b
@@ -546,8 +543,7 @@ impl Plugins {
         secret: &[u8],
         now: u64,
     ) -> Result<Verdict, PluginError> {
-        self.measured(name, || {
-            let plugin = self.get(name, Role::Verifier)?;
+        self.measured(name, Role::Verifier, |plugin| {
             let input = types::Request {
                 method: request.method.clone(),
                 path: request.path.clone(),

@@ -16,8 +16,26 @@ fn default_threshold() -> f64 {
 }
 
 fn high_value(event: &Event) -> Result<bool, Error> {
+    Ok(total(event)? > threshold()?)
+}
+
+/// The threshold, read once per instance: a warm instance serves many calls
+/// and its config cannot change under it (a new `NAME.toml` means new
+/// instances).
+#[cfg(target_arch = "wasm32")]
+fn threshold() -> Result<f64, Error> {
+    static THRESHOLD: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    if let Some(threshold) = THRESHOLD.get() {
+        return Ok(*threshold);
+    }
     let config: Config = wasmhook_sdk::config()?;
-    Ok(total(event)? > config.threshold)
+    Ok(*THRESHOLD.get_or_init(|| config.threshold))
+}
+
+/// Natively (unit tests) each test sets its own config.
+#[cfg(not(target_arch = "wasm32"))]
+fn threshold() -> Result<f64, Error> {
+    Ok(wasmhook_sdk::config::<Config>()?.threshold)
 }
 
 condition!(high_value);
