@@ -122,3 +122,42 @@ fn errors_name_the_file_and_key() {
         assert!(message.contains(expected), "{text:?}\n  gave: {message}\n  want: {expected}");
     }
 }
+
+#[test]
+fn sizes_and_dlq_settings() {
+    for (text, bytes) in [
+        ("1GB", 1_000_000_000),
+        ("500MB", 500_000_000),
+        ("64KiB", 65_536),
+        ("1048576", 1_048_576),
+        ("2 MiB", 2_097_152),
+    ] {
+        assert_eq!(parse_size(text), Ok(bytes), "{text}");
+    }
+    assert!(parse_size("lots").unwrap_err().contains("is not a size"));
+    let config = load("[webhooks.dlq]\nretention = \"2d\"\nmax_size = \"1GB\"\n").unwrap();
+    assert_eq!(
+        config.dlq,
+        DlqConfig {
+            retention: Some(Duration::from_secs(2 * 86_400)),
+            max_bytes: Some(1_000_000_000)
+        }
+    );
+    assert_eq!(
+        load("").unwrap().dlq.retention,
+        Some(Duration::from_secs(7 * 86_400)),
+        "FraiseQL's default"
+    );
+    assert_eq!(
+        load("[webhooks.dlq]\nretention = \"forever\"\n")
+            .unwrap()
+            .dlq
+            .retention,
+        None
+    );
+    let error = load("[webhooks.dlq]\nmax_size = \"big\"\n")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(error.contains("webhooks.dlq.max_size"), "{error}");
+}

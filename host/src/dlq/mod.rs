@@ -230,3 +230,105 @@ impl Store {
         self.dlq.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::test_support::order_update;
+    use crate::outbox::Delivery;
+
+    fn bury(store: &Store, n: usize, failed_at_ms: u64) -> Vec<String> {
+        let mut ids = Vec::new();
+        for i in 0..n {
+            let delivery = Delivery {
+                id: crate::source::envelope::new_id(),
+                observer: format!("o{}", i % 2),
+                webhook: 0,
+                event: order_update(serde_json::json!({}), serde_json::json!({"i": i})),
+                payload: None,
+                attempts: Vec::new(),
+                earlier_attempts: Vec::new(),
+                due_ms: 0,
+                accepted_ms: 0,
+                after: None,
+                next: None,
+                held: false,
+            };
+            let letter = DeadLetter {
+                id: delivery.id.clone(),
+                failed_at_ms,
+                reason: "test".into(),
+                failure: Failure::Delivery(Box::new(delivery)),
+            };
+            store
+                .dlq
+                .insert(letter.id.as_bytes(), crate::outbox::encode(&letter))
+                .unwrap();
+            ids.push(letter.id);
+        }
+        ids
+    }
+
+    #[test]
+    fn retention_removes_old_entries_and_size_removes_the_oldest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let week_ago = now_ms() - 8 * 24 * 3600 * 1000;
+        bury(&store, 3, week_ago);
+        let recent = bury(&store, 4, now_ms());
+        let removed = store
+            .dlq_enforce(Some(Duration::from_secs(7 * 24 * 3600)), None)
+            .unwrap();
+        assert_eq!((removed, store.dlq_len()), (3, 4));
+
+        let one = store.dlq.get(recent[0].as_bytes()).unwrap().unwrap().len() as u64;
+        let removed = store.dlq_enforce(None, Some(one * 2)).unwrap();
+        assert_eq!(removed, 2);
+        let left: Vec<String> = store
+            .dlq_list(&Filter::default())
+            .unwrap()
+            .into_iter()
+            .map(|l| l.id)
+            .collect();
+        assert_eq!(left, recent[2..].to_vec(), "the oldest go first");
+    }
+
+    #[test]
+    fn filters_by_observer_and_time_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        bury(&store, 4, 1_000);
+        bury(&store, 2, 5_000);
+        let count = |f: Filter| store.dlq_list(&f).unwrap().len();
+        assert_eq!(count(Filter::default()), 6);
+        assert_eq!(
+            count(Filter {
+                observer: Some("o1".into()),
+                ..Filter::default()
+            }),
+            3
+        );
+        assert_eq!(
+            count(Filter {
+                since_ms: Some(5_000),
+                ..Filter::default()
+            }),
+            2
+        );
+        assert_eq!(
+            count(Filter {
+                until_ms: Some(5_000),
+                ..Filter::default()
+            }),
+            4
+        );
+        assert_eq!(
+            count(Filter {
+                since_ms: Some(1_000),
+                until_ms: Some(1_001),
+                ..Filter::default()
+            }),
+            4
+        );
+    }
+}
