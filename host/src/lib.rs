@@ -49,7 +49,7 @@ pub enum RunError {
     /// The HTTP client could not be built.
     #[error(transparent)]
     Client(#[from] delivery::ClientError),
-    /// The NATS source failed.
+    /// A NATS connection could not be set up.
     #[error(transparent)]
     Nats(#[from] source::nats::NatsError),
     /// The plugins could not be loaded, or the config names one that is
@@ -139,11 +139,23 @@ pub async fn run(
             );
             let connected = connected.clone();
             Some(tokio::spawn(async move {
-                let result = source::nats::run(&url, &subjects, pipeline, connected, stop).await;
-                if let Err(e) = &result {
+                if let Err(e) = source::nats::run(&url, &subjects, pipeline, connected, stop).await
+                {
                     error!(error = %e, "NATS source stopped");
                 }
-                result
+            }))
+        }
+        SourceConfig::JetStream(js) => {
+            let (js, pipeline, stop, connected) = (
+                js.clone(),
+                pipeline.clone(),
+                stop_rx.clone(),
+                connected.clone(),
+            );
+            Some(tokio::spawn(async move {
+                if let Err(e) = source::jetstream::run(&js, pipeline, connected, stop).await {
+                    error!(error = %e, "JetStream source stopped");
+                }
             }))
         }
     };
@@ -217,10 +229,8 @@ pub async fn run(
         .await?;
 
     if let Some(source) = source {
-        match source.await {
-            Ok(Err(e)) => error!(error = %e, "source stopped"),
-            Err(e) => error!(error = %e, "source task failed"),
-            Ok(Ok(())) => {}
+        if let Err(e) = source.await {
+            error!(error = %e, "source task failed");
         }
     }
     let _ = purging.await;

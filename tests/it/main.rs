@@ -6,6 +6,7 @@ mod crash;
 mod delivery;
 mod incoming;
 mod ingest;
+mod jetstream;
 mod nats;
 mod ops;
 mod plugins;

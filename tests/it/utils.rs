@@ -298,8 +298,18 @@ impl NatsServer {
     }
 
     pub async fn start_on(port: u16) -> NatsServer {
+        Self::spawn(port, &[]).await
+    }
+
+    /// With JetStream, storing in `dir` (reuse the dir to restart it with its data).
+    pub async fn start_jetstream(port: u16, dir: &Path) -> NatsServer {
+        Self::spawn(port, &["-js", "-sd", &dir.display().to_string()]).await
+    }
+
+    async fn spawn(port: u16, extra: &[&str]) -> NatsServer {
         let child = Command::new("nats-server")
             .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

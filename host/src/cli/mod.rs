@@ -196,6 +196,13 @@ fn describe(config: &Config) -> String {
         crate::config::SourceConfig::Nats { url, subjects } => {
             format!("nats {url} {}", subjects.join(" "))
         }
+        crate::config::SourceConfig::JetStream(js) => format!(
+            "jetstream {} stream {} consumer {} ({})",
+            js.url,
+            js.stream,
+            js.consumer,
+            js.subjects.join(" ")
+        ),
     };
     let _ = writeln!(out, "source: {source}");
     let _ = writeln!(out, "storage: {}", config.storage.path.display());

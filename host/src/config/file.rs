@@ -51,6 +51,9 @@ pub(super) struct ObserversSection {
     pub backend: Option<String>,
     pub nats_url: Option<String>,
     pub subjects: Option<Vec<String>>,
+    pub stream: Option<String>,
+    pub consumer: Option<String>,
+    pub ack_wait_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

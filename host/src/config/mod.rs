@@ -52,6 +52,8 @@ pub enum ConfigError {
 pub enum SourceConfig {
     /// `POST /events` on the server's listener (the default).
     Http,
+    /// A durable JetStream consumer.
+    JetStream(crate::source::jetstream::JetStreamConfig),
     /// A core NATS subscription.
     Nats {
         /// Server URL, e.g. `nats://127.0.0.1:4222`.
@@ -488,9 +490,54 @@ fn resolve_source(raw: file::ObserversSection) -> Result<SourceConfig, ConfigErr
                 subjects,
             })
         }
+        "jetstream" => {
+            let subjects = raw.subjects.unwrap_or_else(|| vec!["fraiseql.>".into()]);
+            if subjects.is_empty() || subjects.iter().any(|s| s.trim().is_empty()) {
+                return Err(invalid(
+                    "observers.subjects",
+                    "needs at least one non-empty subject",
+                ));
+            }
+            let name_ok = |n: &str| {
+                !n.is_empty()
+                    && n.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            };
+            let stream = raw.stream.unwrap_or_else(|| "FRAISEQL".into());
+            if !name_ok(&stream) {
+                return Err(invalid(
+                    "observers.stream",
+                    format!("{stream:?} is not a JetStream name (letters, digits, - and _)"),
+                ));
+            }
+            let consumer = raw.consumer.unwrap_or_else(|| "wasmhook".into());
+            if !name_ok(&consumer) {
+                return Err(invalid(
+                    "observers.consumer",
+                    format!("{consumer:?} is not a JetStream name (letters, digits, - and _)"),
+                ));
+            }
+            Ok(SourceConfig::JetStream(
+                crate::source::jetstream::JetStreamConfig {
+                    url: raw
+                        .nats_url
+                        .unwrap_or_else(|| "nats://127.0.0.1:4222".into()),
+                    stream,
+                    consumer,
+                    subjects,
+                    ack_wait: Duration::from_millis(positive(
+                        raw.ack_wait_ms,
+                        30_000,
+                        "observers.ack_wait_ms",
+                    )?),
+                },
+            ))
+        }
         other => Err(invalid(
             "observers.backend",
-            format!("{other:?} is not a known backend; expected \"http\" or \"nats\""),
+            format!(
+                "{other:?} is not a known backend; expected \"http\", \"nats\" or \"jetstream\""
+            ),
         )),
     }
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 pub mod envelope;
 pub mod http;
+pub mod jetstream;
 pub mod nats;
 
 /// Whether the source is connected to its bus, for `/readyz`. The embedded

@@ -1,0 +1,172 @@
+//! NATS JetStream: a durable pull consumer. A message is acknowledged only
+//! after its events' deliveries are in the outbox, so a crash before that
+//! means JetStream redelivers it (at least once). Several wasmhook
+//! processes using the same consumer name share the stream's work.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::pull, AckKind};
+use futures::StreamExt;
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use super::Connected;
+use crate::pipeline::{Message, Pipeline};
+
+/// Messages per durable write.
+const BATCH: usize = 512;
+
+/// Where to consume from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JetStreamConfig {
+    /// Server URL.
+    pub url: String,
+    /// Stream name (created over `subjects` if it does not exist).
+    pub stream: String,
+    /// Durable consumer name, shared by every wasmhook process of a group.
+    pub consumer: String,
+    /// Subjects of the stream.
+    pub subjects: Vec<String>,
+    /// How long JetStream waits for an ack before redelivering.
+    pub ack_wait: Duration,
+}
+
+/// Why the JetStream source could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("JetStream {what}: {message}")]
+pub struct JetStreamError {
+    what: String,
+    message: String,
+}
+
+fn failed(what: &str, e: impl std::fmt::Display) -> JetStreamError {
+    JetStreamError {
+        what: what.to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// Runs until `shutdown` turns true; reconnects (with backoff) by itself.
+pub async fn run(
+    config: &JetStreamConfig,
+    pipeline: Pipeline,
+    connected: Connected,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), JetStreamError> {
+    let status = connected.clone();
+    let client = async_nats::ConnectOptions::new()
+        .name("wasmhook")
+        .retry_on_initial_connect()
+        .event_callback(move |event| {
+            let status = status.clone();
+            async move {
+                match event {
+                    async_nats::Event::Connected => {
+                        status.set(true);
+                        info!("JetStream connected");
+                    }
+                    async_nats::Event::Disconnected => {
+                        status.set(false);
+                        warn!("JetStream disconnected; reconnecting");
+                    }
+                    other => info!(event = %other, "NATS"),
+                }
+            }
+        })
+        .connect(&config.url)
+        .await
+        .map_err(|e| failed(&format!("connect to {}", config.url), e))?;
+    let context = jetstream::new(client);
+    let mut delay = Duration::from_millis(200);
+    loop {
+        if *shutdown.borrow() {
+            return Ok(());
+        }
+        match consume(config, &context, &pipeline, &mut shutdown).await {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                // A lost server, a deleted stream: keep trying, the messages
+                // wait in JetStream.
+                error!(error = %e, retry_in = ?delay, "JetStream consumer failed; retrying");
+                tokio::select! {
+                    _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn consume(
+    config: &JetStreamConfig,
+    context: &jetstream::Context,
+    pipeline: &Pipeline,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), JetStreamError> {
+    let stream = context
+        .get_or_create_stream(jetstream::stream::Config {
+            name: config.stream.clone(),
+            subjects: config.subjects.clone(),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| failed(&format!("stream {}", config.stream), e))?;
+    let consumer = stream
+        .get_or_create_consumer(
+            &config.consumer,
+            pull::Config {
+                durable_name: Some(config.consumer.clone()),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ack_wait: config.ack_wait,
+                max_ack_pending: 10_000,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| failed(&format!("consumer {}", config.consumer), e))?;
+    let messages = consumer.messages().await.map_err(|e| failed("pull", e))?;
+    info!(stream = %config.stream, consumer = %config.consumer, "JetStream source consuming");
+    let mut batches = messages.ready_chunks(BATCH);
+    loop {
+        let batch = tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
+            batch = batches.next() => match batch {
+                Some(batch) => batch,
+                None => return Err(failed("pull", "the message stream ended")),
+            },
+        };
+        let mut received = Vec::with_capacity(batch.len());
+        for item in batch {
+            match item {
+                Ok(message) => received.push(message),
+                Err(e) => warn!(error = %e, "JetStream message error"),
+            }
+        }
+        let input: Vec<Message> = received
+            .iter()
+            .map(|m| Message {
+                source: format!("jetstream:{}", m.subject),
+                payload: m.payload.clone(),
+            })
+            .collect();
+        match pipeline.ingest_messages(&input).await {
+            Ok(_) => {
+                for message in &received {
+                    if let Err(e) = message.ack().await {
+                        // Stored already: a redelivery is a duplicate, never a loss.
+                        warn!(error = %e, "JetStream ack failed; the message may be delivered again");
+                    }
+                }
+            }
+            Err(e) => {
+                error!(error = %e, messages = received.len(), "cannot store JetStream messages; asking for redelivery");
+                for message in &received {
+                    let _ = message
+                        .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                        .await;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! JetStream in: a private nats-server with JetStream, real publishes with
+//! acks, kill -9 of wasmhook mid-stream, two processes on one consumer.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::utils::{fraiseql_order, free_port, NatsServer, Running, TestReceiver};
+
+fn config(nats: &NatsServer, port: u16, receiver: &TestReceiver, instance: &str) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\npath = \"db-{instance}\"\n\
+         [observers]\nbackend = \"jetstream\"\nnats_url = \"{}\"\nstream = \"ORDERS\"\nconsumer = \"wasmhook\"\nack_wait_ms = 2000\n\
+         [webhooks]\nmax_concurrent = 8\n[webhooks.retry]\ninitial_delay = \"10ms\"\nmax_attempts = 50\nmax_delay = \"100ms\"\n\
+         [[observer]]\nname = \"orders\"\nentity = \"order\"\n[[observer.webhook]]\nurl = \"{}\"\nheaders = {{ X-Instance = \"{instance}\" }}\n",
+        nats.url(),
+        receiver.url("/orders")
+    )
+}
+
+async fn publish(nats: &NatsServer, ids: std::ops::Range<i64>) {
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    // The stream may not exist until wasmhook first starts; make sure it does.
+    js.get_or_create_stream(async_nats::jetstream::stream::Config {
+        name: "ORDERS".into(),
+        subjects: vec!["fraiseql.>".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    for id in ids {
+        let event = fraiseql_order("created", json!({"id": id}), None).to_string();
+        js.publish("fraiseql.order.created", event.into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+}
+
+fn delivered(requests: &[crate::utils::Received]) -> HashMap<i64, usize> {
+    let mut counts = HashMap::new();
+    for r in requests.iter().filter(|r| r.status == 200) {
+        *counts.entry(r.json()["id"].as_i64().unwrap()).or_default() += 1;
+    }
+    counts
+}
+
+#[tokio::test]
+async fn kill_9_mid_stream_loses_nothing_and_two_processes_share_the_consumer() {
+    const EVENTS: i64 = 3000;
+    let tmp = tempfile::tempdir().unwrap();
+    let nats = NatsServer::start_jetstream(free_port(), &tmp.path().join("js")).await;
+    let receiver = TestReceiver::start().await;
+    receiver.set_delay(Duration::from_millis(2));
+    publish(&nats, 0..EVENTS).await;
+
+    // One process, killed three times while it works through the stream.
+    let port = free_port();
+    let path = tmp.path().join("a.toml");
+    std::fs::write(&path, config(&nats, port, &receiver, "a")).unwrap();
+    for round in 0..3 {
+        let mut running = Running::start(&path, tmp.path(), port).await;
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        running.kill9();
+        let done = delivered(&receiver.requests()).len() as i64;
+        eprintln!(
+            "after kill {}: {done} of {EVENTS} events delivered",
+            round + 1
+        );
+    }
+    assert!(
+        (delivered(&receiver.requests()).len() as i64) < EVENTS,
+        "the kills must land mid-stream"
+    );
+
+    // Two processes on the same durable consumer finish the job and share it.
+    let port_b = free_port();
+    let path_b = tmp.path().join("b.toml");
+    std::fs::write(&path_b, config(&nats, port_b, &receiver, "b")).unwrap();
+    let before = receiver.requests().len();
+    let _a = Running::start(&path, tmp.path(), port).await;
+    let _b = Running::start(&path_b, tmp.path(), port_b).await;
+    publish(&nats, EVENTS..EVENTS + 2000).await;
+    let got = receiver
+        .wait_until("every event", Duration::from_secs(120), |r| {
+            delivered(r).len() as i64 == EVENTS + 2000
+        })
+        .await;
+    let counts = delivered(&got);
+    let duplicates: usize = counts.values().map(|n| n - 1).sum();
+    let by_instance = |name: &str| {
+        got[before..]
+            .iter()
+            .filter(|r| r.header("x-instance") == name && r.status == 200)
+            .count()
+    };
+    let (a, b) = (by_instance("a"), by_instance("b"));
+    eprintln!("jetstream: {} events, kill -9 x3, all delivered, {duplicates} duplicates; shared work a={a} b={b}", EVENTS + 2000);
+    assert!(a > 0 && b > 0, "both processes took part: a={a} b={b}");
+    let _ = Path::new("");
+}
