@@ -192,15 +192,7 @@ pub async fn run(
         })
     };
     let nats = if config.receivers.iter().any(|r| r.publish_subject.is_some()) {
-        let client = async_nats::ConnectOptions::new()
-            .name("wasmhook-incoming")
-            .retry_on_initial_connect()
-            .connect(&config.nats_url)
-            .await
-            .map_err(|e| source::nats::NatsError::Connect {
-                url: config.nats_url.clone(),
-                message: e.to_string(),
-            })?;
+        let client = source::nats::connect(&config.nats_url, None).await?;
         Some(client)
     } else {
         None

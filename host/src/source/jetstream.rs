@@ -53,29 +53,9 @@ pub async fn run(
     connected: Connected,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), JetStreamError> {
-    let status = connected.clone();
-    let client = async_nats::ConnectOptions::new()
-        .name("wasmhook")
-        .retry_on_initial_connect()
-        .event_callback(move |event| {
-            let status = status.clone();
-            async move {
-                match event {
-                    async_nats::Event::Connected => {
-                        status.set(true);
-                        info!("JetStream connected");
-                    }
-                    async_nats::Event::Disconnected => {
-                        status.set(false);
-                        warn!("JetStream disconnected; reconnecting");
-                    }
-                    other => info!(event = %other, "NATS"),
-                }
-            }
-        })
-        .connect(&config.url)
+    let client = super::nats::connect(&config.url, Some(connected))
         .await
-        .map_err(|e| failed(&format!("connect to {}", config.url), e))?;
+        .map_err(|e| failed("connect", e))?;
     let context = jetstream::new(client);
     let mut delay = Duration::from_millis(200);
     loop {

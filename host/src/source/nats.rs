@@ -36,30 +36,30 @@ pub enum NatsError {
     },
 }
 
-/// Runs until `shutdown` turns true.
-pub async fn run(
+/// Connects to NATS. The client reconnects by itself, with backoff, for as
+/// long as it lives; `retry_on_initial_connect` extends that to a server
+/// that is not up yet. `connected` follows the connection for `/readyz`.
+pub async fn connect(
     url: &str,
-    subjects: &[String],
-    pipeline: Pipeline,
-    connected: Connected,
-    mut shutdown: watch::Receiver<bool>,
-) -> Result<(), NatsError> {
-    let status = connected.clone();
-    // The client reconnects by itself, with backoff, for as long as we run;
-    // `retry_on_initial_connect` extends that to a server not up yet.
-    let client = async_nats::ConnectOptions::new()
+    connected: Option<Connected>,
+) -> Result<async_nats::Client, NatsError> {
+    async_nats::ConnectOptions::new()
         .name("wasmhook")
         .retry_on_initial_connect()
         .event_callback(move |event| {
-            let status = status.clone();
+            let status = connected.clone();
             async move {
                 match event {
                     async_nats::Event::Connected => {
-                        status.set(true);
+                        if let Some(status) = &status {
+                            status.set(true);
+                        }
                         info!("NATS connected");
                     }
                     async_nats::Event::Disconnected => {
-                        status.set(false);
+                        if let Some(status) = &status {
+                            status.set(false);
+                        }
                         warn!("NATS disconnected; reconnecting");
                     }
                     other => info!(event = %other, "NATS"),
@@ -71,7 +71,18 @@ pub async fn run(
         .map_err(|e| NatsError::Connect {
             url: url.to_string(),
             message: e.to_string(),
-        })?;
+        })
+}
+
+/// Runs until `shutdown` turns true.
+pub async fn run(
+    url: &str,
+    subjects: &[String],
+    pipeline: Pipeline,
+    connected: Connected,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), NatsError> {
+    let client = connect(url, Some(connected)).await?;
     let mut streams = Vec::with_capacity(subjects.len());
     for subject in subjects {
         let subscriber =
