@@ -63,7 +63,14 @@ async fn kill_9_mid_stream_loses_nothing_and_two_processes_share_the_consumer() 
     std::fs::write(&path, config(&nats, port, &receiver, "a")).unwrap();
     for round in 0..3 {
         let mut running = Running::start(&path, tmp.path(), port).await;
-        tokio::time::sleep(Duration::from_millis(700)).await;
+        // Kill on progress, not after a fixed time: each kill lands with a
+        // known share of the stream done, however fast the machine is.
+        let target = (round + 1) * EVENTS / 4;
+        receiver
+            .wait_until("progress before the kill", Duration::from_secs(60), |r| {
+                delivered(r).len() as i64 >= target
+            })
+            .await;
         running.kill9();
         let done = delivered(&receiver.requests()).len() as i64;
         eprintln!(
