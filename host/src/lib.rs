@@ -37,9 +37,6 @@ use delivery::Sender;
 use outbox::Store;
 use pipeline::Pipeline;
 
-/// How long shutdown waits for attempts in flight.
-const DRAIN: Duration = Duration::from_secs(10);
-
 /// Why `run` stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -126,39 +123,15 @@ pub async fn run(
         .plugins
         .watch
         .then(|| plugins.watch(config.plugins.watch_interval, stop_rx.clone()));
-    let dispatching = tokio::spawn(dispatcher.run(resumed, stop_rx.clone(), DRAIN));
+    let dispatching =
+        tokio::spawn(dispatcher.run(resumed, stop_rx.clone(), config.server.shutdown_timeout));
     let connected = source::Connected::new(config.source == SourceConfig::Http);
-    let source = match &config.source {
-        SourceConfig::Http => None,
-        SourceConfig::Nats { url, subjects } => {
-            let (url, subjects, pipeline, stop) = (
-                url.clone(),
-                subjects.clone(),
-                pipeline.clone(),
-                stop_rx.clone(),
-            );
-            let connected = connected.clone();
-            Some(tokio::spawn(async move {
-                if let Err(e) = source::nats::run(&url, &subjects, pipeline, connected, stop).await
-                {
-                    error!(error = %e, "NATS source stopped");
-                }
-            }))
-        }
-        SourceConfig::JetStream(js) => {
-            let (js, pipeline, stop, connected) = (
-                js.clone(),
-                pipeline.clone(),
-                stop_rx.clone(),
-                connected.clone(),
-            );
-            Some(tokio::spawn(async move {
-                if let Err(e) = source::jetstream::run(&js, pipeline, connected, stop).await {
-                    error!(error = %e, "JetStream source stopped");
-                }
-            }))
-        }
-    };
+    let source = source::spawn(
+        &config.source,
+        pipeline.clone(),
+        connected.clone(),
+        stop_rx.clone(),
+    );
 
     let seen = incoming::replay::Seen::open(&store)?;
     let purging = {

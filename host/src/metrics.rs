@@ -59,6 +59,7 @@ struct Inner {
     latency: Family<WebhookLabels, Histogram, fn() -> Histogram>,
     dlq_size: Gauge,
     outbox_size: Gauge,
+    source_lag: Gauge,
     incoming: Family<IncomingLabels, Counter>,
     plugin_calls: Family<PluginLabels, Counter>,
     plugin_latency: Family<PluginName, Histogram, fn() -> Histogram>,
@@ -131,6 +132,7 @@ impl Metrics {
         );
         let dlq_size = Gauge::default();
         let outbox_size = Gauge::default();
+        let source_lag = Gauge::default();
         let incoming = Family::<IncomingLabels, Counter>::default();
         let plugin_calls = Family::<PluginLabels, Counter>::default();
         let plugin_latency =
@@ -169,6 +171,12 @@ impl Metrics {
             outbox_size.clone(),
         );
         registry.register(
+            "source_lag",
+            "Events on the bus not yet taken by this process's consumer group \
+             (JetStream pending, Redis Streams lag, undone event-log rows)",
+            source_lag.clone(),
+        );
+        registry.register(
             "incoming",
             "Incoming webhook requests, by result",
             incoming.clone(),
@@ -193,6 +201,7 @@ impl Metrics {
                 latency,
                 dlq_size,
                 outbox_size,
+                source_lag,
                 incoming,
                 plugin_calls,
                 plugin_latency,
@@ -303,6 +312,13 @@ impl Metrics {
                 plugin: plugin.to_string(),
             })
             .observe(took.as_secs_f64() * 1000.0);
+    }
+
+    /// Records how far the durable source is behind, as the bus reports it.
+    pub fn source_lag(&self, events: u64) {
+        self.inner
+            .source_lag
+            .set(events.min(i64::MAX as u64) as i64);
     }
 
     /// The Prometheus text exposition, with the sizes read at scrape time.

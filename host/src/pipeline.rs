@@ -39,17 +39,26 @@ pub struct Message {
     pub source: String,
     /// The bytes as received.
     pub payload: bytes::Bytes,
+    /// The message's stable identity on a durable bus (stream and sequence,
+    /// entry id, log row), or `None` on buses that never redeliver. It
+    /// becomes the id of events that carry none, and lets a redelivery of an
+    /// already stored message be acknowledged without storing it again.
+    pub key: Option<String>,
 }
 
 /// One message holds one event or a JSON array of events.
-fn parse_message(source: &str, raw: &[u8]) -> Result<Vec<Event>, String> {
-    match serde_json::from_slice::<Value>(raw).map_err(|e| format!("not JSON: {e}"))? {
+fn parse_message(message: &Message) -> Result<Vec<Event>, String> {
+    let (source, key) = (&message.source, message.key.as_deref());
+    match serde_json::from_slice::<Value>(&message.payload).map_err(|e| format!("not JSON: {e}"))? {
         Value::Array(items) => items
             .into_iter()
             .enumerate()
-            .map(|(i, item)| envelope::parse(item, source).map_err(|e| format!("element {i}: {e}")))
+            .map(|(i, item)| {
+                envelope::parse_keyed(item, source, key.map(|k| format!("{k}#{i}")))
+                    .map_err(|e| format!("element {i}: {e}"))
+            })
             .collect(),
-        document => envelope::parse(document, source)
+        document => envelope::parse_keyed(document, source, key.map(str::to_string))
             .map(|e| vec![e])
             .map_err(|e| e.to_string()),
     }
@@ -197,7 +206,7 @@ impl Pipeline {
     pub async fn ingest_messages(&self, messages: &[Message]) -> Result<usize, StoreError> {
         let mut events = Vec::with_capacity(messages.len());
         for message in messages {
-            match parse_message(&message.source, &message.payload) {
+            match parse_message(message) {
                 Ok(parsed) => events.extend(parsed),
                 Err(reason) => {
                     let letter = self

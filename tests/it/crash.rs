@@ -80,3 +80,57 @@ async fn kill_9_during_delivery_then_restart_delivers_every_accepted_event() {
     );
     assert_eq!(counts.len(), accepted);
 }
+
+#[tokio::test]
+async fn sigterm_finishes_in_flight_up_to_the_deadline_exits_0_and_the_rest_resumes() {
+    const EVENTS: usize = 40;
+    let receiver = TestReceiver::start().await;
+    // Each request takes longer than the shutdown deadline allows for all.
+    receiver.set_delay(Duration::from_millis(400));
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = dir.path().join("wasmhook.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\nshutdown_timeout = \"1s\"\n[storage]\npath = \"db\"\n\
+             [webhooks]\nmax_concurrent = 2\n\
+             [[observer]]\nname = \"orders\"\nentity = \"order\"\n[[observer.webhook]]\nurl = \"{}\"\n",
+            receiver.url("/orders")
+        ),
+    )
+    .unwrap();
+    let mut running = Running::start(&config, dir.path(), port).await;
+    let body: Vec<String> = (0..EVENTS)
+        .map(|i| fraiseql_order("created", json!({"id": i}), None).to_string())
+        .collect();
+    let (status, _) = post(&running.url("/events"), body.join("\n")).await;
+    assert_eq!(status, 202);
+    receiver
+        .wait_until("deliveries in flight", Duration::from_secs(20), |r| {
+            !r.is_empty()
+        })
+        .await;
+    assert_eq!(running.terminate(), 0, "a clean exit on SIGTERM");
+    let done = receiver.requests().len();
+    assert!(
+        done < EVENTS,
+        "the deadline cut the backlog short ({done} of {EVENTS})"
+    );
+    // Nothing new is taken once stopping: the port is closed.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+
+    receiver.set_delay(Duration::from_millis(0));
+    let _running = Running::start(&config, dir.path(), port).await;
+    let got = receiver
+        .wait_until("the rest after restart", Duration::from_secs(60), |r| {
+            let ids: std::collections::HashSet<i64> =
+                r.iter().filter_map(|r| r.json()["id"].as_i64()).collect();
+            ids.len() == EVENTS
+        })
+        .await;
+    eprintln!(
+        "SIGTERM: {done} of {EVENTS} delivered before exit, the rest after restart ({} requests in all)",
+        got.len()
+    );
+}

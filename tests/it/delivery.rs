@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::utils::{fraiseql_order, python_verify, InProcess, TestReceiver};
+use crate::utils::{
+    fraiseql_order, python_standard_verify, python_verify, InProcess, TestReceiver,
+};
 
 fn config(receiver: &TestReceiver, signing: &str, retry: &str, paths: &[&str]) -> String {
     let webhooks: String = paths
@@ -62,6 +64,99 @@ async fn every_request_verifies_with_the_fraiseql_receiver_code() {
     assert!(got
         .iter()
         .all(|r| r.header("content-type") == "application/json"));
+    wasmhook.stop().await;
+}
+
+#[tokio::test]
+async fn standard_webhooks_with_a_rotated_secret_verify_with_the_official_package() {
+    const NEW: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const OLD: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+    let receiver = TestReceiver::start().await;
+    let signing = format!(
+        "[webhooks.signing]\nscheme = \"standard-webhooks\"\nsecrets = [\"{NEW}\", \"{OLD}\"]"
+    );
+    let wasmhook = InProcess::start(&config(&receiver, &signing, FAST_RETRY, &["/in"])).await;
+    let events: Vec<String> = (0..5)
+        .map(|i| fraiseql_order("created", json!({"id": i, "note": "\"ü\""}), None).to_string())
+        .collect();
+    wasmhook.post_events(events.join("\n")).await;
+    let got = receiver
+        .wait_until("5 deliveries", Duration::from_secs(10), |r| r.len() == 5)
+        .await;
+    let items: Vec<_> = got
+        .iter()
+        .map(|r| {
+            (
+                r.header("webhook-id").to_string(),
+                r.header("webhook-timestamp").to_string(),
+                r.header("webhook-signature").to_string(),
+                r.body.clone(),
+            )
+        })
+        .collect();
+    // The webhook id is the delivery id, stable across retries.
+    assert!(got
+        .iter()
+        .all(|r| r.header("webhook-id") == r.header("x-wasmhook-delivery")));
+    assert!(items
+        .iter()
+        .all(|i| i.2.starts_with("v1,") && i.2.contains(" v1,")));
+    // Receivers on either secret verify; a third secret does not.
+    assert_eq!(python_standard_verify(NEW, &items), vec![true; 5]);
+    assert_eq!(python_standard_verify(OLD, &items), vec![true; 5]);
+    assert_eq!(
+        python_standard_verify("whsec_dGhpcyBpcyBhbm90aGVyIHNlY3JldCBrZXk=", &items),
+        vec![false; 5]
+    );
+    wasmhook.stop().await;
+}
+
+#[tokio::test]
+async fn retry_after_on_429_and_503_is_honoured_up_to_max_delay() {
+    let receiver = TestReceiver::start().await;
+    receiver.script(&[429, 503]);
+    receiver.set_retry_after("1");
+    // Without Retry-After the retries would come after about 10 ms.
+    let retry = "max_attempts = 5\ninitial_delay = \"10ms\"\nmax_delay = \"3s\"";
+    let wasmhook = InProcess::start(&config(&receiver, "", retry, &["/in"])).await;
+    wasmhook
+        .post_events(fraiseql_order("created", json!({"id": "r"}), None).to_string())
+        .await;
+    let got = receiver
+        .wait_until(
+            "delivered on the third attempt",
+            Duration::from_secs(20),
+            |r| r.len() == 3,
+        )
+        .await;
+    assert_eq!(
+        got.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [429, 503, 200]
+    );
+    for pair in got.windows(2) {
+        let gap = pair[1].at - pair[0].at;
+        assert!(gap >= Duration::from_millis(950), "waited only {gap:?}");
+    }
+    wasmhook.stop().await;
+
+    // A Retry-After beyond max_delay is cut to max_delay.
+    let receiver = TestReceiver::start().await;
+    receiver.script(&[503]);
+    receiver.set_retry_after("Fri, 31 Dec 2100 23:59:59 GMT");
+    let retry = "max_attempts = 3\ninitial_delay = \"10ms\"\nmax_delay = \"300ms\"";
+    let wasmhook = InProcess::start(&config(&receiver, "", retry, &["/in"])).await;
+    wasmhook
+        .post_events(fraiseql_order("created", json!({"id": "d"}), None).to_string())
+        .await;
+    let got = receiver
+        .wait_until(
+            "delivered on the second attempt",
+            Duration::from_secs(20),
+            |r| r.len() == 2,
+        )
+        .await;
+    let gap = got[1].at - got[0].at;
+    assert!(gap >= Duration::from_millis(250), "waited only {gap:?}");
     wasmhook.stop().await;
 }
 

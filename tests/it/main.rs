@@ -10,4 +10,6 @@ mod jetstream;
 mod nats;
 mod ops;
 mod plugins;
+mod postgres;
+mod redis;
 mod utils;

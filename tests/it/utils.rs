@@ -48,6 +48,8 @@ struct ReceiverState {
     delay: Mutex<Duration>,
     /// Extra delay for one path.
     path_delay: Mutex<Option<(String, Duration)>>,
+    /// `Retry-After` sent with every non-2xx answer.
+    retry_after: Mutex<Option<String>>,
 }
 
 /// A real HTTP server on 127.0.0.1 that records every request and answers
@@ -82,6 +84,11 @@ impl TestReceiver {
 
     pub fn set_status(&self, status: u16) {
         *self.state.default_status.lock().unwrap() = status;
+    }
+
+    /// Sends `Retry-After: value` with every non-2xx answer.
+    pub fn set_retry_after(&self, value: &str) {
+        *self.state.retry_after.lock().unwrap() = Some(value.to_string());
     }
 
     pub fn set_delay(&self, delay: Duration) {
@@ -134,7 +141,8 @@ async fn record(
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
-) -> StatusCode {
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
     let status = {
         let scripted = state.script.lock().unwrap().pop_front();
         scripted.unwrap_or(*state.default_status.lock().unwrap())
@@ -155,7 +163,13 @@ async fn record(
         at: Instant::now(),
         status,
     });
-    StatusCode::from_u16(status).unwrap()
+    let status = StatusCode::from_u16(status).unwrap();
+    match state.retry_after.lock().unwrap().clone() {
+        Some(after) if !status.is_success() => {
+            (status, [(axum::http::header::RETRY_AFTER, after)]).into_response()
+        }
+        _ => status.into_response(),
+    }
 }
 
 /// wasmhook running in this process on port 0.
@@ -429,10 +443,57 @@ for line in sys.stdin:
         );
         input.push('\n');
     }
+    python_lines(script, &[secret], &input)
+        .iter()
+        .map(|l| l == "true")
+        .collect()
+}
+
+/// Checks Standard Webhooks requests with the official Python package
+/// (`standardwebhooks`). `items` are (webhook-id, webhook-timestamp,
+/// webhook-signature, body); returns one verdict each.
+pub fn python_standard_verify(
+    secret: &str,
+    items: &[(String, String, String, Bytes)],
+) -> Vec<bool> {
+    use base64::Engine;
+    let script = r#"
+import base64, json, sys
+from standardwebhooks.webhooks import Webhook
+wh = Webhook(sys.argv[1])
+for line in sys.stdin:
+    item = json.loads(line)
+    headers = {"webhook-id": item["id"], "webhook-timestamp": item["ts"], "webhook-signature": item["sig"]}
+    try:
+        wh.verify(base64.b64decode(item["body"]), headers)
+        print("true")
+    except Exception:
+        print("false")
+"#;
+    let mut input = String::new();
+    for (id, ts, sig, body) in items {
+        let body = base64::engine::general_purpose::STANDARD.encode(body);
+        input.push_str(
+            &serde_json::json!({"id": id, "ts": ts, "sig": sig, "body": body}).to_string(),
+        );
+        input.push('\n');
+    }
+    python_lines(script, &[secret], &input)
+        .iter()
+        .map(|l| l == "true")
+        .collect()
+}
+
+/// Runs a Python script with `args`, feeding `input` on stdin; returns its
+/// output lines.
+fn python_lines(script: &str, args: &[&str], input: &str) -> Vec<String> {
     let mut child = Command::new("python3")
-        .args(["-c", script, secret])
+        .arg("-c")
+        .arg(script)
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     use std::io::Write;
@@ -443,11 +504,15 @@ for line in sys.stdin:
         .write_all(input.as_bytes())
         .unwrap();
     let output = child.wait_with_output().unwrap();
-    assert!(output.status.success());
+    assert!(
+        output.status.success(),
+        "python failed (see .ci/run for the packages): {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8(output.stdout)
         .unwrap()
         .lines()
-        .map(|l| l == "true")
+        .map(str::to_string)
         .collect()
 }
 
@@ -456,4 +521,100 @@ pub fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64
+}
+
+/// A private redis-server on `port`, persisting every write to `dir` (so a
+/// restart on the same dir keeps streams and groups), killed on drop.
+pub struct RedisServer {
+    pub port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    pub async fn start(port: u16, dir: &Path) -> RedisServer {
+        std::fs::create_dir_all(dir).unwrap();
+        let mut server = RedisServer {
+            port,
+            dir: dir.to_path_buf(),
+            child: None,
+        };
+        server.restart().await;
+        server
+    }
+
+    /// Starts it again (after [`RedisServer::stop`]) on the same port and dir.
+    pub async fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .args([
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (see .ci/run)");
+        self.child = Some(child);
+        wait_for_port(self.port, Duration::from_secs(10)).await;
+    }
+
+    /// Shuts it down as an operator would (SIGTERM) and waits.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs a Python script with `args` (in `sys.argv[1:]`); panics with its
+/// stderr if it fails. The clients FraiseQL and Hasura users publish with
+/// (redis-py, nats-py, psycopg) are installed by .ci/run.
+pub fn python(script: &str, args: &[&str]) -> String {
+    let output = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python3 is installed");
+    assert!(
+        output.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Waits until `/readyz` answers `status`.
+pub async fn readyz(url: &str, status: u16) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while reqwest::get(url).await.map(|r| r.status().as_u16()).ok() != Some(status) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{url} never answered {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

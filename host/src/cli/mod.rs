@@ -3,6 +3,7 @@
 
 mod access;
 mod dlq;
+mod pg;
 mod plugin;
 mod webhook;
 
@@ -57,6 +58,11 @@ enum Command {
         dir: Option<PathBuf>,
         #[command(subcommand)]
         command: plugin::PluginCommand,
+    },
+    /// Install or remove the PostgreSQL event log and triggers (`postgres-log`).
+    Pg {
+        #[command(subcommand)]
+        command: pg::PgCommand,
     },
 }
 
@@ -126,6 +132,7 @@ fn execute(cli: Cli) -> Result<ExitCode> {
             let config = load(&config.path)?;
             runtime.block_on(dlq::execute(&config, command))
         }
+        Command::Pg { command } => runtime.block_on(pg::execute(command)),
     }
 }
 
@@ -193,21 +200,12 @@ fn describe(config: &Config) -> String {
         crate::config::SourceConfig::Http => {
             format!("http (POST http://{}/events)", config.server.listen)
         }
-        crate::config::SourceConfig::Nats { url, subjects } => {
-            format!("nats {url} {}", subjects.join(" "))
-        }
-        crate::config::SourceConfig::JetStream(js) => format!(
-            "jetstream {} stream {} consumer {} ({})",
-            js.url,
-            js.stream,
-            js.consumer,
-            js.subjects.join(" ")
-        ),
+        other => other.to_string(),
     };
     let _ = writeln!(out, "source: {source}");
     let _ = writeln!(out, "storage: {}", config.storage.path.display());
     let signing = match &config.signer {
-        Some(s) => format!("{:?} in {}", s.algorithm(), s.header),
+        Some(s) => format!("{} {:?} in {}", s.scheme(), s.algorithm(), s.header),
         None => "off".into(),
     };
     let _ = writeln!(out, "signing: {signing}");

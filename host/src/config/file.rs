@@ -36,6 +36,8 @@ pub(super) struct ServerSection {
     pub listen: Option<String>,
     pub admin_token: Option<String>,
     pub max_body_bytes: Option<usize>,
+    #[serde(default, deserialize_with = "duration")]
+    pub shutdown_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -54,6 +56,20 @@ pub(super) struct ObserversSection {
     pub stream: Option<String>,
     pub consumer: Option<String>,
     pub ack_wait_ms: Option<u64>,
+    pub redis_url: Option<String>,
+    pub channels: Option<Vec<String>>,
+    pub group: Option<String>,
+    pub field: Option<String>,
+    #[serde(default, deserialize_with = "duration")]
+    pub claim_idle: Option<Duration>,
+    pub postgres_url: Option<String>,
+    pub channel: Option<String>,
+    pub log_table: Option<String>,
+    pub batch_size: Option<usize>,
+    #[serde(default, deserialize_with = "duration")]
+    pub poll_interval: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    pub retention: Option<Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -102,7 +118,9 @@ pub(super) struct IncomingSection {
 #[serde(deny_unknown_fields)]
 pub(super) struct SigningSection {
     pub enabled: Option<bool>,
+    pub scheme: Option<String>,
     pub secret: Option<String>,
+    pub secrets: Option<Vec<String>>,
     pub algorithm: Option<String>,
     pub header: Option<String>,
     pub timestamp_header: Option<String>,
@@ -120,6 +138,7 @@ pub(super) struct RetrySection {
     #[serde(default, deserialize_with = "duration")]
     pub max_delay: Option<Duration>,
     pub multiplier: Option<f64>,
+    pub jitter: Option<f64>,
     pub retry_on: Option<Vec<u16>>,
     pub dont_retry_on: Option<Vec<u16>>,
 }

@@ -7,6 +7,10 @@
 
 mod env;
 mod file;
+mod source;
+
+pub(crate) use source::redact;
+pub use source::SourceConfig;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -47,22 +51,6 @@ pub enum ConfigError {
     },
 }
 
-/// Where events come from.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SourceConfig {
-    /// `POST /events` on the server's listener (the default).
-    Http,
-    /// A durable JetStream consumer.
-    JetStream(crate::source::jetstream::JetStreamConfig),
-    /// A core NATS subscription.
-    Nats {
-        /// Server URL, e.g. `nats://127.0.0.1:4222`.
-        url: String,
-        /// Subjects to subscribe to (wildcards allowed).
-        subjects: Vec<String>,
-    },
-}
-
 /// The HTTP listener: ingest, admin API.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -72,6 +60,9 @@ pub struct ServerConfig {
     pub admin_token: Option<String>,
     /// Largest accepted request body on `/events`.
     pub max_body_bytes: usize,
+    /// On SIGTERM, how long attempts in flight may finish; what is left
+    /// stays in the outbox for the next start.
+    pub shutdown_timeout: Duration,
 }
 
 /// The sled database holding the outbox and the DLQ.
@@ -296,6 +287,10 @@ fn resolve(
             10 * 1024 * 1024,
             "server.max_body_bytes",
         )?,
+        shutdown_timeout: raw
+            .server
+            .shutdown_timeout
+            .unwrap_or(Duration::from_secs(10)),
     };
     let storage = StorageConfig {
         path: PathBuf::from(raw.storage.path.as_deref().unwrap_or("wasmhook-data")),
@@ -306,7 +301,7 @@ fn resolve(
         .nats_url
         .clone()
         .unwrap_or_else(|| "nats://127.0.0.1:4222".into());
-    let source = resolve_source(raw.observers)?;
+    let source = source::resolve(raw.observers, &server)?;
     let http = HttpConfig {
         connect_timeout: Duration::from_millis(positive(
             raw.webhooks.connect_timeout_ms,
@@ -472,115 +467,82 @@ fn positive<T: PartialOrd + Default>(
     }
 }
 
-fn resolve_source(raw: file::ObserversSection) -> Result<SourceConfig, ConfigError> {
-    match raw.backend.as_deref().unwrap_or("http") {
-        "http" => Ok(SourceConfig::Http),
-        "nats" => {
-            let subjects = raw.subjects.unwrap_or_else(|| vec!["fraiseql.>".into()]);
-            if subjects.is_empty() || subjects.iter().any(|s| s.trim().is_empty()) {
-                return Err(invalid(
-                    "observers.subjects",
-                    "needs at least one non-empty subject",
-                ));
-            }
-            Ok(SourceConfig::Nats {
-                url: raw
-                    .nats_url
-                    .unwrap_or_else(|| "nats://127.0.0.1:4222".into()),
-                subjects,
-            })
-        }
-        "jetstream" => {
-            let subjects = raw.subjects.unwrap_or_else(|| vec!["fraiseql.>".into()]);
-            if subjects.is_empty() || subjects.iter().any(|s| s.trim().is_empty()) {
-                return Err(invalid(
-                    "observers.subjects",
-                    "needs at least one non-empty subject",
-                ));
-            }
-            let name_ok = |n: &str| {
-                !n.is_empty()
-                    && n.chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-            };
-            let stream = raw.stream.unwrap_or_else(|| "FRAISEQL".into());
-            if !name_ok(&stream) {
-                return Err(invalid(
-                    "observers.stream",
-                    format!("{stream:?} is not a JetStream name (letters, digits, - and _)"),
-                ));
-            }
-            let consumer = raw.consumer.unwrap_or_else(|| "wasmhook".into());
-            if !name_ok(&consumer) {
-                return Err(invalid(
-                    "observers.consumer",
-                    format!("{consumer:?} is not a JetStream name (letters, digits, - and _)"),
-                ));
-            }
-            Ok(SourceConfig::JetStream(
-                crate::source::jetstream::JetStreamConfig {
-                    url: raw
-                        .nats_url
-                        .unwrap_or_else(|| "nats://127.0.0.1:4222".into()),
-                    stream,
-                    consumer,
-                    subjects,
-                    ack_wait: Duration::from_millis(positive(
-                        raw.ack_wait_ms,
-                        30_000,
-                        "observers.ack_wait_ms",
-                    )?),
-                },
+fn resolve_signing(raw: file::SigningSection) -> Result<Option<Signer>, ConfigError> {
+    let key = "webhooks.signing";
+    let secrets: Vec<String> = match (raw.secret, raw.secrets) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                key,
+                "set secret or secrets (newest first, for rotation), not both",
             ))
         }
-        other => Err(invalid(
-            "observers.backend",
-            format!(
-                "{other:?} is not a known backend; expected \"http\", \"nats\" or \"jetstream\""
-            ),
-        )),
-    }
-}
-
-fn resolve_signing(raw: file::SigningSection) -> Result<Option<Signer>, ConfigError> {
-    let enabled = raw.enabled.unwrap_or(raw.secret.is_some());
+        (Some(secret), None) => vec![secret],
+        (None, Some(secrets)) => secrets,
+        (None, None) => Vec::new(),
+    };
+    let enabled = raw.enabled.unwrap_or(!secrets.is_empty());
     if !enabled {
         return Ok(None);
     }
-    let secret = raw.secret.filter(|s| !s.is_empty()).ok_or_else(|| {
-        invalid(
-            "webhooks.signing.secret",
-            "signing is enabled but no secret is set",
-        )
-    })?;
-    let algorithm = match raw.algorithm.as_deref().unwrap_or("sha256") {
-        "sha256" => Algorithm::Sha256,
-        "sha512" => Algorithm::Sha512,
-        other => {
-            return Err(invalid(
-                "webhooks.signing.algorithm",
-                format!("{other:?} is not \"sha256\" or \"sha512\""),
+    if secrets.is_empty() || secrets.iter().any(String::is_empty) {
+        return Err(invalid(
+            format!("{key}.secret"),
+            "signing is enabled but no secret is set (or one of secrets is empty)",
+        ));
+    }
+    match raw.scheme.as_deref().unwrap_or("fraiseql") {
+        "standard-webhooks" => {
+            if raw.algorithm.as_deref().is_some_and(|a| a != "sha256") {
+                return Err(invalid(
+                    format!("{key}.algorithm"),
+                    "Standard Webhooks signs with sha256 only",
+                ));
+            }
+            if raw.header.is_some() || raw.timestamp_header.is_some() {
+                return Err(invalid(
+                    key,
+                    "Standard Webhooks fixes its header names (webhook-id, webhook-timestamp, webhook-signature); remove header and timestamp_header",
+                ));
+            }
+            let texts: Vec<&str> = secrets.iter().map(String::as_str).collect();
+            Signer::standard_webhooks(&texts)
+                .map(Some)
+                .map_err(|e| invalid(format!("{key}.secrets"), e.to_string()))
+        }
+        "fraiseql" => {
+            let algorithm = match raw.algorithm.as_deref().unwrap_or("sha256") {
+                "sha256" => Algorithm::Sha256,
+                "sha512" => Algorithm::Sha512,
+                other => {
+                    return Err(invalid(
+                        format!("{key}.algorithm"),
+                        format!("{other:?} is not \"sha256\" or \"sha512\""),
+                    ))
+                }
+            };
+            let header = raw.header.unwrap_or_else(|| "X-Wasmhook-Signature".into());
+            let timestamp_header = raw
+                .timestamp_header
+                .unwrap_or_else(|| "X-Wasmhook-Timestamp".into());
+            for (name_key, name) in [("header", &header), ("timestamp_header", &timestamp_header)] {
+                if !valid_header_name(name) {
+                    return Err(invalid(
+                        format!("{key}.{name_key}"),
+                        format!("{name:?} is not a valid HTTP header name"),
+                    ));
+                }
+            }
+            let older: Vec<&[u8]> = secrets[1..].iter().map(|s| s.as_bytes()).collect();
+            Ok(Some(
+                Signer::new(algorithm, secrets[0].as_bytes(), header, timestamp_header)
+                    .with_older(&older),
             ))
         }
-    };
-    let header = raw.header.unwrap_or_else(|| "X-Wasmhook-Signature".into());
-    let timestamp_header = raw
-        .timestamp_header
-        .unwrap_or_else(|| "X-Wasmhook-Timestamp".into());
-    for (key, name) in [("header", &header), ("timestamp_header", &timestamp_header)] {
-        if !valid_header_name(name) {
-            return Err(invalid(
-                format!("webhooks.signing.{key}"),
-                format!("{name:?} is not a valid HTTP header name"),
-            ));
-        }
+        other => Err(invalid(
+            format!("{key}.scheme"),
+            format!("{other:?} is not \"fraiseql\" or \"standard-webhooks\""),
+        )),
     }
-    Ok(Some(Signer::new(
-        algorithm,
-        secret.as_bytes(),
-        header,
-        timestamp_header,
-    )))
 }
 
 fn valid_header_name(name: &str) -> bool {
@@ -632,6 +594,15 @@ fn resolve_retry(
             ));
         }
         policy.multiplier = m;
+    }
+    if let Some(j) = raw.jitter {
+        if !(0.0..=1.0).contains(&j) {
+            return Err(invalid(
+                format!("{key}.jitter"),
+                "must be a fraction from 0.0 to 1.0 (0.2 spreads delays by ±20%)",
+            ));
+        }
+        policy.jitter = j;
     }
     for (name, codes, target) in [
         ("retry_on", &raw.retry_on, &mut policy.retry_on),

@@ -86,6 +86,31 @@ fn defaults_need_nothing() {
             subjects: vec!["fraiseql.>".into()]
         }
     );
+    let streams =
+        load("[server]\nlisten = \"127.0.0.1:9001\"\n[observers]\nbackend = \"redis-streams\"\n")
+            .unwrap();
+    let SourceConfig::RedisStreams(streams) = streams.source else {
+        panic!("redis-streams")
+    };
+    assert_eq!(
+        (
+            streams.stream.as_str(),
+            streams.group.as_str(),
+            streams.field.as_str()
+        ),
+        ("fraiseql_events", "wasmhook", "payload")
+    );
+    // Stable across restarts, distinct per process on one host.
+    assert!(streams.consumer.ends_with("-9001"), "{}", streams.consumer);
+    assert_eq!(streams.claim_idle, Duration::from_secs(30));
+    let log = load(
+        "[observers]\nbackend = \"postgres-log\"\npostgres_url = \"postgres://127.0.0.1/app\"\n",
+    )
+    .unwrap();
+    let SourceConfig::PostgresLog(log) = log.source else {
+        panic!("postgres-log")
+    };
+    assert_eq!(log.table, "wasmhook.event_log");
 }
 
 fn webhook_config(extra: &str) -> String {
@@ -98,10 +123,22 @@ fn errors_name_the_file_and_key() {
         ("[server]\nlisten = \"nope\"".to_string(), "wasmhook.toml: server.listen: \"nope\" is not an address"),
         ("[server]\nlistn = 1".to_string(), "wasmhook.toml: server.listn: unknown field `listn`, expected one of `listen`"),
         ("[observers]\nbackend = \"kafka\"".to_string(), "observers.backend: \"kafka\" is not a known backend"),
+        ("[observers]\nbackend = \"postgres\"".to_string(), "observers.postgres_url: backend \"postgres\" needs a connection string"),
+        ("[observers]\nbackend = \"postgres-log\"\npostgres_url = \"postgres://a:pw@h/db\"\nlog_table = \"Log; drop\"".to_string(), "observers.log_table: \"Log; drop\" is not a table name"),
+        ("[observers]\nbackend = \"postgres\"\npostgres_url = \"postgres://a:secret@h:notaport/db\"".to_string(), "observers.postgres_url: \"postgres://a:***@h:notaport/db\" is not a PostgreSQL connection string"),
+        ("[observers]\nbackend = \"redis-streams\"\nclaim_idle = \"0s\"".to_string(), "observers.claim_idle: must be greater than 0"),
+        ("[observers]\nbackend = \"redis-streams\"\ngroup = \"a b\"".to_string(), "observers.group: \"a b\" is not a name"),
+        ("[observers]\nbackend = \"redis\"\nchannels = []".to_string(), "observers.channels: needs at least one non-empty entry"),
+        ("[server]\nshutdown_timeout = \"forever\"".to_string(), "server.shutdown_timeout: \"forever\" is not a duration"),
         ("[webhooks.signing]\nenabled = true".to_string(), "webhooks.signing.secret: signing is enabled but no secret is set"),
+        ("[webhooks.signing]\nscheme = \"standard-webhooks\"\nsecrets = [\"whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD\", \"nope\"]".to_string(), "webhooks.signing.secrets: secret #1 is not a Standard Webhooks secret"),
+        ("[webhooks.signing]\nscheme = \"standard-webhooks\"\nalgorithm = \"sha512\"\nsecret = \"whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD\"".to_string(), "webhooks.signing.algorithm: Standard Webhooks signs with sha256 only"),
+        ("[webhooks.signing]\nscheme = \"svix\"\nsecret = \"x\"".to_string(), "webhooks.signing.scheme: \"svix\" is not \"fraiseql\" or \"standard-webhooks\""),
+        ("[webhooks.signing]\nsecret = \"a\"\nsecrets = [\"b\"]".to_string(), "webhooks.signing: set secret or secrets"),
         ("[webhooks.retry]\nbackoff = \"random\"".to_string(), "webhooks.retry.backoff: \"random\" is not"),
         ("[webhooks.retry]\ninitial_delay = \"soon\"".to_string(), "webhooks.retry.initial_delay: \"soon\" is not a duration"),
         ("[webhooks.retry]\nmax_attempts = 0".to_string(), "webhooks.retry.max_attempts: must be at least 1"),
+        ("[webhooks.retry]\njitter = 1.5".to_string(), "webhooks.retry.jitter: must be a fraction"),
         ("[webhooks.retry]\nretry_on = [999]".to_string(), "webhooks.retry.retry_on: 999 is not an HTTP status code"),
         ("x = ".to_string(), "wasmhook.toml: TOML parse error at line 1, column 5"),
         (webhook_config("headers = { A = \"${MISSING}\" }"), "observer[0].webhook[0].headers.A: environment variable MISSING is not set"),

@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
-use super::retry::{AttemptResult, RetryAction, RetryPolicy};
+use super::retry::{AttemptResult, Hints, RetryAction, RetryPolicy};
 use super::switches::Switches;
 use super::Sender;
 use crate::metrics::{Failure, Metrics};
@@ -177,6 +177,12 @@ pub fn webhook_name(observer: Option<&Observer>, index: usize) -> String {
         .map_or_else(|| index.to_string(), |w| w.name.clone())
 }
 
+/// Uniform in [0, 1) for retry jitter; 0.5 (no jitter) if the OS has no
+/// randomness to give.
+fn random_unit() -> f64 {
+    getrandom::u64().map_or(0.5, |r| (r >> 11) as f64 / (1u64 << 53) as f64)
+}
+
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(at).await,
@@ -230,13 +236,17 @@ impl Shared {
                 }
             },
         };
-        let (attempt, result) = self.sender.attempt(&delivery, &payload).await;
+        let (attempt, result, retry_after) = self.sender.attempt(&delivery, &payload).await;
         let took = Duration::from_millis(attempt.duration_ms);
         delivery.payload = Some(payload);
         delivery.attempts.push(attempt);
         let attempts = delivery.attempts.len() as u32;
         let release = if attempts == 1 { delivery.next } else { None };
-        let action = policy.decide(attempts, &result);
+        let hints = Hints {
+            retry_after,
+            draw: random_unit(),
+        };
+        let action = policy.decide_with(attempts, &result, hints);
         let failure = match &result {
             AttemptResult::Status(code) if (200..300).contains(code) => None,
             AttemptResult::Status(code) => Some(Failure::Status(*code)),

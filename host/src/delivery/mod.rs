@@ -54,22 +54,23 @@ impl Sender {
         Ok(Sender { client, signer })
     }
 
-    /// Signs and sends one attempt of `delivery`'s `payload`.
+    /// Signs and sends one attempt of `delivery`'s `payload`; also returns
+    /// the receiver's `Retry-After` on a 429 or 503.
     pub async fn attempt(
         &self,
         delivery: &Delivery,
         payload: &Payload,
-    ) -> (Attempt, AttemptResult) {
+    ) -> (Attempt, AttemptResult, Option<Duration>) {
         let at_ms = now_ms();
         let started = Instant::now();
         let result = self.send(&delivery.id, payload).await;
         let duration_ms = started.elapsed().as_millis() as u64;
-        let (status, error) = match &result {
-            Ok((code, body)) => (Some(*code), body.clone()),
-            Err(e) => (None, Some(e.to_string())),
+        let (status, error, retry_after) = match &result {
+            Ok(answer) => (Some(answer.status), answer.body.clone(), answer.retry_after),
+            Err(e) => (None, Some(e.to_string()), None),
         };
         let result = match result {
-            Ok((code, _)) => AttemptResult::Status(code),
+            Ok(answer) => AttemptResult::Status(answer.status),
             Err(SendError::Unsendable(reason)) => AttemptResult::Unsendable(reason),
             Err(SendError::Transport(reason)) => AttemptResult::Transport(reason),
         };
@@ -81,14 +82,11 @@ impl Sender {
                 duration_ms,
             },
             result,
+            retry_after,
         )
     }
 
-    async fn send(
-        &self,
-        delivery_id: &str,
-        payload: &Payload,
-    ) -> Result<(u16, Option<String>), SendError> {
+    async fn send(&self, delivery_id: &str, payload: &Payload) -> Result<Answer, SendError> {
         let method = reqwest::Method::from_bytes(payload.method.as_bytes())
             .map_err(|_| SendError::Unsendable(format!("invalid method {:?}", payload.method)))?;
         let mut request = self
@@ -114,11 +112,9 @@ impl Sender {
             request = request.header(name, value);
         }
         if let Some(signer) = &self.signer {
-            let unix = now_ms() / 1000;
-            let signature = signer.sign(unix, &payload.body);
-            request = request
-                .header(signer.header.as_str(), signature.signature)
-                .header(signer.timestamp_header.as_str(), signature.timestamp);
+            for (name, value) in signer.headers(delivery_id, now_ms() / 1000, &payload.body) {
+                request = request.header(name, value);
+            }
         }
         let mut response = request
             .body(payload.body.clone())
@@ -127,8 +123,20 @@ impl Sender {
             .map_err(|e| classify(&e))?;
         let status = response.status().as_u16();
         if response.status().is_success() {
-            return Ok((status, None));
+            return Ok(Answer {
+                status,
+                body: None,
+                retry_after: None,
+            });
         }
+        let retry_after = match status {
+            429 | 503 => response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, std::time::SystemTime::now())),
+            _ => None,
+        };
         // Keep the start of an error body for the DLQ; never read more, a
         // hostile receiver could answer with gigabytes.
         let mut prefix = Vec::new();
@@ -140,8 +148,31 @@ impl Sender {
         }
         prefix.truncate(ERROR_BODY_PREFIX);
         let text = String::from_utf8_lossy(&prefix).trim().to_string();
-        Ok((status, (!text.is_empty()).then_some(text)))
+        Ok(Answer {
+            status,
+            body: (!text.is_empty()).then_some(text),
+            retry_after,
+        })
     }
+}
+
+/// What a receiver answered.
+struct Answer {
+    status: u16,
+    /// The start of an error body.
+    body: Option<String>,
+    retry_after: Option<Duration>,
+}
+
+/// `Retry-After`: delay-seconds or an HTTP date (RFC 9110 10.2.3); a date
+/// in the past means now. Anything else is ignored (the backoff applies).
+fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -174,5 +205,29 @@ fn classify(error: &reqwest::Error) -> SendError {
         SendError::Transport(kind.to_string())
     } else {
         SendError::Transport(format!("{kind}: {detail}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_takes_seconds_or_an_http_date() {
+        let now = httpdate::parse_http_date("Wed, 21 Oct 2015 07:28:00 GMT").unwrap();
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-5", now), None);
     }
 }

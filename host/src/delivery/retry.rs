@@ -1,7 +1,8 @@
 //! The retry policy: given what an attempt returned and how many attempts
 //! were made, decide whether the delivery is done, tried again later, or dead.
 //!
-//! Pure (no I/O, no clock), so every rule is a unit test.
+//! Pure (no I/O, no clock, no randomness: the caller passes the random
+//! draw for jitter), so every rule is a unit test.
 //!
 //! Status rule, in order: 2xx is delivered; a code in `dont_retry_on` is dead;
 //! a code in `retry_on` is retried; any other 5xx is retried; anything else
@@ -38,6 +39,28 @@ pub struct RetryPolicy {
     pub retry_on: Vec<u16>,
     /// Status codes that are never retried (checked first).
     pub dont_retry_on: Vec<u16>,
+    /// Spread of computed delays, as a fraction: 0.2 makes each delay
+    /// 80% to 120% of the backoff value, so receivers that failed together
+    /// are not hit again all at once.
+    pub jitter: f64,
+}
+
+/// What the receiver said about retrying, and the random draw for jitter.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Hints {
+    /// `Retry-After` of a 429 or 503, already parsed.
+    pub retry_after: Option<Duration>,
+    /// Uniform in [0, 1); 0.5 means no jitter.
+    pub draw: f64,
+}
+
+impl Default for Hints {
+    fn default() -> Self {
+        Hints {
+            retry_after: None,
+            draw: 0.5,
+        }
+    }
 }
 
 impl Default for RetryPolicy {
@@ -50,6 +73,7 @@ impl Default for RetryPolicy {
             multiplier: 2.0,
             retry_on: vec![408, 429, 500, 502, 503, 504],
             dont_retry_on: vec![400, 401, 403, 404, 422],
+            jitter: 0.2,
         }
     }
 }
@@ -78,8 +102,21 @@ pub enum RetryAction {
 }
 
 impl RetryPolicy {
-    /// Decides after attempt number `attempts_made` (1 for the first).
+    /// Decides after attempt number `attempts_made` (1 for the first),
+    /// without a `Retry-After` and without jitter.
     pub fn decide(&self, attempts_made: u32, result: &AttemptResult) -> RetryAction {
+        self.decide_with(attempts_made, result, Hints::default())
+    }
+
+    /// Decides after attempt number `attempts_made`: a `Retry-After` on 429
+    /// or 503 replaces the computed delay (bounded by `max_delay`); otherwise
+    /// the computed delay gets its jitter.
+    pub fn decide_with(
+        &self,
+        attempts_made: u32,
+        result: &AttemptResult,
+        hints: Hints,
+    ) -> RetryAction {
         let retryable = match result {
             AttemptResult::Status(code) if (200..300).contains(code) => {
                 return RetryAction::Delivered
@@ -115,7 +152,23 @@ impl RetryPolicy {
                 "gave up after {attempts_made} attempts; last: {last}"
             ));
         }
-        RetryAction::RetryIn(self.delay_after(attempts_made))
+        let told = match (result, hints.retry_after) {
+            (AttemptResult::Status(429 | 503), Some(after)) => Some(after.min(self.max_delay)),
+            _ => None,
+        };
+        RetryAction::RetryIn(told.unwrap_or_else(|| self.jittered(attempts_made, hints.draw)))
+    }
+
+    /// [`RetryPolicy::delay_after`] spread by `jitter`, still at most `max_delay`.
+    pub fn jittered(&self, attempts_made: u32, draw: f64) -> Duration {
+        let base = self.delay_after(attempts_made).as_secs_f64();
+        let spread = self.jitter.clamp(0.0, 1.0) * (2.0 * draw.clamp(0.0, 1.0) - 1.0);
+        let seconds = (base * (1.0 + spread)).min(self.max_delay.as_secs_f64());
+        if seconds.is_finite() && seconds >= 0.0 {
+            Duration::from_secs_f64(seconds)
+        } else {
+            self.max_delay
+        }
     }
 
     /// The wait after attempt number `attempts_made` (1-based) failed.
@@ -205,6 +258,46 @@ mod tests {
             p.decide(1, &AttemptResult::Status(409)),
             RetryAction::RetryIn(_)
         ));
+    }
+
+    fn ms(d: Duration) -> f64 {
+        (d.as_secs_f64() * 1000.0).round()
+    }
+
+    #[test]
+    fn retry_after_on_429_and_503_replaces_the_delay_within_max_delay() {
+        let p = policy(Backoff::Exponential);
+        let hints = |secs| Hints {
+            retry_after: Some(Duration::from_secs(secs)),
+            draw: 0.9,
+        };
+        let wait = |code, h| p.decide_with(1, &AttemptResult::Status(code), h);
+        assert_eq!(wait(429, hints(0)), RetryAction::RetryIn(Duration::ZERO));
+        assert_eq!(
+            wait(503, hints(1)),
+            RetryAction::RetryIn(Duration::from_secs(1))
+        );
+        // Bounded: a receiver cannot park a delivery for a day.
+        assert_eq!(
+            wait(429, hints(86_400)),
+            RetryAction::RetryIn(Duration::from_secs(1))
+        );
+        // Other statuses keep the backoff (with jitter: 100ms * 1.16).
+        let RetryAction::RetryIn(delay) = wait(500, hints(0)) else {
+            panic!("500 is retried")
+        };
+        assert_eq!(ms(delay), 116.0);
+    }
+
+    #[test]
+    fn jitter_spreads_within_its_fraction_and_max_delay() {
+        let p = policy(Backoff::Exponential);
+        assert_eq!(ms(p.jittered(1, 0.0)), 80.0);
+        assert_eq!(ms(p.jittered(1, 0.5)), 100.0);
+        assert_eq!(ms(p.jittered(2, 0.75)), 275.0);
+        // At the cap, jitter only goes down.
+        assert_eq!(p.jittered(10, 0.99), Duration::from_secs(1));
+        assert!(p.jittered(10, 0.0) >= Duration::from_millis(800));
     }
 
     #[test]

@@ -135,12 +135,19 @@ fn tx_error(error: TransactionError<StoreError>) -> StoreError {
     }
 }
 
+/// See [`Store::open`].
+const FLUSH_EVERY_MS: u64 = 20;
+
 impl Store {
     /// Opens (or creates) the database; fails if another process has it open.
     pub fn open(path: &Path, cache_capacity_bytes: u64) -> Result<Store, StoreError> {
         let db = sled::Config::new()
             .path(path)
             .cache_capacity(cache_capacity_bytes)
+            // sled writes its buffers out on this timer; a completion still
+            // buffered when the process dies is sent again after restart. A
+            // short period keeps such duplicates few for a small cost.
+            .flush_every_ms(Some(FLUSH_EVERY_MS))
             .open()?;
         Ok(Store {
             outbox: db.open_tree("outbox")?,

@@ -1,10 +1,19 @@
 //! The signing stage: body bytes and a timestamp in, signature header values
 //! out. Pure, so receivers' verification code can be checked against it.
 //!
-//! Scheme (the one FraiseQL receivers already verify): the signature header is
-//! `sha256=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>` (or `sha512=`),
-//! the timestamp header carries the same unix seconds.
+//! Two schemes:
+//! - FraiseQL's, which its receivers already verify: the signature header is
+//!   `sha256=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>` (or `sha512=`),
+//!   the timestamp header carries the same unix seconds;
+//! - Standard Webhooks: `webhook-id` (the delivery id), `webhook-timestamp`
+//!   and `webhook-signature: v1,<base64>` over `"{id}.{timestamp}.{body}"`,
+//!   keyed with the base64-decoded `whsec_` secret.
+//!
+//! With several secrets (rotation: newest first) every signature is sent,
+//! space-separated, so receivers on the old or the new secret both verify.
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use sha2::{Sha256, Sha512};
 
@@ -22,10 +31,31 @@ pub enum Algorithm {
 #[derive(Clone)]
 pub struct Signer {
     key: Keyed,
+    /// Older secrets still signed with during a rotation.
+    older: Vec<Keyed>,
     /// Header that carries the signature.
     pub header: String,
     /// Header that carries the unix timestamp.
     pub timestamp_header: String,
+    standard: bool,
+}
+
+/// Headers of the Standard Webhooks scheme.
+pub const STANDARD_ID: &str = "webhook-id";
+/// See [`STANDARD_ID`].
+pub const STANDARD_TIMESTAMP: &str = "webhook-timestamp";
+/// See [`STANDARD_ID`].
+pub const STANDARD_SIGNATURE: &str = "webhook-signature";
+
+/// Why a signing secret cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SecretError {
+    /// Not `whsec_` + base64, or of the wrong length.
+    #[error("secret #{index} is not a Standard Webhooks secret (\"whsec_\" followed by base64 of 24 to 64 bytes)")]
+    NotStandard {
+        /// Position in `secrets`, from 0.
+        index: usize,
+    },
 }
 
 #[derive(Clone)]
@@ -73,8 +103,96 @@ impl Signer {
         };
         Signer {
             key,
+            older: Vec::new(),
             header,
             timestamp_header,
+            standard: false,
+        }
+    }
+
+    /// Adds secrets still signed with while receivers move to the first
+    /// (rotation); their signatures follow the first, space-separated.
+    pub fn with_older(mut self, secrets: &[&[u8]]) -> Signer {
+        let algorithm = self.algorithm();
+        self.older = secrets
+            .iter()
+            .map(|secret| Signer::new(algorithm, secret, String::new(), String::new()).key)
+            .collect();
+        self
+    }
+
+    /// A Standard Webhooks signer over `secrets` (`whsec_...`, newest first).
+    pub fn standard_webhooks(secrets: &[&str]) -> Result<Signer, SecretError> {
+        let mut keys = Vec::with_capacity(secrets.len());
+        for (index, secret) in secrets.iter().enumerate() {
+            match crate::incoming::scheme::decode_standard_secret(secret) {
+                Ok(key) if (24..=64).contains(&key.len()) && secret.starts_with("whsec_") => {
+                    keys.push(key)
+                }
+                _ => return Err(SecretError::NotStandard { index }),
+            }
+        }
+        let Some((first, rest)) = keys.split_first() else {
+            return Err(SecretError::NotStandard { index: 0 });
+        };
+        let rest: Vec<&[u8]> = rest.iter().map(Vec::as_slice).collect();
+        let mut signer = Signer::new(
+            Algorithm::Sha256,
+            first,
+            STANDARD_SIGNATURE.into(),
+            STANDARD_TIMESTAMP.into(),
+        )
+        .with_older(&rest);
+        signer.standard = true;
+        Ok(signer)
+    }
+
+    /// The signature headers of one request: `(name, value)` pairs.
+    /// `delivery_id` is the Standard Webhooks `webhook-id` (stable across
+    /// retries, so receivers can deduplicate on it).
+    pub fn headers(&self, delivery_id: &str, timestamp: u64, body: &[u8]) -> Vec<(&str, String)> {
+        if self.standard {
+            let ts = timestamp.to_string();
+            let signatures: Vec<String> = std::iter::once(&self.key)
+                .chain(&self.older)
+                .map(|key| {
+                    let tag = match key {
+                        Keyed::Sha256(mac) => {
+                            BASE64.encode(standard_digest(mac.clone(), delivery_id, &ts, body))
+                        }
+                        // Never built: Standard Webhooks signers are SHA-256.
+                        Keyed::Sha512(mac) => {
+                            BASE64.encode(standard_digest(mac.clone(), delivery_id, &ts, body))
+                        }
+                    };
+                    format!("v1,{tag}")
+                })
+                .collect();
+            return vec![
+                (STANDARD_ID, delivery_id.to_string()),
+                (STANDARD_TIMESTAMP, ts),
+                (STANDARD_SIGNATURE, signatures.join(" ")),
+            ];
+        }
+        let mut signature = self.sign(timestamp, body);
+        for key in &self.older {
+            signature.signature.push(' ');
+            signature
+                .signature
+                .push_str(&sign_with(key, &signature.timestamp, body));
+        }
+        vec![
+            (self.header.as_str(), signature.signature),
+            (self.timestamp_header.as_str(), signature.timestamp),
+        ]
+    }
+
+    /// The scheme, for `wasmhook check`.
+    pub fn scheme(&self) -> &'static str {
+        if self.standard {
+            "standard-webhooks"
+        } else {
+            "fraiseql"
         }
     }
 
@@ -89,21 +207,33 @@ impl Signer {
     /// Signs `body` as sent at `timestamp` (unix seconds).
     pub fn sign(&self, timestamp: u64, body: &[u8]) -> Signature {
         let timestamp = timestamp.to_string();
-        let signature = match &self.key {
-            Keyed::Sha256(mac) => format!(
-                "sha256={}",
-                hex::encode(digest(mac.clone(), &timestamp, body))
-            ),
-            Keyed::Sha512(mac) => format!(
-                "sha512={}",
-                hex::encode(digest(mac.clone(), &timestamp, body))
-            ),
-        };
         Signature {
-            signature,
+            signature: sign_with(&self.key, &timestamp, body),
             timestamp,
         }
     }
+}
+
+fn sign_with(key: &Keyed, timestamp: &str, body: &[u8]) -> String {
+    match key {
+        Keyed::Sha256(mac) => format!(
+            "sha256={}",
+            hex::encode(digest(mac.clone(), timestamp, body))
+        ),
+        Keyed::Sha512(mac) => format!(
+            "sha512={}",
+            hex::encode(digest(mac.clone(), timestamp, body))
+        ),
+    }
+}
+
+fn standard_digest<M: Mac>(mut mac: M, id: &str, timestamp: &str, body: &[u8]) -> impl AsRef<[u8]> {
+    mac.update(id.as_bytes());
+    mac.update(b".");
+    mac.update(timestamp.as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    mac.finalize().into_bytes()
 }
 
 fn digest<M: Mac>(mut mac: M, timestamp: &str, body: &[u8]) -> impl AsRef<[u8]> {
@@ -140,6 +270,72 @@ mod tests {
             "sha512=85f3868815860f5692636c2249c359efb705287f8dbc78d75193ae64775a0105\
              699cb1a58d0af8af36735d7b96d46427ecf86af12ac29dc7c56f7e7c54cfcb7c"
         );
+    }
+
+    #[test]
+    fn standard_webhooks_matches_the_spec_test_vector() {
+        let signer =
+            Signer::standard_webhooks(&["whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"]).unwrap();
+        let headers = signer.headers(
+            "msg_27UH4WbU6Z5A5EzD8u03UvzRbpk",
+            1649367553,
+            br#"{"email":"test@example.com","username":"test_user"}"#,
+        );
+        assert_eq!(
+            headers,
+            vec![
+                ("webhook-id", "msg_27UH4WbU6Z5A5EzD8u03UvzRbpk".to_string()),
+                ("webhook-timestamp", "1649367553".to_string()),
+                (
+                    "webhook-signature",
+                    "v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw=".to_string()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn rotation_sends_every_signature_newest_first() {
+        let old = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+        let new = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let both = Signer::standard_webhooks(&[new, old]).unwrap();
+        let (body, id) = (b"{}".as_slice(), "msg_1");
+        let value = both.headers(id, 1, body)[2].1.clone();
+        let only = |s| {
+            Signer::standard_webhooks(&[s])
+                .unwrap()
+                .headers(id, 1, body)[2]
+                .1
+                .clone()
+        };
+        assert_eq!(value, format!("{} {}", only(new), only(old)));
+
+        let hmac = signer(Algorithm::Sha256, "new").with_older(&[b"old"]);
+        let header = hmac.headers(id, 1704067200, br#"{"a":1}"#)[0].1.clone();
+        let (first, second) = header.split_once(' ').unwrap();
+        assert_eq!(
+            first,
+            signer(Algorithm::Sha256, "new")
+                .sign(1704067200, br#"{"a":1}"#)
+                .signature
+        );
+        assert_eq!(
+            second,
+            signer(Algorithm::Sha256, "old")
+                .sign(1704067200, br#"{"a":1}"#)
+                .signature
+        );
+    }
+
+    #[test]
+    fn standard_secrets_are_checked() {
+        assert_eq!(
+            Signer::standard_webhooks(&["whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD", "plain"]).err(),
+            Some(SecretError::NotStandard { index: 1 })
+        );
+        // Decodes, but 3 bytes is no key.
+        assert!(Signer::standard_webhooks(&["whsec_YWJj"]).is_err());
+        assert!(Signer::standard_webhooks(&[]).is_err());
     }
 
     #[test]

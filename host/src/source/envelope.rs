@@ -17,6 +17,17 @@ pub struct EnvelopeError(pub String);
 
 /// Reads one document; `source` is recorded on the event.
 pub fn parse(document: Value, source: &str) -> Result<Event, EnvelopeError> {
+    parse_keyed(document, source, None)
+}
+
+/// As [`parse`], with the id to use when the envelope carries none. Durable
+/// sources pass one derived from the bus position (stream sequence, entry
+/// id, log row), so a redelivered message keeps its event id.
+pub fn parse_keyed(
+    document: Value,
+    source: &str,
+    fallback_id: Option<String>,
+) -> Result<Event, EnvelopeError> {
     let Value::Object(mut map) = document else {
         return Err(EnvelopeError(format!(
             "an event must be a JSON object, found {}",
@@ -24,11 +35,11 @@ pub fn parse(document: Value, source: &str) -> Result<Event, EnvelopeError> {
         )));
     };
     if map.contains_key("entity_type") {
-        fraiseql(&mut map, source)
+        fraiseql(&mut map, source, fallback_id)
     } else if map.contains_key("table") && map.contains_key("event") {
-        hasura(&mut map, source)
+        hasura(&mut map, source, fallback_id)
     } else if map.get("entity").is_some_and(Value::is_string) && map.contains_key("op") {
-        native(&mut map, source)
+        native(&mut map, source, fallback_id)
     } else {
         let keys: Vec<&str> = map.keys().map(String::as_str).take(8).collect();
         Err(EnvelopeError(format!(
@@ -39,7 +50,11 @@ pub fn parse(document: Value, source: &str) -> Result<Event, EnvelopeError> {
     }
 }
 
-fn fraiseql(map: &mut Map<String, Value>, source: &str) -> Result<Event, EnvelopeError> {
+fn fraiseql(
+    map: &mut Map<String, Value>,
+    source: &str,
+    fallback_id: Option<String>,
+) -> Result<Event, EnvelopeError> {
     let name = "FraiseQL event";
     let entity = required_string(map, "entity_type", name)?;
     let operation = Operation::parse(&required_string(map, "operation", name)?);
@@ -49,7 +64,7 @@ fn fraiseql(map: &mut Map<String, Value>, source: &str) -> Result<Event, Envelop
     Ok(Event {
         id: optional_string(map, "id", name)?
             .or(optional_string(map, "event_id", name)?)
-            .unwrap_or_else(new_id),
+            .unwrap_or_else(|| fallback_id.unwrap_or_else(new_id)),
         entity_id: optional_string(map, "entity_id", name)?.or_else(|| row_id(&data)),
         timestamp: optional_string(map, "timestamp", name)?.unwrap_or_else(now),
         entity,
@@ -61,7 +76,11 @@ fn fraiseql(map: &mut Map<String, Value>, source: &str) -> Result<Event, Envelop
     })
 }
 
-fn hasura(map: &mut Map<String, Value>, source: &str) -> Result<Event, EnvelopeError> {
+fn hasura(
+    map: &mut Map<String, Value>,
+    source: &str,
+    fallback_id: Option<String>,
+) -> Result<Event, EnvelopeError> {
     let name = "Hasura event";
     let Some(Value::Object(table)) = map.get("table") else {
         return Err(EnvelopeError(format!(
@@ -95,7 +114,7 @@ fn hasura(map: &mut Map<String, Value>, source: &str) -> Result<Event, EnvelopeE
     let new = object_or_null(rows.remove("new"), "event.data.new", name)?;
     let data = data_for(&operation, new, &old, "event.data.new", name)?;
     Ok(Event {
-        id: id_value(map.get("id")).unwrap_or_else(new_id),
+        id: id_value(map.get("id")).unwrap_or_else(|| fallback_id.unwrap_or_else(new_id)),
         entity_id: row_id(&data),
         timestamp: optional_string(map, "created_at", name)?.unwrap_or_else(now),
         entity,
@@ -107,7 +126,11 @@ fn hasura(map: &mut Map<String, Value>, source: &str) -> Result<Event, EnvelopeE
     })
 }
 
-fn native(map: &mut Map<String, Value>, source: &str) -> Result<Event, EnvelopeError> {
+fn native(
+    map: &mut Map<String, Value>,
+    source: &str,
+    fallback_id: Option<String>,
+) -> Result<Event, EnvelopeError> {
     let name = "native event";
     let entity = required_string(map, "entity", name)?;
     let operation = Operation::parse(&required_string(map, "op", name)?);
@@ -115,7 +138,7 @@ fn native(map: &mut Map<String, Value>, source: &str) -> Result<Event, EnvelopeE
     let data = object_or_null(map.remove("data"), "data", name)?;
     let data = data_for(&operation, data, &old, "data", name)?;
     Ok(Event {
-        id: id_value(map.get("id")).unwrap_or_else(new_id),
+        id: id_value(map.get("id")).unwrap_or_else(|| fallback_id.unwrap_or_else(new_id)),
         entity_id: match map.get("entity_id") {
             Some(value) => id_value(Some(value)),
             None => row_id(&data),

@@ -57,14 +57,15 @@ pub async fn run(
         .await
         .map_err(|e| failed("connect", e))?;
     let context = jetstream::new(client);
-    let mut delay = Duration::from_millis(200);
+    let mut backoff = super::Backoff::new();
     loop {
         if *shutdown.borrow() {
             return Ok(());
         }
-        match consume(config, &context, &pipeline, &mut shutdown).await {
+        match consume(config, &context, &pipeline, &mut backoff, &mut shutdown).await {
             Ok(()) => return Ok(()),
             Err(e) => {
+                let delay = backoff.next();
                 // A lost server, a deleted stream: keep trying, the messages
                 // wait in JetStream.
                 error!(error = %e, retry_in = ?delay, "JetStream consumer failed; retrying");
@@ -72,7 +73,6 @@ pub async fn run(
                     _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
                     _ = tokio::time::sleep(delay) => {}
                 }
-                delay = (delay * 2).min(Duration::from_secs(5));
             }
         }
     }
@@ -82,6 +82,7 @@ async fn consume(
     config: &JetStreamConfig,
     context: &jetstream::Context,
     pipeline: &Pipeline,
+    backoff: &mut super::Backoff,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), JetStreamError> {
     let stream = context
@@ -92,7 +93,7 @@ async fn consume(
         })
         .await
         .map_err(|e| failed(&format!("stream {}", config.stream), e))?;
-    let consumer = stream
+    let mut consumer = stream
         .get_or_create_consumer(
             &config.consumer,
             pull::Config {
@@ -106,15 +107,25 @@ async fn consume(
         .await
         .map_err(|e| failed(&format!("consumer {}", config.consumer), e))?;
     let messages = consumer.messages().await.map_err(|e| failed("pull", e))?;
+    backoff.reset();
     info!(stream = %config.stream, consumer = %config.consumer, "JetStream source consuming");
     let mut batches = messages.ready_chunks(BATCH);
+    let mut lag_tick = tokio::time::interval(super::LAG_INTERVAL);
     loop {
         let batch = tokio::select! {
             _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
+            _ = lag_tick.tick() => None,
             batch = batches.next() => match batch {
-                Some(batch) => batch,
+                Some(batch) => Some(batch),
                 None => return Err(failed("pull", "the message stream ended")),
             },
+        };
+        let Some(batch) = batch else {
+            match consumer.info().await {
+                Ok(info) => pipeline.metrics().source_lag(info.num_pending),
+                Err(e) => warn!(error = %e, "cannot read the JetStream consumer's pending count"),
+            }
+            continue;
         };
         let mut received = Vec::with_capacity(batch.len());
         for item in batch {
@@ -128,6 +139,10 @@ async fn consume(
             .map(|m| Message {
                 source: format!("jetstream:{}", m.subject),
                 payload: m.payload.clone(),
+                key: m
+                    .info()
+                    .ok()
+                    .map(|info| format!("jetstream:{}:{}", info.stream, info.stream_sequence)),
             })
             .collect();
         match pipeline.ingest_messages(&input).await {

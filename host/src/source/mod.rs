@@ -5,11 +5,23 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::error;
+
+use crate::config::SourceConfig;
+use crate::pipeline::Pipeline;
 
 pub mod envelope;
 pub mod http;
 pub mod jetstream;
 pub mod nats;
+pub mod postgres;
+pub mod postgres_log;
+pub mod redis;
+pub mod redis_streams;
 
 /// Whether the source is connected to its bus, for `/readyz`. The embedded
 /// HTTP source is always connected.
@@ -31,4 +43,77 @@ impl Connected {
     pub fn get(&self) -> bool {
         self.0.load(Ordering::Relaxed)
     }
+}
+
+/// How often durable sources ask their bus how far behind they are.
+pub(crate) const LAG_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Reconnect delays: doubling from 200 ms to 5 s, back to the start once a
+/// connection works again.
+#[derive(Debug)]
+pub(crate) struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(200);
+    const MAX: Duration = Duration::from_secs(5);
+
+    pub(crate) fn new() -> Backoff {
+        Backoff { next: Self::FIRST }
+    }
+
+    /// The delay before the next attempt.
+    pub(crate) fn next(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = (self.next * 2).min(Self::MAX);
+        delay
+    }
+
+    /// A connection worked.
+    pub(crate) fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+}
+
+/// Starts the configured source; `None` for the embedded HTTP endpoint,
+/// which the server carries. A source never ends the process: it logs and
+/// reconnects, and only a configuration it cannot use stops it.
+pub fn spawn(
+    config: &SourceConfig,
+    pipeline: Pipeline,
+    connected: Connected,
+    stop: watch::Receiver<bool>,
+) -> Option<JoinHandle<()>> {
+    let config = config.clone();
+    let backend = config.backend();
+    let task = async move {
+        let result = match &config {
+            SourceConfig::Http => return,
+            SourceConfig::Nats { url, subjects } => {
+                nats::run(url, subjects, pipeline, connected, stop)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            SourceConfig::JetStream(c) => jetstream::run(c, pipeline, connected, stop)
+                .await
+                .map_err(|e| e.to_string()),
+            SourceConfig::Redis(c) => redis::run(c, pipeline, connected, stop)
+                .await
+                .map_err(|e| e.to_string()),
+            SourceConfig::RedisStreams(c) => redis_streams::run(c, pipeline, connected, stop)
+                .await
+                .map_err(|e| e.to_string()),
+            SourceConfig::Postgres(c) => postgres::run(c, pipeline, connected, stop)
+                .await
+                .map_err(|e| e.to_string()),
+            SourceConfig::PostgresLog(c) => postgres_log::run(c, pipeline, connected, stop)
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        if let Err(e) = result {
+            error!(backend, error = %e, "source stopped");
+        }
+    };
+    (backend != "http").then(|| tokio::spawn(task))
 }

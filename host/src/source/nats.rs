@@ -110,6 +110,7 @@ pub async fn run(
             .map(|m| Message {
                 source: format!("nats:{}", m.subject),
                 payload: m.payload,
+                key: None,
             })
             .collect();
         // Storage failures are retried: the messages are in our hands and

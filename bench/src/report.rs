@@ -1,0 +1,351 @@
+//! The table: each row judged against the rows it is compared with (the
+//! raw ceiling, the reference subscriber, the core NATS path), printed, and
+//! written into docs/BENCHMARKS.md under a heading of its own.
+
+use std::fmt::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use crate::scenarios::{Kind, Measured, Problem, Scenario, Target};
+
+/// The heading of the generated section; everything from it to the next
+/// `## ` heading is replaced on each write.
+pub const HEADING: &str = "## End-to-end (wasmhook-bench)";
+
+/// One scenario's outcome.
+pub struct Row {
+    pub scenario: Scenario,
+    pub outcome: Result<Measured, Problem>,
+}
+
+impl Row {
+    fn measured(&self) -> Option<&Measured> {
+        self.outcome.as_ref().ok()
+    }
+
+    fn rate(&self) -> Option<f64> {
+        self.measured().and_then(|m| m.rate)
+    }
+
+    /// Whether the harness (or wasmhook) broke on this row.
+    pub fn failed(&self) -> bool {
+        matches!(self.outcome, Err(Problem::Fail(_)))
+    }
+}
+
+/// The comparisons of one row.
+#[derive(Debug, Default)]
+struct Judged {
+    of_raw: Option<f64>,
+    times_reference: Option<f64>,
+    /// Met or not, and the sentence that says so.
+    verdict: Option<(bool, String)>,
+}
+
+fn find<'a>(rows: &'a [Row], name: &str) -> Option<&'a Row> {
+    rows.iter().find(|r| r.scenario.name == name)
+}
+
+fn raw_for(rows: &[Row], kind: &Kind) -> Option<f64> {
+    let entity = match kind {
+        Kind::Wasmhook { entity_bytes, .. } => *entity_bytes,
+        Kind::Reference { .. } => 1024,
+        Kind::Raw { .. } | Kind::Memory => return None,
+    };
+    rows.iter()
+        .find(|r| matches!(r.scenario.kind, Kind::Raw { entity_bytes } if entity_bytes == entity))
+        .and_then(Row::rate)
+}
+
+fn judge(rows: &[Row]) -> Vec<Judged> {
+    let reference = find(rows, "reference").and_then(Row::rate);
+    let core = find(rows, "nats-template").and_then(Row::rate);
+    rows.iter()
+        .map(|row| {
+            let Some(measured) = row.measured() else {
+                return Judged::default();
+            };
+            let rate = measured.rate;
+            let of_raw = rate.zip(raw_for(rows, &row.scenario.kind)).map(|(r, raw)| r / raw);
+            let times_reference = match row.scenario.kind {
+                Kind::Wasmhook { .. } | Kind::Reference { .. } => rate.zip(reference).map(|(r, x)| r / x),
+                _ => None,
+            };
+            let verdict = row.scenario.target.map(|target| {
+                let (met, text) = verdict(target, measured, of_raw, times_reference, core);
+                if measured.incomplete {
+                    (false, format!("{text} (incomplete)"))
+                } else {
+                    (met, text)
+                }
+            });
+            Judged {
+                of_raw,
+                times_reference,
+                verdict,
+            }
+        })
+        .collect()
+}
+
+fn verdict(
+    target: Target,
+    m: &Measured,
+    of_raw: Option<f64>,
+    times_reference: Option<f64>,
+    core: Option<f64>,
+) -> (bool, String) {
+    let word = |met: bool| if met { "met" } else { "**missed**" };
+    let vs_core = |need: f64| match m.rate.zip(core) {
+        Some((rate, core)) => {
+            let f = rate / core;
+            (f >= need, format!("{}: {:.0}% of nats-template (≥ {:.0}%)", word(f >= need), f * 100.0, need * 100.0))
+        }
+        None => (false, "n/a: no nats-template rate to compare with".into()),
+    };
+    match target {
+        Target::RawAndReference => {
+            let raw_ok = of_raw.map(|f| f >= 0.6);
+            let ref_ok = times_reference.map(|x| x >= 50.0);
+            let mut parts = Vec::new();
+            if let Some(f) = of_raw {
+                parts.push(format!("{:.0}% of raw (≥ 60%)", f * 100.0));
+            } else {
+                parts.push("no raw ceiling".into());
+            }
+            if let Some(x) = times_reference {
+                parts.push(format!("{x:.0}× reference (≥ 50×)"));
+            } else {
+                parts.push("no reference".into());
+            }
+            let met = raw_ok.unwrap_or(false) && ref_ok.unwrap_or(false);
+            let label = match (raw_ok, ref_ok) {
+                (Some(true), Some(true)) => "met".to_string(),
+                (Some(false), Some(true)) => "**missed** (raw)".to_string(),
+                (Some(true), Some(false)) => "**missed** (reference)".to_string(),
+                (Some(false), Some(false)) => "**missed**".to_string(),
+                _ => "partly n/a".to_string(),
+            };
+            (met, format!("{label}: {}", parts.join(", ")))
+        }
+        Target::WasmVsTemplate => vs_core(0.8),
+        Target::DurableVsCore => vs_core(0.5),
+        Target::P99Under5ms => match m.latency {
+            Some(l) => {
+                let met = l.p99 < Duration::from_millis(5);
+                (met, format!("{}: p99 {} (< 5 ms)", word(met), duration(l.p99)))
+            }
+            None => (false, "n/a: no latencies recorded".into()),
+        },
+        Target::RssUnder150 => match m.rss_mb {
+            Some(mb) => {
+                let met = mb < 150.0;
+                (met, format!("{}: {mb:.0} MB (< 150 MB)", word(met)))
+            }
+            None => (false, "n/a: no RSS".into()),
+        },
+    }
+}
+
+/// `850 µs`, `4.2 ms`, `1.3 s`.
+fn duration(d: Duration) -> String {
+    let us = d.as_secs_f64() * 1e6;
+    if us < 1000.0 {
+        format!("{us:.0} µs")
+    } else if us < 1e6 {
+        format!("{:.1} ms", us / 1000.0)
+    } else {
+        format!("{:.2} s", us / 1e6)
+    }
+}
+
+/// `12,345`.
+fn thousands(value: f64) -> String {
+    let digits = format!("{:.0}", value.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn ratio(x: f64) -> String {
+    if x >= 10.0 {
+        format!("{x:.0}×")
+    } else if x >= 0.1 {
+        format!("{x:.1}×")
+    } else {
+        format!("{x:.3}×")
+    }
+}
+
+/// The table in Markdown (it reads as a plain table in a terminal too).
+pub fn table(rows: &[Row]) -> String {
+    let judged = judge(rows);
+    let mut out = String::from(
+        "| scenario | events | deliveries/s | of raw | × reference | p50 | p99 | max | peak RSS MB | CPU s | target |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n",
+    );
+    let dash = || "–".to_string();
+    for (row, j) in rows.iter().zip(&judged) {
+        let name = row.scenario.name;
+        match &row.outcome {
+            Ok(m) => {
+                let _ = writeln!(
+                    out,
+                    "| `{name}` | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    m.events,
+                    m.rate.map_or_else(dash, thousands),
+                    j.of_raw.map_or_else(dash, |f| format!("{:.0}%", f * 100.0)),
+                    j.times_reference.map_or_else(dash, ratio),
+                    m.latency.map_or_else(dash, |l| duration(l.p50)),
+                    m.latency.map_or_else(dash, |l| duration(l.p99)),
+                    m.latency.map_or_else(dash, |l| duration(l.max)),
+                    m.rss_mb.map_or_else(dash, |v| format!("{v:.0}")),
+                    m.cpu_s.map_or_else(dash, |v| format!("{v:.2}")),
+                    j.verdict.as_ref().map_or_else(String::new, |(_, text)| text.clone()),
+                );
+            }
+            Err(Problem::Skip(_)) => {
+                let _ = writeln!(out, "| `{name}` | | skipped | | | | | | | | see notes |");
+            }
+            Err(Problem::Fail(_)) => {
+                let _ = writeln!(out, "| `{name}` | | **FAILED** | | | | | | | | see notes |");
+            }
+        }
+    }
+    out
+}
+
+/// Skips, failures and anything unusual, one bullet per row.
+pub fn notes(rows: &[Row]) -> String {
+    let mut out = String::new();
+    for row in rows {
+        let name = row.scenario.name;
+        let lines: Vec<String> = match &row.outcome {
+            Ok(m) => m.notes.clone(),
+            Err(Problem::Skip(why)) => vec![format!("skipped: {why}")],
+            Err(Problem::Fail(error)) => vec![format!("FAILED: {error:#}")],
+        };
+        for line in lines {
+            let mut text = line.lines();
+            let first = text.next().unwrap_or("");
+            let _ = writeln!(out, "- `{name}`: {first}");
+            let rest: Vec<&str> = text.collect();
+            if !rest.is_empty() {
+                let _ = writeln!(out, "\n  ```\n  {}\n  ```", rest.join("\n  "));
+            }
+        }
+    }
+    out
+}
+
+/// Where and how the numbers were taken.
+pub struct Provenance {
+    pub command: String,
+    pub cores: usize,
+    pub cpu: String,
+    pub date: String,
+    pub versions: Vec<String>,
+}
+
+/// The whole generated section.
+pub fn section(rows: &[Row], p: &Provenance) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{HEADING}\n");
+    let _ = writeln!(
+        out,
+        "Written by the harness (`bench/`), replaced on every run with `--write`. \
+         Every row comes from the same invocation; the comparisons are \
+         only meaningful within it.\n"
+    );
+    let _ = writeln!(out, "Command: `{}`", p.command);
+    let _ = writeln!(
+        out,
+        "Machine: {} cores ({}), {}. Loopback only; wasmhook from `cargo build --release -p wasmhook`, \
+         `max_concurrent = 100`, log level warn.{}\n",
+        p.cores,
+        p.cpu,
+        p.date,
+        if p.versions.is_empty() {
+            String::new()
+        } else {
+            format!(" Servers: {}.", p.versions.join("; "))
+        }
+    );
+    out.push_str(&table(rows));
+    let notes = notes(rows);
+    if !notes.is_empty() {
+        let _ = writeln!(out, "\nNotes:\n\n{notes}");
+    } else {
+        out.push('\n');
+    }
+    let _ = writeln!(
+        out,
+        "Rows: deliveries/s is requests received divided by the time from the first publish to \
+         the last arrival; latency is from the publish (the event's `sent_ns`, sent back in a \
+         templated header) to arrival at the receiver; peak RSS is wasmhook's VmHWM (the Python \
+         process's for the reference rows); CPU s is user + system time during the measurement. \
+         The receiver answers 200 at once and checks the HMAC of one request in 50.\n"
+    );
+    for row in rows {
+        let _ = writeln!(out, "- `{}`: {}", row.scenario.name, row.scenario.what);
+    }
+    out
+}
+
+/// Replaces the generated section of `path` (or appends it), leaving the
+/// rest of the file as it is.
+pub fn write_section(path: &Path, section: &str) -> Result<()> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    std::fs::write(path, replace_section(&text, section))
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+fn replace_section(text: &str, section: &str) -> String {
+    let section = section.trim_end();
+    let Some(start) = text.find(&format!("\n{HEADING}\n")).map(|i| i + 1) else {
+        return format!("{}\n\n{section}\n", text.trim_end());
+    };
+    let after = start + HEADING.len();
+    let end = text[after..].find("\n## ").map_or(text.len(), |i| after + i + 1);
+    let rest = &text[end..];
+    if rest.is_empty() {
+        format!("{}{section}\n", &text[..start])
+    } else {
+        format!("{}{section}\n\n{rest}", &text[..start])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_section_is_appended_then_replaced_in_place() {
+        let doc = "# Benchmarks\n\n## Other\n\nkeep\n";
+        let once = replace_section(doc, &format!("{HEADING}\n\nfirst\n"));
+        assert_eq!(once, format!("# Benchmarks\n\n## Other\n\nkeep\n\n{HEADING}\n\nfirst\n"));
+        let with_tail = format!("{once}\n## Analysis\n\nby hand\n");
+        let twice = replace_section(&with_tail, &format!("{HEADING}\n\nsecond"));
+        assert_eq!(
+            twice,
+            format!("# Benchmarks\n\n## Other\n\nkeep\n\n{HEADING}\n\nsecond\n\n## Analysis\n\nby hand\n")
+        );
+    }
+
+    #[test]
+    fn numbers_read_well() {
+        assert_eq!(thousands(1234567.4), "1,234,567");
+        assert_eq!(thousands(999.0), "999");
+        assert_eq!(duration(Duration::from_micros(850)), "850 µs");
+        assert_eq!(duration(Duration::from_micros(4200)), "4.2 ms");
+        assert_eq!(ratio(57.4), "57×");
+        assert_eq!(ratio(0.031), "0.031×");
+    }
+}

@@ -1,0 +1,317 @@
+//! `[observers]`: which bus events come from, and how to read it.
+
+use std::fmt;
+use std::time::Duration;
+
+use super::{file, invalid, positive, ConfigError, ServerConfig};
+use crate::source::jetstream::JetStreamConfig;
+use crate::source::postgres::ListenConfig;
+use crate::source::postgres_log::LogConfig;
+use crate::source::redis::PubSubConfig;
+use crate::source::redis_streams::StreamsConfig;
+
+/// Where events come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceConfig {
+    /// `POST /events` on the server's listener (the default).
+    Http,
+    /// A core NATS subscription (at most once).
+    Nats {
+        /// Server URL, e.g. `nats://127.0.0.1:4222`.
+        url: String,
+        /// Subjects to subscribe to (wildcards allowed).
+        subjects: Vec<String>,
+    },
+    /// A durable JetStream consumer.
+    JetStream(JetStreamConfig),
+    /// Redis pub/sub (at most once).
+    Redis(PubSubConfig),
+    /// A Redis Streams consumer group (durable).
+    RedisStreams(StreamsConfig),
+    /// PostgreSQL `LISTEN` (at most once).
+    Postgres(ListenConfig),
+    /// The trigger-fed PostgreSQL event log (durable).
+    PostgresLog(LogConfig),
+}
+
+impl SourceConfig {
+    /// The `backend` name, for logs and metrics.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            SourceConfig::Http => "http",
+            SourceConfig::Nats { .. } => "nats",
+            SourceConfig::JetStream(_) => "jetstream",
+            SourceConfig::Redis(_) => "redis",
+            SourceConfig::RedisStreams(_) => "redis-streams",
+            SourceConfig::Postgres(_) => "postgres",
+            SourceConfig::PostgresLog(_) => "postgres-log",
+        }
+    }
+}
+
+/// One line for `wasmhook check`. Never prints credentials from URLs.
+impl fmt::Display for SourceConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SourceConfig::Http => write!(f, "http (POST /events)"),
+            SourceConfig::Nats { url, subjects } => {
+                write!(f, "nats {} {}", redact(url), subjects.join(" "))
+            }
+            SourceConfig::JetStream(js) => write!(
+                f,
+                "jetstream {} stream {} consumer {} ({})",
+                redact(&js.url),
+                js.stream,
+                js.consumer,
+                js.subjects.join(" ")
+            ),
+            SourceConfig::Redis(r) => {
+                write!(f, "redis {} {}", redact(&r.url), r.channels.join(" "))
+            }
+            SourceConfig::RedisStreams(r) => write!(
+                f,
+                "redis-streams {} stream {} group {} consumer {}",
+                redact(&r.url),
+                r.stream,
+                r.group,
+                r.consumer
+            ),
+            SourceConfig::Postgres(p) => {
+                write!(f, "postgres {} channel {}", redact(&p.url), p.channel)
+            }
+            SourceConfig::PostgresLog(p) => {
+                write!(f, "postgres-log {} table {}", redact(&p.url), p.table)
+            }
+        }
+    }
+}
+
+/// `scheme://user:password@host/…` -> `scheme://user:***@host/…`.
+pub(crate) fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        // libpq's `key=value` form.
+        return url
+            .split_whitespace()
+            .map(|pair| match pair.split_once('=') {
+                Some(("password", _)) => "password=***",
+                _ => pair,
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***@{host}{path}")
+        }
+        None => url.to_string(),
+    }
+}
+
+fn non_empty_list(
+    list: Option<Vec<String>>,
+    default: &str,
+    key: &str,
+) -> Result<Vec<String>, ConfigError> {
+    let list = list.unwrap_or_else(|| vec![default.to_string()]);
+    if list.is_empty() || list.iter().any(|s| s.trim().is_empty()) {
+        return Err(invalid(key, "needs at least one non-empty entry"));
+    }
+    Ok(list)
+}
+
+fn name(value: Option<String>, default: &str, key: &str) -> Result<String, ConfigError> {
+    let value = value.unwrap_or_else(|| default.to_string());
+    if value.is_empty()
+        || !value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(invalid(
+            key,
+            format!("{value:?} is not a name (letters, digits, - and _)"),
+        ));
+    }
+    Ok(value)
+}
+
+fn postgres_url(raw: Option<String>, backend: &str) -> Result<String, ConfigError> {
+    let url = raw.filter(|u| !u.trim().is_empty()).ok_or_else(|| {
+        invalid(
+            "observers.postgres_url",
+            format!("backend {backend:?} needs a connection string like \"postgres://user@127.0.0.1:5432/app\""),
+        )
+    })?;
+    url.parse::<tokio_postgres::Config>().map_err(|e| {
+        invalid(
+            "observers.postgres_url",
+            format!(
+                "{:?} is not a PostgreSQL connection string ({e})",
+                redact(&url)
+            ),
+        )
+    })?;
+    Ok(url)
+}
+
+/// A SQL identifier, optionally schema-qualified (`wasmhook.event_log`):
+/// it is spliced into statements, so only plain names pass.
+pub(crate) fn sql_identifier(value: &str, key: &str) -> Result<(), ConfigError> {
+    let part_ok = |p: &str| {
+        !p.is_empty()
+            && p.len() <= 63
+            && p.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+            && p.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    };
+    let parts: Vec<&str> = value.split('.').collect();
+    if parts.len() > 2 || !parts.iter().all(|p| part_ok(p)) {
+        return Err(invalid(
+            key,
+            format!("{value:?} is not a table name (lowercase letters, digits and _, optionally schema.table)"),
+        ));
+    }
+    Ok(())
+}
+
+/// A consumer name that is stable across restarts of one process and
+/// distinct between processes: the host name and the listen port.
+fn default_consumer(server: &ServerConfig) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "wasmhook".into());
+    format!("{host}-{}", server.listen.port())
+}
+
+/// Checks `[observers]` for the chosen backend. Keys of other backends are
+/// ignored, so switching backends is a one-line change.
+pub(super) fn resolve(
+    raw: file::ObserversSection,
+    server: &ServerConfig,
+) -> Result<SourceConfig, ConfigError> {
+    let nats_url = raw
+        .nats_url
+        .clone()
+        .unwrap_or_else(|| "nats://127.0.0.1:4222".into());
+    let redis_url = raw
+        .redis_url
+        .clone()
+        .unwrap_or_else(|| "redis://127.0.0.1:6379".into());
+    match raw.backend.as_deref().unwrap_or("http") {
+        "http" => Ok(SourceConfig::Http),
+        "nats" => Ok(SourceConfig::Nats {
+            url: nats_url,
+            subjects: non_empty_list(raw.subjects, "fraiseql.>", "observers.subjects")?,
+        }),
+        "jetstream" => Ok(SourceConfig::JetStream(JetStreamConfig {
+            url: nats_url,
+            subjects: non_empty_list(raw.subjects, "fraiseql.>", "observers.subjects")?,
+            stream: name(raw.stream, "FRAISEQL", "observers.stream")?,
+            consumer: name(raw.consumer, "wasmhook", "observers.consumer")?,
+            ack_wait: Duration::from_millis(positive(
+                raw.ack_wait_ms,
+                30_000,
+                "observers.ack_wait_ms",
+            )?),
+        })),
+        "redis" => Ok(SourceConfig::Redis(PubSubConfig {
+            url: redis_url,
+            channels: non_empty_list(raw.channels, "fraiseql.*", "observers.channels")?,
+        })),
+        "redis-streams" => {
+            let stream = raw.stream.unwrap_or_else(|| "fraiseql_events".into());
+            if stream.trim().is_empty() {
+                return Err(invalid("observers.stream", "must not be empty"));
+            }
+            Ok(SourceConfig::RedisStreams(StreamsConfig {
+                url: redis_url,
+                stream,
+                group: name(raw.group, "wasmhook", "observers.group")?,
+                consumer: name(
+                    raw.consumer.or_else(|| Some(default_consumer(server))),
+                    "wasmhook",
+                    "observers.consumer",
+                )?,
+                field: raw.field.unwrap_or_else(|| "payload".into()),
+                claim_idle: positive(
+                    raw.claim_idle,
+                    Duration::from_secs(30),
+                    "observers.claim_idle",
+                )?,
+                batch_size: positive(raw.batch_size, 512, "observers.batch_size")?,
+            }))
+        }
+        "postgres" => {
+            let channel = raw.channel.unwrap_or_else(|| "fraiseql_events".into());
+            sql_identifier(&channel, "observers.channel")?;
+            Ok(SourceConfig::Postgres(ListenConfig {
+                url: postgres_url(raw.postgres_url, "postgres")?,
+                channel,
+            }))
+        }
+        "postgres-log" => {
+            let table = raw
+                .log_table
+                .unwrap_or_else(|| crate::source::postgres_log::DEFAULT_TABLE.into());
+            sql_identifier(&table, "observers.log_table")?;
+            let channel = raw.channel.unwrap_or_else(|| "wasmhook_events".into());
+            sql_identifier(&channel, "observers.channel")?;
+            Ok(SourceConfig::PostgresLog(LogConfig {
+                url: postgres_url(raw.postgres_url, "postgres-log")?,
+                table,
+                channel,
+                batch_size: positive(raw.batch_size, 500, "observers.batch_size")?,
+                poll_interval: positive(
+                    raw.poll_interval,
+                    Duration::from_secs(1),
+                    "observers.poll_interval",
+                )?,
+                retention: positive(
+                    raw.retention,
+                    Duration::from_secs(7 * 24 * 3600),
+                    "observers.retention",
+                )?,
+            }))
+        }
+        other => Err(invalid(
+            "observers.backend",
+            format!(
+                "{other:?} is not a known backend; expected \"http\", \"nats\", \"jetstream\", \
+                 \"redis\", \"redis-streams\", \"postgres\" or \"postgres-log\""
+            ),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_in_urls_are_hidden() {
+        assert_eq!(
+            redact("postgres://app:s3cret@db:5432/app"),
+            "postgres://app:***@db:5432/app"
+        );
+        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(redact("host=db user=app"), "host=db user=app");
+        assert_eq!(
+            redact("host=db password=s3cret user=app"),
+            "host=db password=*** user=app"
+        );
+    }
+
+    #[test]
+    fn only_plain_table_names_pass() {
+        assert!(sql_identifier("wasmhook.event_log", "k").is_ok());
+        assert!(sql_identifier("event_log", "k").is_ok());
+        for bad in ["", "a.b.c", "Orders", "x; drop table y", "1abc", "a-b"] {
+            let e = sql_identifier(bad, "observers.log_table").unwrap_err();
+            assert!(e.to_string().starts_with("observers.log_table:"), "{e}");
+        }
+    }
+}

@@ -1,0 +1,343 @@
+//! PostgreSQL `LISTEN`: payloads of `NOTIFY` on a channel (default
+//! `fraiseql_events`), as the FraiseQL docs describe. Notifications that
+//! have arrived together go to the pipeline as one batch, so one disk flush
+//! covers many events. Also home of what both PostgreSQL sources share:
+//! connecting, driving the connection, and describing its errors.
+//!
+//! At most once: PostgreSQL keeps no notification for a listener that is
+//! not connected, so a `NOTIFY` sent while wasmhook is down or reconnecting
+//! is gone, and so are notifications received but not yet stored when the
+//! process dies. Payloads are limited to 8000 bytes by PostgreSQL itself
+//! (`pg_notify` refuses longer ones). Use `postgres-log` where either
+//! matters.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::sync::{mpsc, watch, Notify};
+use tokio::task::JoinHandle;
+use tokio_postgres::{AsyncMessage, Client, Notification};
+use tracing::{debug, error, info, warn};
+
+use super::Connected;
+use crate::pipeline::{Message, Pipeline};
+
+/// Notifications per durable write.
+const BATCH: usize = 512;
+
+/// Notifications held between the connection and the pipeline; when full,
+/// the connection is not read and PostgreSQL queues them on its side.
+const QUEUE: usize = 4 * BATCH;
+
+/// `[observers] backend = "postgres"`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListenConfig {
+    /// Connection string (URL or `key=value` form).
+    pub url: String,
+    /// Channel to `LISTEN` on.
+    pub channel: String,
+}
+
+/// Why the PostgreSQL source stopped: only a connection string it cannot
+/// use, since everything else is retried.
+#[derive(Debug, thiserror::Error)]
+#[error("PostgreSQL LISTEN: {0}")]
+pub struct ListenError(String);
+
+/// Why a connection to PostgreSQL ended; the sources log it and reconnect.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SessionError {
+    /// A statement failed or the connection broke.
+    #[error("{}", describe(.0))]
+    Postgres(#[from] tokio_postgres::Error),
+    /// The server closed the connection without saying why.
+    #[error("the server closed the connection")]
+    Closed,
+}
+
+/// `tokio_postgres::Error` displays a server error as only "db error"; the
+/// server's message (and detail, hint) is what an operator needs.
+pub(crate) fn describe(error: &tokio_postgres::Error) -> String {
+    if let Some(db) = error.as_db_error() {
+        return db.to_string().replace('\n', "; ");
+    }
+    match std::error::Error::source(error) {
+        Some(cause) => format!("{error}: {cause}"),
+        None => error.to_string(),
+    }
+}
+
+/// Quotes a name for splicing into SQL. Names reaching here were validated
+/// as plain identifiers; quoting keeps them exactly as written.
+pub(crate) fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Parses the connection string and fills in what a long-lived connection
+/// needs and the user did not set: a connect timeout, keepalives that notice
+/// a silently dead peer in about a minute rather than two hours, and an
+/// application name that shows up in `pg_stat_activity`.
+pub(crate) fn client_config(url: &str) -> Result<tokio_postgres::Config, tokio_postgres::Error> {
+    let mut config: tokio_postgres::Config = url.parse()?;
+    if config.get_application_name().is_none() {
+        config.application_name("wasmhook");
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(10));
+    }
+    if config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
+        config.keepalives_idle(Duration::from_secs(30));
+    }
+    if config.get_keepalives_interval().is_none() {
+        config.keepalives_interval(Duration::from_secs(10));
+    }
+    if config.get_keepalives_retries().is_none() {
+        config.keepalives_retries(3);
+    }
+    Ok(config)
+}
+
+/// Where a connection goes, for messages: user, hosts, ports and database
+/// only, so a password never reaches a log or a terminal, whether it was in
+/// the URL, in a query parameter or in `key=value` form.
+pub(crate) fn target(config: &tokio_postgres::Config) -> String {
+    use tokio_postgres::config::Host;
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let name = match host {
+                Host::Tcp(name) => name.clone(),
+                Host::Unix(path) => path.display().to_string(),
+            };
+            match config.get_ports().get(i).or(config.get_ports().first()) {
+                Some(port) => format!("{name}:{port}"),
+                None => name,
+            }
+        })
+        .collect();
+    let user = config
+        .get_user()
+        .map(|u| format!("{u}@"))
+        .unwrap_or_default();
+    let db = config
+        .get_dbname()
+        .map(|d| format!("/{d}"))
+        .unwrap_or_default();
+    format!("postgres://{user}{}{db}", hosts.join(","))
+}
+
+/// [`target`] of a connection string that may not parse.
+pub(crate) fn display_dsn(dsn: &str) -> String {
+    match dsn.parse::<tokio_postgres::Config>() {
+        Ok(config) => target(&config),
+        Err(_) => "an unreadable connection string".to_string(),
+    }
+}
+
+/// Where a connection's notifications go.
+pub(crate) enum Notifications {
+    /// Every notification, in order; the connection waits while the queue
+    /// is full.
+    Queue(mpsc::Sender<Notification>),
+    /// Only "something happened": a wake-up that never blocks the
+    /// connection, for a client that also runs queries on it.
+    Wake(Arc<Notify>),
+}
+
+/// A client and the task that drives its connection. Dropping it closes the
+/// connection, which also rolls back an open transaction.
+pub(crate) struct Session {
+    /// For statements.
+    pub(crate) client: Client,
+    driver: JoinHandle<Result<(), tokio_postgres::Error>>,
+}
+
+impl Session {
+    /// Connects (without TLS) and starts driving the connection with
+    /// `poll_message`, the one way to see notifications.
+    pub(crate) async fn connect(
+        config: &tokio_postgres::Config,
+        notifications: Notifications,
+    ) -> Result<Session, tokio_postgres::Error> {
+        let (client, mut connection) = config.connect(tokio_postgres::NoTls).await?;
+        let driver = tokio::spawn(async move {
+            let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+            while let Some(message) = messages.next().await {
+                match message? {
+                    AsyncMessage::Notification(n) => match &notifications {
+                        Notifications::Queue(queue) => {
+                            if queue.send(n).await.is_err() {
+                                // Nobody reads any more: the session is over.
+                                return Ok(());
+                            }
+                        }
+                        Notifications::Wake(wake) => wake.notify_one(),
+                    },
+                    AsyncMessage::Notice(notice) => {
+                        debug!(notice = %notice, "PostgreSQL notice");
+                    }
+                    _ => {}
+                }
+            }
+            Ok(())
+        });
+        Ok(Session { client, driver })
+    }
+
+    /// Resolves when the connection ends, with why.
+    pub(crate) async fn closed(&mut self) -> SessionError {
+        match (&mut self.driver).await {
+            Ok(Err(e)) => SessionError::Postgres(e),
+            Ok(Ok(())) | Err(_) => SessionError::Closed,
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+/// Runs until `shutdown` turns true; reconnects (with backoff) by itself.
+pub async fn run(
+    config: &ListenConfig,
+    pipeline: Pipeline,
+    connected: Connected,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), ListenError> {
+    let pg = client_config(&config.url)
+        .map_err(|e| ListenError(format!("{}: {}", display_dsn(&config.url), describe(&e))))?;
+    let mut backoff = super::Backoff::new();
+    loop {
+        if *shutdown.borrow() {
+            return Ok(());
+        }
+        let session = listen(
+            config,
+            &pg,
+            &pipeline,
+            &connected,
+            &mut backoff,
+            &mut shutdown,
+        );
+        match session.await {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                connected.set(false);
+                let delay = backoff.next();
+                // Notifications sent until we listen again are lost: that is
+                // what at-most-once means here.
+                error!(error = %e, retry_in = ?delay, channel = %config.channel, "PostgreSQL LISTEN connection lost; reconnecting");
+                tokio::select! {
+                    _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+}
+
+async fn listen(
+    config: &ListenConfig,
+    pg: &tokio_postgres::Config,
+    pipeline: &Pipeline,
+    connected: &Connected,
+    backoff: &mut super::Backoff,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), SessionError> {
+    let (queue, mut notifications) = mpsc::channel(QUEUE);
+    let mut session = Session::connect(pg, Notifications::Queue(queue)).await?;
+    session
+        .client
+        .batch_execute(&format!("LISTEN {}", quote_ident(&config.channel)))
+        .await?;
+    connected.set(true);
+    backoff.reset();
+    info!(server = %target(pg), channel = %config.channel, "PostgreSQL source listening");
+    let source = format!("postgres:{}", config.channel);
+    let mut received = Vec::with_capacity(BATCH);
+    loop {
+        let count = tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
+            count = notifications.recv_many(&mut received, BATCH) => count,
+        };
+        if count == 0 {
+            // The driver dropped its end of the queue: the connection is gone.
+            return Err(session.closed().await);
+        }
+        let batch: Vec<Message> = received
+            .drain(..)
+            .map(|n| Message {
+                source: source.clone(),
+                payload: bytes::Bytes::copy_from_slice(n.payload().as_bytes()),
+                key: None,
+            })
+            .collect();
+        // PostgreSQL will not send these again: storage failures are
+        // retried, never dropped, until shutdown.
+        let mut delay = Duration::from_millis(100);
+        while let Err(e) = pipeline.ingest_messages(&batch).await {
+            error!(error = %e, messages = batch.len(), "cannot store PostgreSQL notifications; retrying");
+            tokio::select! {
+                _ = shutdown.wait_for(|stop| *stop) => {
+                    warn!(messages = batch.len(), "shutting down with PostgreSQL notifications not stored; they are lost");
+                    return Ok(());
+                }
+                _ = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_quoted_as_written() {
+        assert_eq!(quote_ident("fraiseql_events"), "\"fraiseql_events\"");
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+    }
+
+    #[test]
+    fn long_lived_connections_get_timeouts_unless_set() {
+        let config = client_config("postgres://app@db:5432/app").unwrap();
+        assert_eq!(config.get_application_name(), Some("wasmhook"));
+        assert_eq!(config.get_connect_timeout(), Some(&Duration::from_secs(10)));
+        assert_eq!(config.get_keepalives_idle(), Duration::from_secs(30));
+
+        let config = client_config(
+            "postgres://app@db/app?application_name=billing&connect_timeout=3&keepalives_idle=600",
+        )
+        .unwrap();
+        assert_eq!(config.get_application_name(), Some("billing"));
+        assert_eq!(config.get_connect_timeout(), Some(&Duration::from_secs(3)));
+        assert_eq!(config.get_keepalives_idle(), Duration::from_secs(600));
+    }
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        for dsn in [
+            "postgres://app:s3cret@db:5433/orders",
+            "postgres://app@db:5433/orders?password=s3cret",
+            "host=db port=5433 user=app password=s3cret dbname=orders",
+        ] {
+            assert_eq!(display_dsn(dsn), "postgres://app@db:5433/orders", "{dsn}");
+        }
+        assert_eq!(
+            display_dsn("host=/run/postgresql,db2 port=5432 user=app password='x y'"),
+            "postgres://app@/run/postgresql:5432,db2:5432"
+        );
+        assert!(!display_dsn("password=s3cret host=").contains("s3cret"));
+    }
+
+    #[test]
+    fn a_bad_connection_string_is_an_error_not_a_panic() {
+        assert!(client_config("postgres://app@db:notaport/app").is_err());
+    }
+}

@@ -1,0 +1,148 @@
+//! Redis pub/sub: subscribes to `channels` (entries with `*`, `?` or `[` are
+//! patterns, `PSUBSCRIBE`d) and feeds messages to the pipeline in batches.
+//!
+//! Pub/sub is at-most-once: a message published while wasmhook is down or
+//! reconnecting is gone. Use `redis-streams` where that matters.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use super::Connected;
+use crate::pipeline::{Message, Pipeline};
+
+/// Messages per durable write.
+const BATCH: usize = 512;
+
+/// `[observers] backend = "redis"`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PubSubConfig {
+    /// Server URL, e.g. `redis://127.0.0.1:6379`.
+    pub url: String,
+    /// Channels or patterns.
+    pub channels: Vec<String>,
+}
+
+/// Why the Redis source could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("Redis {url}: {message}")]
+pub struct RedisError {
+    url: String,
+    message: String,
+}
+
+/// Whether a channel entry is a pattern for `PSUBSCRIBE`.
+pub(crate) fn is_pattern(channel: &str) -> bool {
+    channel.contains(['*', '?', '['])
+}
+
+/// Opens a client for `url`; the URL is checked here, connections later.
+pub(crate) fn client(url: &str) -> Result<redis::Client, RedisError> {
+    redis::Client::open(url).map_err(|e| RedisError {
+        url: crate::config::redact(url),
+        message: e.to_string(),
+    })
+}
+
+/// Runs until `shutdown` turns true; reconnects (with backoff) by itself.
+pub async fn run(
+    config: &PubSubConfig,
+    pipeline: Pipeline,
+    connected: Connected,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), RedisError> {
+    let client = client(&config.url)?;
+    let mut backoff = super::Backoff::new();
+    loop {
+        let session = subscribe_and_read(
+            config,
+            &client,
+            &pipeline,
+            &connected,
+            &mut backoff,
+            &mut shutdown,
+        );
+        match session.await {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                connected.set(false);
+                let delay = backoff.next();
+                error!(error = %e, retry_in = ?delay, "Redis subscription lost; reconnecting");
+                tokio::select! {
+                    _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+}
+
+async fn subscribe_and_read(
+    config: &PubSubConfig,
+    client: &redis::Client,
+    pipeline: &Pipeline,
+    connected: &Connected,
+    backoff: &mut super::Backoff,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), redis::RedisError> {
+    let mut pubsub = client.get_async_pubsub().await?;
+    for channel in &config.channels {
+        if is_pattern(channel) {
+            pubsub.psubscribe(channel).await?;
+        } else {
+            pubsub.subscribe(channel).await?;
+        }
+    }
+    connected.set(true);
+    backoff.reset();
+    info!(url = %crate::config::redact(&config.url), channels = ?config.channels, "Redis source subscribed");
+    let mut messages = pubsub.on_message().ready_chunks(BATCH);
+    loop {
+        let batch = tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
+            batch = messages.next() => match batch {
+                Some(batch) => batch,
+                None => return Err(redis::RedisError::from((
+                    redis::ErrorKind::IoError,
+                    "the subscription connection closed",
+                ))),
+            },
+        };
+        let batch: Vec<Message> = batch
+            .into_iter()
+            .map(|m| Message {
+                source: format!("redis:{}", m.get_channel_name()),
+                payload: bytes::Bytes::copy_from_slice(m.get_payload_bytes()),
+                key: None,
+            })
+            .collect();
+        // The messages are in our hands and Redis will not send them again:
+        // storage failures are retried, never dropped.
+        let mut delay = Duration::from_millis(100);
+        while let Err(e) = pipeline.ingest_messages(&batch).await {
+            warn!(error = %e, messages = batch.len(), "cannot store Redis messages; retrying");
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_are_patterns() {
+        assert!(is_pattern("fraiseql.*"));
+        assert!(is_pattern("fraiseql.order.[cu]*"));
+        assert!(!is_pattern("fraiseql.order.created"));
+    }
+
+    #[test]
+    fn a_bad_url_is_named() {
+        let e = client("http://nope").unwrap_err().to_string();
+        assert!(e.starts_with("Redis http://nope:"), "{e}");
+    }
+}

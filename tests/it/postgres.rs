@@ -1,0 +1,644 @@
+//! PostgreSQL in: LISTEN/NOTIFY, and the trigger-fed event log installed by
+//! the real binary (changes as webhooks with old and new rows, rows written
+//! by psycopg, kill -9 mid-stream, two processes sharing the log, the
+//! database restarted mid-stream). Every test initdb's its own cluster on a
+//! free port, so it can stop it and nothing is shared between tests.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::process::Command;
+
+use crate::utils::{
+    fraiseql_order, free_port, python, wait_for_port, wasmhook, InProcess, Received, Running,
+    TestReceiver,
+};
+
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+/// A private PostgreSQL cluster in a temp dir, on a free port; stopped
+/// (immediate) on drop. PostgreSQL refuses to run as root, so as root its
+/// commands run as the `postgres` user.
+struct PgServer {
+    port: u16,
+    data: PathBuf,
+    sockets: PathBuf,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// `program` as the user PostgreSQL will run as.
+fn pg_command(program: &str) -> Command {
+    let path = format!("{PG_BIN}/{program}");
+    if is_root() {
+        let mut command = Command::new("runuser");
+        command.args(["-u", "postgres", "--", &path]);
+        command
+    } else {
+        Command::new(path)
+    }
+}
+
+async fn run_ok(command: &mut Command, what: &str) {
+    let output = command
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e} (is postgresql-15 installed? see .ci/run)"));
+    assert!(
+        output.status.success(),
+        "{what} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+impl PgServer {
+    async fn start() -> PgServer {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let sockets = dir.path().join("sockets");
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::create_dir_all(&sockets).unwrap();
+        if is_root() {
+            run_ok(
+                Command::new("chown")
+                    .args(["-R", "postgres:postgres"])
+                    .arg(dir.path()),
+                "chown",
+            )
+            .await;
+        }
+        run_ok(
+            pg_command("initdb")
+                .arg("-D")
+                .arg(&data)
+                .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"]),
+            "initdb",
+        )
+        .await;
+        let server = PgServer {
+            port: free_port(),
+            log: dir.path().join("postgres.log"),
+            data,
+            sockets,
+            _dir: dir,
+        };
+        server.start_again().await;
+        server
+    }
+
+    /// Starts it (again) on the same dir and port. fsync is off: the tests
+    /// stop the server cleanly or kill wasmhook, never the machine.
+    async fn start_again(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.sockets.display()
+        );
+        run_ok(
+            pg_command("pg_ctl")
+                .arg("-D")
+                .arg(&self.data)
+                .arg("-l")
+                .arg(&self.log)
+                .args(["-w", "-t", "120", "-o", &options, "start"])
+                .stdout(std::process::Stdio::null()),
+            "pg_ctl start",
+        )
+        .await;
+        wait_for_port(self.port, Duration::from_secs(30)).await;
+    }
+
+    /// `pg_ctl stop -m MODE`, waiting until it is down.
+    async fn stop(&self, mode: &str) {
+        run_ok(
+            pg_command("pg_ctl")
+                .arg("-D")
+                .arg(&self.data)
+                .args(["-m", mode, "-w", "-t", "120", "stop"])
+                .stdout(std::process::Stdio::null()),
+            "pg_ctl stop",
+        )
+        .await;
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    async fn client(&self) -> tokio_postgres::Client {
+        let (client, connection) = tokio_postgres::connect(&self.url(), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        client
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        let path = format!("{PG_BIN}/pg_ctl");
+        let mut command = if is_root() {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--", &path]);
+            c
+        } else {
+            std::process::Command::new(path)
+        };
+        let _ = command
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "immediate", "-w", "stop"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+/// Waits until wasmhook says its source is connected.
+async fn ready(url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(r) = reqwest::get(url).await {
+            if r.status() == 200 {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "{url} never became ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Row id -> how many times it was delivered.
+fn delivered(requests: &[Received]) -> HashMap<i64, usize> {
+    let mut counts = HashMap::new();
+    for r in requests.iter().filter(|r| r.status == 200) {
+        *counts.entry(r.json()["id"].as_i64().unwrap()).or_default() += 1;
+    }
+    counts
+}
+
+const WEBHOOK_RETRY: &str = "[webhooks]\nmax_concurrent = 8\n[webhooks.retry]\ninitial_delay = \"10ms\"\nmax_attempts = 50\nmax_delay = \"100ms\"\n";
+
+/// `wasmhook pg ARGS`, which must succeed; returns its stdout.
+fn pg_cli(args: &[&str], cwd: &Path) -> String {
+    let mut all = vec!["pg"];
+    all.extend_from_slice(args);
+    let (code, out, err) = wasmhook(&all, cwd);
+    assert_eq!(code, 0, "wasmhook {all:?} failed: {out}{err}");
+    out
+}
+
+async fn count(db: &tokio_postgres::Client, sql: &str) -> i64 {
+    db.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+async fn triggers_on(db: &tokio_postgres::Client, table: &str) -> i64 {
+    count(
+        db,
+        &format!("SELECT count(*) FROM pg_trigger WHERE tgrelid = '{table}'::regclass AND NOT tgisinternal"),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn notifications_become_webhooks_and_unknown_ones_go_to_the_dlq() {
+    let pg = PgServer::start().await;
+    let db = pg.client().await;
+    let receiver = TestReceiver::start().await;
+    let wasmhook = InProcess::start(&format!(
+        "[observers]\nbackend = \"postgres\"\npostgres_url = \"{}\"\n\
+         [[observer]]\nname = \"orders\"\nentity = \"order\"\n[[observer.webhook]]\nurl = \"{}\"\n",
+        pg.url(),
+        receiver.url("/orders")
+    ))
+    .await;
+    ready(&wasmhook.url("/readyz")).await;
+
+    // As FraiseQL publishes it: NOTIFY on fraiseql_events after a mutation.
+    let event = fraiseql_order("created", json!({"id": 7, "total": 10}), None).to_string();
+    db.execute("SELECT pg_notify('fraiseql_events', $1)", &[&event])
+        .await
+        .unwrap();
+    let got = receiver
+        .wait_until("the order webhook", Duration::from_secs(30), |r| {
+            !r.is_empty()
+        })
+        .await;
+    assert_eq!(got[0].json(), json!({"id": 7, "total": 10}));
+
+    // A burst from one transaction arrives together and is stored together.
+    db.execute(
+        "SELECT pg_notify('fraiseql_events', json_build_object(\
+         'entity_type', 'Order', 'operation', 'created', 'entity', json_build_object('id', g))::text) \
+         FROM generate_series(100, 299) AS g",
+        &[],
+    )
+    .await
+    .unwrap();
+    let got = receiver
+        .wait_until("the burst", Duration::from_secs(60), |r| {
+            delivered(r).len() == 201
+        })
+        .await;
+    assert!(delivered(&got).values().all(|&n| n == 1));
+
+    // Not an envelope: kept in the DLQ with the reason, never dropped.
+    db.execute(
+        "SELECT pg_notify('fraiseql_events', '{\"hello\": \"world\"}')",
+        &[],
+    )
+    .await
+    .unwrap();
+    // Another channel is not ours.
+    db.execute("SELECT pg_notify('other_events', $1)", &[&event])
+        .await
+        .unwrap();
+    let dlq = wait_for_dlq(&wasmhook).await;
+    let reason = dlq[0]["reason"].as_str().unwrap();
+    assert!(reason.contains("not a known envelope"), "{reason}");
+    assert_eq!(dlq.len(), 1);
+    assert_eq!(receiver.requests().len(), 201);
+    wasmhook.stop().await;
+}
+
+async fn wait_for_dlq(wasmhook: &InProcess) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let listing = wasmhook.get_json("/admin/dlq").await;
+        let entries = listing.as_array().cloned().unwrap_or_default();
+        if !entries.is_empty() {
+            return entries;
+        }
+        assert!(Instant::now() < deadline, "nothing reached the DLQ");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn pg_install_records_changes_with_both_rows_and_uninstall_reverses_it() {
+    let pg = PgServer::start().await;
+    let db = pg.client().await;
+    let tmp = tempfile::tempdir().unwrap();
+    db.batch_execute(
+        "CREATE TABLE orders (id int PRIMARY KEY, status text NOT NULL, total int NOT NULL);\
+         CREATE TABLE users (id int PRIMARY KEY, name text)",
+    )
+    .await
+    .unwrap();
+    let url = pg.url();
+    let install = ["install", "--dsn", &url, "--table", "orders", "--table", "users"];
+    let out = pg_cli(&install, tmp.path());
+    for line in [
+        "schema wasmhook: created",
+        "event log wasmhook.event_log: created",
+        "trigger function wasmhook.event_log_capture: notifies channel wasmhook_events",
+        "trigger on orders: created",
+        "trigger on users: created",
+    ] {
+        assert!(out.contains(line), "{line:?} in {out}");
+    }
+    // Twice changes nothing.
+    let out = pg_cli(&install, tmp.path());
+    assert!(out.contains("event log wasmhook.event_log: already there"), "{out}");
+    assert!(out.contains("trigger on orders: already there"), "{out}");
+    assert!(!out.contains("schema wasmhook: created"), "{out}");
+    assert_eq!(triggers_on(&db, "orders").await, 1);
+
+    // Mistakes are named, and the password is not printed.
+    let secret_url = format!("postgres://postgres:s3cret@127.0.0.1:{}/postgres", pg.port);
+    let (code, _, err) = wasmhook(
+        &["pg", "install", "--dsn", &secret_url, "--table", "missing"],
+        tmp.path(),
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("table missing does not exist"), "{err}");
+    assert!(!err.contains("s3cret"), "{err}");
+    let (code, _, err) = wasmhook(
+        &["pg", "install", "--dsn", &url, "--table", "wasmhook.event_log"],
+        tmp.path(),
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("is the event log itself"), "{err}");
+
+    let receiver = TestReceiver::start().await;
+    let wasmhook = InProcess::start(&format!(
+        "[observers]\nbackend = \"postgres-log\"\npostgres_url = \"{url}\"\n{WEBHOOK_RETRY}\
+         [[observer]]\nname = \"orders\"\nentity = \"orders\"\n[[observer.webhook]]\nurl = \"{}\"\n\
+         body = {{ op = \"{{{{ _event }}}}\", row = \"{{{{ _json }}}}\", old = \"{{{{ _old }}}}\" }}\n\
+         [[observer]]\nname = \"shipped\"\nentity = \"orders\"\n\
+         condition = \"status.changed() && status == 'shipped'\"\n\
+         [[observer.webhook]]\nurl = \"{}\"\n",
+        receiver.url("/orders"),
+        receiver.url("/shipped")
+    ))
+    .await;
+    ready(&wasmhook.url("/readyz")).await;
+
+    // Written by psycopg, as a Python service would.
+    let py_url = url.clone();
+    tokio::task::spawn_blocking(move || {
+        python(
+            "import psycopg, sys\n\
+             with psycopg.connect(sys.argv[1]) as conn:\n\
+             \x20   with conn.cursor() as cur:\n\
+             \x20       cur.executemany('INSERT INTO orders (id, status, total) VALUES (%s, %s, %s)',\n\
+             \x20                       [(1, 'new', 10), (2, 'new', 20), (3, 'new', 30)])\n",
+            &[&py_url],
+        )
+    })
+    .await
+    .unwrap();
+    db.batch_execute(
+        "UPDATE orders SET status = 'shipped' WHERE id = 1;\
+         UPDATE orders SET total = 21 WHERE id = 2;\
+         UPDATE orders SET total = 11 WHERE id = 1;\
+         DELETE FROM orders WHERE id = 3;\
+         INSERT INTO users VALUES (1, 'ann')",
+    )
+    .await
+    .unwrap();
+    let got = receiver
+        .wait_until("every change", Duration::from_secs(60), |r| {
+            r.iter().filter(|r| r.path == "/orders").count() == 7
+        })
+        .await;
+    let mut ops: Vec<(String, i64)> = got
+        .iter()
+        .filter(|r| r.path == "/orders")
+        .map(|r| {
+            let body = r.json();
+            (
+                body["op"].as_str().unwrap().to_string(),
+                body["row"]["id"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    ops.sort();
+    let expected = [
+        ("DELETE", 3),
+        ("INSERT", 1),
+        ("INSERT", 2),
+        ("INSERT", 3),
+        ("UPDATE", 1),
+        ("UPDATE", 1),
+        ("UPDATE", 2),
+    ];
+    assert_eq!(
+        ops,
+        expected.map(|(op, id)| (op.to_string(), id)).to_vec(),
+        "{got:?}"
+    );
+    let body_of = |op: &str, total: i64| {
+        got.iter()
+            .map(Received::json)
+            .find(|b| b["op"] == op && (b["row"]["total"] == total))
+            .unwrap_or_else(|| panic!("no {op} with total {total}"))
+    };
+    let shipped = body_of("UPDATE", 10);
+    assert_eq!(shipped["row"]["status"], "shipped");
+    assert_eq!(shipped["old"]["status"], "new");
+    let deleted = body_of("DELETE", 30);
+    assert_eq!(deleted["old"]["id"], 3);
+    assert_eq!(body_of("INSERT", 20)["old"], serde_json::Value::Null);
+
+    // Only the change that made the status 'shipped' matched the condition.
+    receiver
+        .wait_until("the shipped webhook", Duration::from_secs(30), |r| {
+            r.iter().any(|r| r.path == "/shipped")
+        })
+        .await;
+    let shipped = receiver.on("/shipped");
+    assert_eq!(shipped.len(), 1, "{shipped:?}");
+    assert_eq!(
+        shipped[0].json(),
+        json!({"id": 1, "status": "shipped", "total": 10})
+    );
+    // Every row was marked done once stored.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count(
+        &db,
+        "SELECT count(*) FROM wasmhook.event_log WHERE delivered_at IS NULL",
+    )
+    .await
+        > 0
+    {
+        assert!(Instant::now() < deadline, "rows were never marked done");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Uninstalling one table stops recording it, and only it.
+    let out = pg_cli(
+        &["uninstall", "--dsn", &url, "--table", "orders"],
+        tmp.path(),
+    );
+    assert!(out.contains("trigger on orders: removed"), "{out}");
+    assert_eq!(triggers_on(&db, "orders").await, 0);
+    assert_eq!(triggers_on(&db, "users").await, 1);
+    let logged = "SELECT count(*) FROM wasmhook.event_log";
+    let before = count(&db, logged).await;
+    db.batch_execute("INSERT INTO orders VALUES (4, 'new', 40)")
+        .await
+        .unwrap();
+    assert_eq!(count(&db, logged).await, before);
+    let out = pg_cli(
+        &["uninstall", "--dsn", &url, "--table", "orders"],
+        tmp.path(),
+    );
+    assert!(out.contains("trigger on orders: none to remove"), "{out}");
+    wasmhook.stop().await;
+
+    // Everything else.
+    let out = pg_cli(&["uninstall", "--dsn", &url], tmp.path());
+    for line in [
+        "trigger on users: removed",
+        "trigger function: dropped",
+        "event log wasmhook.event_log: dropped",
+        "schema wasmhook: dropped",
+    ] {
+        assert!(out.contains(line), "{line:?} in {out}");
+    }
+    assert_eq!(triggers_on(&db, "users").await, 0);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM pg_namespace WHERE nspname = 'wasmhook'"
+        )
+        .await,
+        0
+    );
+    // The tables themselves are untouched.
+    assert_eq!(count(&db, "SELECT count(*) FROM orders").await, 3);
+}
+
+fn log_config(pg: &PgServer, port: u16, receiver: &TestReceiver, instance: &str) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\npath = \"db-{instance}\"\n\
+         [observers]\nbackend = \"postgres-log\"\npostgres_url = \"{}\"\nbatch_size = 50\n\
+         {WEBHOOK_RETRY}\
+         [[observer]]\nname = \"orders\"\nentity = \"orders\"\n[[observer.webhook]]\nurl = \"{}\"\nheaders = {{ X-Instance = \"{instance}\" }}\n",
+        pg.url(),
+        receiver.url("/orders")
+    )
+}
+
+/// A table `orders` recorded in the default event log.
+async fn orders_table(pg: &PgServer, cwd: &Path) -> tokio_postgres::Client {
+    let db = pg.client().await;
+    db.batch_execute("CREATE TABLE orders (id bigint PRIMARY KEY, status text NOT NULL)")
+        .await
+        .unwrap();
+    pg_cli(
+        &["install", "--dsn", &pg.url(), "--table", "orders"],
+        cwd,
+    );
+    db
+}
+
+/// Inserts `ids`, `per_transaction` rows per transaction.
+async fn insert(db: &tokio_postgres::Client, ids: std::ops::Range<i64>, per_transaction: i64) {
+    let mut from = ids.start;
+    while from < ids.end {
+        let to = (from + per_transaction).min(ids.end);
+        db.execute(
+            "INSERT INTO orders SELECT g, 'new' FROM generate_series($1::bigint, $2::bigint - 1) AS g",
+            &[&from, &to],
+        )
+        .await
+        .unwrap();
+        from = to;
+    }
+}
+
+async fn wait_until_all_done(db: &tokio_postgres::Client) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count(
+        db,
+        "SELECT count(*) FROM wasmhook.event_log WHERE delivered_at IS NULL",
+    )
+    .await
+        > 0
+    {
+        assert!(Instant::now() < deadline, "rows were never marked done");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn event_log_survives_kill_9_and_two_processes_share_it() {
+    const ROWS: i64 = 3000;
+    let tmp = tempfile::tempdir().unwrap();
+    let pg = PgServer::start().await;
+    let db = orders_table(&pg, tmp.path()).await;
+    let receiver = TestReceiver::start().await;
+    receiver.set_delay(Duration::from_millis(2));
+    insert(&db, 0..ROWS, 500).await;
+
+    // One process, killed three times while it works through the log.
+    let port = free_port();
+    let path = tmp.path().join("a.toml");
+    std::fs::write(&path, log_config(&pg, port, &receiver, "a")).unwrap();
+    for round in 0..3 {
+        let mut running = Running::start(&path, tmp.path(), port).await;
+        // Kill on progress, not after a fixed time: each kill lands with a
+        // known share done, however loaded the machine is.
+        let target = (round + 1) * ROWS / 4;
+        receiver
+            .wait_until("progress before the kill", Duration::from_secs(120), |r| {
+                delivered(r).len() as i64 >= target
+            })
+            .await;
+        running.kill9();
+        let done = delivered(&receiver.requests()).len();
+        eprintln!("postgres-log: after kill {}: {done} of {ROWS} rows delivered", round + 1);
+    }
+    assert!(
+        (delivered(&receiver.requests()).len() as i64) < ROWS,
+        "the kills must land mid-stream"
+    );
+
+    // Two processes on the same log finish the job and share the new rows.
+    let port_b = free_port();
+    let path_b = tmp.path().join("b.toml");
+    std::fs::write(&path_b, log_config(&pg, port_b, &receiver, "b")).unwrap();
+    let before = receiver.requests().len();
+    let _a = Running::start(&path, tmp.path(), port).await;
+    let _b = Running::start(&path_b, tmp.path(), port_b).await;
+    insert(&db, ROWS..ROWS + 2000, 50).await;
+    let got = receiver
+        .wait_until("every row", Duration::from_secs(180), |r| {
+            delivered(r).len() as i64 == ROWS + 2000
+        })
+        .await;
+    let duplicates: usize = delivered(&got).values().map(|n| n - 1).sum();
+    let by_instance = |name: &str| {
+        got[before..]
+            .iter()
+            .filter(|r| r.header("x-instance") == name && r.status == 200)
+            .count()
+    };
+    let (a, b) = (by_instance("a"), by_instance("b"));
+    eprintln!(
+        "postgres-log: {} rows, kill -9 x3, all delivered, {duplicates} duplicates; shared work a={a} b={b}",
+        ROWS + 2000
+    );
+    assert!(a > 0 && b > 0, "both processes took part: a={a} b={b}");
+    wait_until_all_done(&db).await;
+}
+
+#[tokio::test]
+async fn event_log_loses_nothing_when_postgres_restarts_mid_stream() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pg = PgServer::start().await;
+    let db = orders_table(&pg, tmp.path()).await;
+    let receiver = TestReceiver::start().await;
+    receiver.set_delay(Duration::from_millis(2));
+    let port = free_port();
+    let path = tmp.path().join("a.toml");
+    std::fs::write(&path, log_config(&pg, port, &receiver, "a")).unwrap();
+    let running = Running::start(&path, tmp.path(), port).await;
+    ready(&running.url("/readyz")).await;
+
+    insert(&db, 0..1000, 50).await;
+    drop(db);
+    receiver
+        .wait_until("progress", Duration::from_secs(60), |r| {
+            delivered(r).len() >= 100
+        })
+        .await;
+    pg.stop("fast").await;
+    // wasmhook notices and says so, without exiting.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = reqwest::get(running.url("/readyz")).await.unwrap().status();
+        if status == 503 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "/readyz kept saying ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    pg.start_again().await;
+    // It reconnects by itself.
+    ready(&running.url("/readyz")).await;
+    let db = pg.client().await;
+    insert(&db, 1000..2000, 50).await;
+    let got = receiver
+        .wait_until("every row", Duration::from_secs(120), |r| {
+            delivered(r).len() == 2000
+        })
+        .await;
+    let duplicates: usize = delivered(&got).values().map(|n| n - 1).sum();
+    eprintln!("postgres-log: restart of PostgreSQL mid-stream, 2000 rows delivered, {duplicates} duplicates");
+    wait_until_all_done(&db).await;
+}
