@@ -117,6 +117,8 @@ pub enum Failure<'a> {
     Unsendable,
     /// A plugin failed while building it.
     Plugin(&'a str),
+    /// Built-in encryption failed, or the body was over its size limit.
+    Payload,
 }
 
 impl Metrics {
@@ -252,6 +254,7 @@ impl Metrics {
             Failure::Transport => "transport".into(),
             Failure::Unsendable => "unsendable".into(),
             Failure::Plugin(_) => "plugin".into(),
+            Failure::Payload => "payload".into(),
         };
         self.inner
             .failure

@@ -15,7 +15,7 @@ use tracing::{debug, warn};
 use crate::delivery::dispatcher::Schedule;
 use crate::dlq::Filter;
 use crate::event::Event;
-use crate::metrics::Metrics;
+use crate::metrics::{Failure, Metrics};
 use crate::observer::{self, Observer};
 use crate::outbox::{now_ms, Delivery, Store, StoreError};
 use crate::payload;
@@ -142,7 +142,7 @@ impl Pipeline {
             let mut created = Vec::new();
             for matched in observer::matches(&self.observers, event, &self.plugins) {
                 let built = match &matched.failed {
-                    Some(e) => Err(e.clone()),
+                    Some(e) => Err(payload::BuildError::Plugin(e.clone())),
                     None => payload::build(&matched, event, &self.plugins),
                 };
                 let mut delivery = Delivery {
@@ -170,12 +170,17 @@ impl Pipeline {
                         deliveries.push(delivery);
                     }
                     Err(e) => {
+                        let reason = e.to_string();
+                        let failure = match &e {
+                            payload::BuildError::Plugin(_) => Failure::Plugin(&reason),
+                            _ => Failure::Payload,
+                        };
                         self.metrics.failure(
                             &matched.observer.name,
                             &matched.webhook.name,
-                            crate::metrics::Failure::Plugin(&e.to_string()),
+                            failure,
                         );
-                        warn!(observer = %delivery.observer, delivery = %delivery.id, error = %e, "plugin failed; delivery moved to the DLQ");
+                        warn!(observer = %delivery.observer, delivery = %delivery.id, error = %e, "cannot build the request; delivery moved to the DLQ");
                         dead.push((delivery, e.to_string()));
                     }
                 }

@@ -161,6 +161,107 @@ async fn retry_after_on_429_and_503_is_honoured_up_to_max_delay() {
 }
 
 #[tokio::test]
+async fn built_in_field_encryption_round_trips_through_wasmhook_decrypt() {
+    const KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    let receiver = TestReceiver::start().await;
+    let wasmhook = InProcess::start(&format!(
+        "[[observer]]\nname = \"users\"\nentity = \"user\"\n[[observer.webhook]]\nurl = \"{}\"\n\
+         body = {{ id = \"{{{{ id }}}}\", email = \"{{{{ email }}}}\", ssn = \"{{{{ ssn }}}}\" }}\n\
+         encryption = {{ algorithm = \"AES-256-GCM\", key = \"{KEY}\", fields = [\"email\", \"ssn\"] }}\n",
+        receiver.url("/users")
+    ))
+    .await;
+    let row = json!({"id": 1, "email": "ada@example.com", "ssn": "123-45-6789"});
+    wasmhook
+        .post_events(json!({"entity": "user", "op": "INSERT", "data": row}).to_string())
+        .await;
+    let got = receiver
+        .wait_until("an encrypted user", Duration::from_secs(10), |r| {
+            r.len() == 1
+        })
+        .await;
+    let sent = got[0].json();
+    assert_eq!(sent["id"], 1);
+    assert!(
+        sent["email"].as_str().unwrap().starts_with("wh1:"),
+        "{sent}"
+    );
+    assert!(!String::from_utf8_lossy(&got[0].body).contains("123-45"));
+
+    // What a receiver runs: the real binary, the body on stdin.
+    let mut child = std::process::Command::new(crate::utils::binary())
+        .args(["decrypt", "--key", KEY, "--fields", "email,ssn"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(&got[0].body).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let opened: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(opened, row);
+
+    // A wrong key is a clear error, never garbage.
+    let wrong = "ff112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    let path = wasmhook.dir.path().join("body.json");
+    std::fs::write(&path, &got[0].body).unwrap();
+    let (code, _, err) = crate::utils::wasmhook(
+        &[
+            "decrypt",
+            "--key",
+            wrong,
+            "--fields",
+            "email",
+            path.to_str().unwrap(),
+        ],
+        wasmhook.dir.path(),
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("field `email`: authentication failed"),
+        "{err}"
+    );
+    wasmhook.stop().await;
+}
+
+#[tokio::test]
+async fn an_oversized_body_goes_to_the_dlq_with_the_reason() {
+    let receiver = TestReceiver::start().await;
+    let wasmhook = InProcess::start(&format!(
+        "[webhooks]\nmax_payload_bytes = 100000\n\
+         [[observer]]\nname = \"orders\"\nentity = \"order\"\n\
+         [[observer.webhook]]\nurl = \"{}\"\nmax_payload_bytes = 64\n\
+         [[observer.webhook]]\nurl = \"{}\"\n",
+        receiver.url("/small"),
+        receiver.url("/default")
+    ))
+    .await;
+    let big = "x".repeat(200);
+    wasmhook
+        .post_events(fraiseql_order("created", json!({"id": 1, "note": big}), None).to_string())
+        .await;
+    let got = receiver
+        .wait_until("the default-limit webhook", Duration::from_secs(10), |r| {
+            !r.is_empty()
+        })
+        .await;
+    assert_eq!(got[0].path, "/default");
+    let dlq = wasmhook.get_json("/admin/dlq").await;
+    let entries = dlq.as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{dlq}");
+    let reason = entries[0]["reason"].as_str().unwrap();
+    assert!(reason.contains("over max_payload_bytes (64)"), "{reason}");
+    assert!(receiver.on("/small").is_empty());
+    wasmhook.stop().await;
+}
+
+#[tokio::test]
 async fn sha512_signatures() {
     let receiver = TestReceiver::start().await;
     let signing = "[webhooks.signing]\nsecret = \"k\"\nalgorithm = \"sha512\"";

@@ -212,6 +212,17 @@ async fn encryption_plugin_encrypts_fields_and_round_trips() {
         serde_json::from_slice::<serde_json::Value>(&plain).unwrap(),
         row
     );
+    // The built-in encryption writes and opens the same envelope.
+    let builtin = wasmhook::payload::encrypt::FieldCipher::new(
+        &key_bytes,
+        vec!["email".into(), "ssn".into()],
+    )
+    .unwrap();
+    let opened = builtin.open(&got[0].body).unwrap();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&opened).unwrap(),
+        row
+    );
     // A wrong key is the plugin's error, never garbage.
     let wrong = plugins
         .decrypt("aes", &got[0].body, &[7u8; 32])

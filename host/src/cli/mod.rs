@@ -2,6 +2,7 @@
 //! (anyhow with context) and exit codes. `main.rs` only calls [`main`].
 
 mod access;
+mod decrypt;
 mod dlq;
 mod pg;
 mod plugin;
@@ -59,6 +60,8 @@ enum Command {
         #[command(subcommand)]
         command: plugin::PluginCommand,
     },
+    /// Decrypt the encrypted fields of a webhook body (for receivers).
+    Decrypt(decrypt::DecryptArgs),
     /// Install or remove the PostgreSQL event log and triggers (`postgres-log`).
     Pg {
         #[command(subcommand)]
@@ -132,6 +135,7 @@ fn execute(cli: Cli) -> Result<ExitCode> {
             let config = load(&config.path)?;
             runtime.block_on(dlq::execute(&config, command))
         }
+        Command::Decrypt(args) => decrypt::execute(args),
         Command::Pg { command } => runtime.block_on(pg::execute(command)),
     }
 }

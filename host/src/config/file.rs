@@ -75,6 +75,7 @@ pub(super) struct ObserversSection {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct WebhooksSection {
+    pub max_payload_bytes: Option<usize>,
     pub connect_timeout_ms: Option<u64>,
     pub request_timeout_ms: Option<u64>,
     pub max_concurrent: Option<usize>,
@@ -206,12 +207,16 @@ pub(super) struct WebhookSection {
     pub body_template: Option<String>,
     pub transform: Option<String>,
     pub encryption: Option<EncryptionSection>,
+    pub max_payload_bytes: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct EncryptionSection {
+    pub enabled: Option<bool>,
     pub plugin: Option<String>,
+    pub algorithm: Option<String>,
+    pub fields: Option<Vec<String>>,
     pub key: String,
 }
 

@@ -436,6 +436,14 @@ fn resolve(
             any_operation,
         )?);
     }
+    let max_payload_bytes = positive(
+        raw.webhooks.max_payload_bytes,
+        10 * 1024 * 1024,
+        "webhooks.max_payload_bytes",
+    )?;
+    for webhook in observers.iter_mut().flat_map(|o| o.webhooks.iter_mut()) {
+        webhook.max_payload_bytes.get_or_insert(max_payload_bytes);
+    }
     Ok(Config {
         file: path.to_path_buf(),
         server,
@@ -987,26 +995,19 @@ fn resolve_webhook(
         ),
     };
     let encryption = match raw.encryption {
-        None => None,
-        Some(section) => {
-            let ekey = format!("{key}.encryption");
-            let Some(plugin) = section.plugin else {
-                return Err(invalid(
-                    format!("{ekey}.plugin"),
-                    "name the encryption plugin: plugin = \"NAME\"",
-                ));
-            };
-            refs.push(PluginRef {
-                key: format!("{ekey}.plugin"),
-                name: plugin.clone(),
-                role: Role::Encryption,
-            });
-            Some(Encryption::Plugin {
-                name: plugin,
-                key: decode_key(&section.key, &format!("{ekey}.key"))?,
-            })
-        }
+        Some(section) if section.enabled != Some(false) => Some(resolve_encryption(
+            section,
+            &format!("{key}.encryption"),
+            refs,
+        )?),
+        _ => None,
     };
+    if raw.max_payload_bytes == Some(0) {
+        return Err(invalid(
+            format!("{key}.max_payload_bytes"),
+            "must be greater than 0",
+        ));
+    }
     let index = key
         .rsplit_once('[')
         .map_or("0", |(_, i)| i.trim_end_matches(']'));
@@ -1019,7 +1020,57 @@ fn resolve_webhook(
         body,
         transform,
         encryption,
+        max_payload_bytes: raw.max_payload_bytes,
     })
+}
+
+/// `encryption = { plugin = "NAME", key }` or the built-in
+/// `{ algorithm = "AES-256-GCM", key, fields = [..] }`.
+fn resolve_encryption(
+    section: file::EncryptionSection,
+    ekey: &str,
+    refs: &mut Vec<PluginRef>,
+) -> Result<Encryption, ConfigError> {
+    let key = decode_key(&section.key, &format!("{ekey}.key"))?;
+    match (section.plugin, section.algorithm) {
+        (Some(_), Some(_)) => Err(invalid(
+            ekey,
+            "set plugin or algorithm, not both (the plugin does its own encryption)",
+        )),
+        (Some(plugin), None) => {
+            if section.fields.is_some() {
+                return Err(invalid(
+                    format!("{ekey}.fields"),
+                    "the plugin takes its fields from its own NAME.toml config",
+                ));
+            }
+            refs.push(PluginRef {
+                key: format!("{ekey}.plugin"),
+                name: plugin.clone(),
+                role: Role::Encryption,
+            });
+            Ok(Encryption::Plugin { name: plugin, key })
+        }
+        (None, algorithm) => {
+            let algorithm = algorithm.unwrap_or_else(|| "AES-256-GCM".into());
+            if !algorithm.eq_ignore_ascii_case("AES-256-GCM") {
+                return Err(invalid(
+                    format!("{ekey}.algorithm"),
+                    format!("{algorithm:?} is not \"AES-256-GCM\" (or use plugin = \"NAME\")"),
+                ));
+            }
+            let fields = section.fields.unwrap_or_default();
+            if fields.is_empty() || fields.iter().any(|f| f.trim().is_empty()) {
+                return Err(invalid(
+                    format!("{ekey}.fields"),
+                    "name the body fields to encrypt, e.g. fields = [\"email\", \"ssn\"]",
+                ));
+            }
+            crate::payload::encrypt::FieldCipher::new(&key, fields)
+                .map(|cipher| Encryption::Fields(Box::new(cipher)))
+                .map_err(|e| invalid(format!("{ekey}.key"), e.to_string()))
+        }
+    }
 }
 
 #[cfg(test)]

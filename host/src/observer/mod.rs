@@ -74,6 +74,9 @@ pub struct Webhook {
     pub transform: Option<String>,
     /// Encryption of the final body.
     pub encryption: Option<Encryption>,
+    /// A larger rendered body goes to the DLQ (`[webhooks]` default, or
+    /// this webhook's own).
+    pub max_payload_bytes: Option<usize>,
 }
 
 /// A webhook an event must be delivered to.
@@ -150,6 +153,7 @@ mod tests {
             body: BodySpec::Entity,
             transform: None,
             encryption: None,
+            max_payload_bytes: None,
         }
     }
 

@@ -2,8 +2,10 @@
 //! out ([`Payload`]). Rendering happens once, when the event is accepted, so
 //! every retry sends the same bytes and the DLQ shows exactly what was sent.
 //!
-//! Order: template (or the row as JSON) -> transform plugin -> encryption.
+//! Order: template (or the row as JSON) -> transform plugin -> encryption
+//! -> size limit.
 
+pub mod encrypt;
 pub mod template;
 
 use serde::{Deserialize, Serialize};
@@ -34,6 +36,28 @@ pub enum Encryption {
         /// Key bytes.
         key: Vec<u8>,
     },
+    /// The built-in AES-256-GCM field encryption (boxed: the expanded AES
+    /// key schedule is large).
+    Fields(Box<encrypt::FieldCipher>),
+}
+
+/// Why a request could not be built; the delivery goes to the DLQ with it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BuildError {
+    /// A transform or encryption plugin failed.
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    /// Built-in encryption failed.
+    #[error("encryption: {0}")]
+    Encrypt(#[from] encrypt::EncryptError),
+    /// The body is over the webhook's `max_payload_bytes`.
+    #[error("the rendered body is {size} bytes, over max_payload_bytes ({limit})")]
+    TooLarge {
+        /// Body size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
 }
 
 impl std::fmt::Debug for Encryption {
@@ -44,6 +68,7 @@ impl std::fmt::Debug for Encryption {
                 .debug_struct("Plugin")
                 .field("name", name)
                 .finish_non_exhaustive(),
+            Encryption::Fields(cipher) => cipher.fmt(f),
         }
     }
 }
@@ -66,11 +91,7 @@ pub struct Payload {
 }
 
 /// Renders the request for one matched webhook.
-pub fn build(
-    matched: &Match<'_>,
-    event: &Event,
-    plugins: &Plugins,
-) -> Result<Payload, PluginError> {
+pub fn build(matched: &Match<'_>, event: &Event, plugins: &Plugins) -> Result<Payload, BuildError> {
     let webhook = matched.webhook;
     let mut body = Vec::with_capacity(256);
     match &webhook.body {
@@ -92,8 +113,18 @@ pub fn build(
         headers.extend(out.headers);
         content_type = out.content_type;
     }
-    if let Some(Encryption::Plugin { name, key }) = &webhook.encryption {
-        body = plugins.encrypt(name, &body, key)?;
+    match &webhook.encryption {
+        Some(Encryption::Plugin { name, key }) => body = plugins.encrypt(name, &body, key)?,
+        Some(Encryption::Fields(cipher)) => body = cipher.seal(&body)?,
+        None => {}
+    }
+    if let Some(limit) = webhook.max_payload_bytes {
+        if body.len() > limit {
+            return Err(BuildError::TooLarge {
+                size: body.len(),
+                limit,
+            });
+        }
     }
     Ok(Payload {
         method: webhook.method.clone(),
