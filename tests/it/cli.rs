@@ -66,6 +66,7 @@ async fn dlq_commands_work_while_running_and_after() {
         "wasmhook.toml",
         &format!(
             "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_token = \"adm\"\n[storage]\npath = \"db\"\n\
+             [webhooks]\nallowed_networks = [\"127.0.0.0/8\"]\n\
              [webhooks.retry]\nmax_attempts = 2\ninitial_delay = \"20ms\"\n\
              [[observer]]\nname = \"orders\"\nentity = \"order\"\n[[observer.webhook]]\nurl = \"{}\"\n\
              [[observer]]\nname = \"users\"\nentity = \"user\"\n[[observer.webhook]]\nurl = \"{}\"\n",

@@ -21,7 +21,7 @@ async fn kill_9_during_delivery_then_restart_delivers_every_accepted_event() {
     std::fs::write(
         &config,
         format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\npath = \"db\"\n[webhooks]\nmax_concurrent = 4\n\
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\npath = \"db\"\n[webhooks]\nallowed_networks = [\"127.0.0.0/8\"]\nmax_concurrent = 4\n\
              [webhooks.retry]\nmax_attempts = 50\ninitial_delay = \"10ms\"\nmax_delay = \"100ms\"\n\
              [[observer]]\nname = \"orders\"\nentity = \"order\"\n[[observer.webhook]]\nurl = \"{}\"\n",
             receiver.url("/orders")
@@ -94,7 +94,7 @@ async fn sigterm_finishes_in_flight_up_to_the_deadline_exits_0_and_the_rest_resu
         &config,
         format!(
             "[server]\nlisten = \"127.0.0.1:{port}\"\nshutdown_timeout = \"1s\"\n[storage]\npath = \"db\"\n\
-             [webhooks]\nmax_concurrent = 2\n\
+             [webhooks]\nallowed_networks = [\"127.0.0.0/8\"]\nmax_concurrent = 2\n\
              [[observer]]\nname = \"orders\"\nentity = \"order\"\n[[observer.webhook]]\nurl = \"{}\"\n",
             receiver.url("/orders")
         ),

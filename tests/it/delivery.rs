@@ -437,3 +437,98 @@ impl InProcess {
         self.get_json("/admin/dlq").await
     }
 }
+
+#[tokio::test]
+async fn the_ssrf_guard_refuses_every_blocked_class_and_redirects_into_them() {
+    let receiver = TestReceiver::start().await;
+    let port = receiver.addr.port();
+    let targets = [
+        (format!("http://127.0.0.1:{port}/loopback"), "loopback"),
+        (format!("http://localhost:{port}/by-name"), "loopback"),
+        (format!("http://[::1]:{port}/v6"), "loopback"),
+        ("http://10.0.0.1/private".to_string(), "private"),
+        ("http://192.168.1.1/private".to_string(), "private"),
+        (
+            "http://169.254.169.254/latest/meta-data".to_string(),
+            "link-local",
+        ),
+        ("http://100.64.0.1/cgnat".to_string(), "CGNAT"),
+        ("http://224.0.0.1/multicast".to_string(), "multicast"),
+        ("http://[::ffff:127.0.0.1]:1/mapped".to_string(), "loopback"),
+    ];
+    let webhooks: String = targets
+        .iter()
+        .map(|(url, _)| format!("[[observer.webhook]]\nurl = \"{url}\"\n"))
+        .collect();
+    // An allowance elsewhere opens nothing here.
+    let wasmhook = InProcess::start(&format!(
+        "[webhooks]\nallowed_networks = [\"10.99.0.0/16\"]\n\
+         [webhooks.retry]\nmax_attempts = 5\ninitial_delay = \"10ms\"\n\
+         [[observer]]\nname = \"o\"\nentity = \"order\"\n{webhooks}"
+    ))
+    .await;
+    wasmhook
+        .post_events(fraiseql_order("created", json!({"id": 1}), None).to_string())
+        .await;
+    let mut dlq = serde_json::Value::Null;
+    for _ in 0..200 {
+        dlq = wasmhook.get_json("/admin/dlq").await;
+        if dlq.as_array().unwrap().len() == targets.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let entries = dlq.as_array().unwrap();
+    assert_eq!(entries.len(), targets.len(), "{dlq}");
+    for (url, class) in &targets {
+        let entry = entries
+            .iter()
+            .find(|e| e["url"] == url.as_str())
+            .unwrap_or_else(|| panic!("no DLQ entry for {url}: {dlq}"));
+        let reason = entry["reason"].as_str().unwrap();
+        assert!(
+            reason.contains(&format!("is a {class} address")),
+            "{url}: {reason}"
+        );
+        // Refused for good: one attempt, no retries.
+        assert_eq!(entry["attempts"], 1, "{url}: {entry}");
+    }
+    assert!(receiver.requests().is_empty(), "nothing reached loopback");
+    wasmhook.stop().await;
+
+    // Redirects: followed only when enabled, and each hop is checked.
+    let redirector = axum::Router::new().fallback(|| async {
+        (
+            axum::http::StatusCode::TEMPORARY_REDIRECT,
+            [(
+                axum::http::header::LOCATION,
+                "http://169.254.169.254/latest",
+            )],
+        )
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let redirector_url = format!("http://{}/hop", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, redirector).await });
+    let wasmhook = InProcess::start(&format!(
+        "[webhooks]\nallowed_networks = [\"127.0.0.0/8\"]\nfollow_redirects = 2\n\
+         [[observer]]\nname = \"o\"\nentity = \"order\"\n[[observer.webhook]]\nurl = \"{redirector_url}\"\n"
+    ))
+    .await;
+    wasmhook
+        .post_events(fraiseql_order("created", json!({"id": 2}), None).to_string())
+        .await;
+    let mut reason = String::new();
+    for _ in 0..200 {
+        let dlq = wasmhook.get_json("/admin/dlq").await;
+        if let Some(r) = dlq[0]["reason"].as_str() {
+            reason = r.to_string();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        reason.contains("169.254.169.254 is a link-local address"),
+        "{reason}"
+    );
+    wasmhook.stop().await;
+}

@@ -12,7 +12,7 @@ fn config(nats: &NatsServer, port: u16, receiver: &TestReceiver, instance: &str)
     format!(
         "[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\npath = \"db-{instance}\"\n\
          [observers]\nbackend = \"jetstream\"\nnats_url = \"{}\"\nstream = \"ORDERS\"\nconsumer = \"wasmhook\"\nack_wait_ms = 2000\n\
-         [webhooks]\nmax_concurrent = 8\n[webhooks.retry]\ninitial_delay = \"10ms\"\nmax_attempts = 50\nmax_delay = \"100ms\"\n\
+         [webhooks]\nallowed_networks = [\"127.0.0.0/8\"]\nmax_concurrent = 8\n[webhooks.retry]\ninitial_delay = \"10ms\"\nmax_attempts = 50\nmax_delay = \"100ms\"\n\
          [[observer]]\nname = \"orders\"\nentity = \"order\"\n[[observer.webhook]]\nurl = \"{}\"\nheaders = {{ X-Instance = \"{instance}\" }}\n",
         nats.url(),
         receiver.url("/orders")

@@ -20,7 +20,7 @@ fn delivered(requests: &[crate::utils::Received]) -> HashMap<i64, usize> {
     counts
 }
 
-const WEBHOOK_RETRY: &str = "[webhooks]\nmax_concurrent = 8\n[webhooks.retry]\ninitial_delay = \"10ms\"\nmax_attempts = 50\nmax_delay = \"100ms\"\n";
+const WEBHOOK_RETRY: &str = "[webhooks]\nallowed_networks = [\"127.0.0.0/8\"]\nmax_concurrent = 8\n[webhooks.retry]\ninitial_delay = \"10ms\"\nmax_attempts = 50\nmax_delay = \"100ms\"\n";
 
 #[tokio::test]
 async fn pub_sub_messages_from_redis_py_become_webhooks() {

@@ -202,6 +202,13 @@ impl InProcess {
             std::env::var(name).ok()
         })
         .unwrap_or_else(|e| panic!("test config: {e}"));
+        let mut config = config;
+        // Receivers here are on loopback, which the SSRF guard refuses by
+        // default: tests allow it explicitly, unless one tests the guard.
+        if !text.contains("allowed_networks") {
+            config.http.allowed_networks =
+                vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()];
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();

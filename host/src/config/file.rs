@@ -76,6 +76,8 @@ pub(super) struct ObserversSection {
 #[serde(deny_unknown_fields)]
 pub(super) struct WebhooksSection {
     pub max_payload_bytes: Option<usize>,
+    pub allowed_networks: Option<Vec<String>>,
+    pub follow_redirects: Option<usize>,
     pub connect_timeout_ms: Option<u64>,
     pub request_timeout_ms: Option<u64>,
     pub max_concurrent: Option<usize>,

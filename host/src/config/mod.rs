@@ -83,6 +83,11 @@ pub struct HttpConfig {
     pub request_timeout: Duration,
     /// Deliveries in flight at once.
     pub max_concurrent: usize,
+    /// Non-public networks deliveries may reach anyway (the SSRF guard
+    /// refuses loopback, private, link-local, CGNAT and multicast otherwise).
+    pub allowed_networks: Vec<ipnet::IpNet>,
+    /// Redirect hops followed; 0 follows none.
+    pub follow_redirects: usize,
 }
 
 /// How long and how much the DLQ keeps.
@@ -314,6 +319,8 @@ fn resolve(
             "webhooks.request_timeout_ms",
         )?),
         max_concurrent: positive(raw.webhooks.max_concurrent, 100, "webhooks.max_concurrent")?,
+        allowed_networks: allowed_networks(raw.webhooks.allowed_networks.as_deref())?,
+        follow_redirects: raw.webhooks.follow_redirects.unwrap_or(0),
     };
     let signer = resolve_signing(raw.webhooks.signing)?;
     let retry = resolve_retry(
@@ -461,6 +468,25 @@ fn resolve(
         nats_url,
         observers,
     })
+}
+
+/// `["127.0.0.0/8", "10.1.2.3", "::1"]`: networks, or single addresses.
+fn allowed_networks(raw: Option<&[String]>) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    let mut networks = Vec::new();
+    for (i, text) in raw.unwrap_or_default().iter().enumerate() {
+        let text = text.trim();
+        let network = text
+            .parse::<ipnet::IpNet>()
+            .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+            .map_err(|_| {
+                invalid(
+                    format!("webhooks.allowed_networks[{i}]"),
+                    format!("{text:?} is not a network like \"127.0.0.0/8\" or an address"),
+                )
+            })?;
+        networks.push(network);
+    }
+    Ok(networks)
 }
 
 fn positive<T: PartialOrd + Default>(

@@ -5,6 +5,7 @@
 //! after an attempt. This module only knows how to make one attempt.
 
 pub mod dispatcher;
+pub mod guard;
 pub mod retry;
 pub mod switches;
 
@@ -29,6 +30,7 @@ const ERROR_BODY_PREFIX: usize = 512;
 pub struct Sender {
     client: reqwest::Client,
     signer: Option<Signer>,
+    guard: guard::Guard,
 }
 
 /// Why the HTTP client could not be built.
@@ -37,21 +39,43 @@ pub struct Sender {
 pub struct ClientError(#[from] reqwest::Error);
 
 impl Sender {
-    /// Builds the client. Redirects are not followed (a moved webhook should be
-    /// updated, and following would re-send signed bodies to a third party);
-    /// proxies from the environment are ignored so deliveries go where the
-    /// config says.
+    /// Builds the client. Redirects are not followed unless
+    /// `follow_redirects` allows some (a moved webhook should be updated, and
+    /// following re-sends signed bodies elsewhere); every hop passes the SSRF
+    /// guard. Proxies from the environment are ignored so deliveries go where
+    /// the config says.
     pub fn new(http: &HttpConfig, signer: Option<Signer>) -> Result<Sender, ClientError> {
+        let guard = guard::Guard::new(http.allowed_networks.clone());
+        let redirects = match http.follow_redirects {
+            0 => reqwest::redirect::Policy::none(),
+            hops => {
+                let guard = guard.clone();
+                reqwest::redirect::Policy::custom(move |attempt| {
+                    if attempt.previous().len() > hops {
+                        attempt.error(format!("more than {hops} redirects"))
+                    } else if let Err(blocked) = guard.check_url(attempt.url()) {
+                        attempt.error(blocked)
+                    } else {
+                        attempt.follow()
+                    }
+                })
+            }
+        };
         let client = reqwest::Client::builder()
             .connect_timeout(http.connect_timeout)
             .timeout(http.request_timeout)
-            .redirect(reqwest::redirect::Policy::none())
+            .redirect(redirects)
+            .dns_resolver(std::sync::Arc::new(guard.clone()))
             .no_proxy()
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(http.max_concurrent)
             .tcp_nodelay(true)
             .build()?;
-        Ok(Sender { client, signer })
+        Ok(Sender {
+            client,
+            signer,
+            guard,
+        })
     }
 
     /// Signs and sends one attempt of `delivery`'s `payload`; also returns
@@ -89,9 +113,14 @@ impl Sender {
     async fn send(&self, delivery_id: &str, payload: &Payload) -> Result<Answer, SendError> {
         let method = reqwest::Method::from_bytes(payload.method.as_bytes())
             .map_err(|_| SendError::Unsendable(format!("invalid method {:?}", payload.method)))?;
+        let url = reqwest::Url::parse(&payload.url)
+            .map_err(|e| SendError::Unsendable(format!("invalid URL: {e}")))?;
+        self.guard
+            .check_url(&url)
+            .map_err(|blocked| SendError::Unsendable(blocked.to_string()))?;
         let mut request = self
             .client
-            .request(method, &payload.url)
+            .request(method, url)
             .header(
                 CONTENT_TYPE,
                 payload
@@ -194,10 +223,14 @@ fn classify(error: &reqwest::Error) -> SendError {
     } else {
         "transport error"
     };
-    // The source chain carries the useful part ("Connection refused").
+    // The source chain carries the useful part ("Connection refused"). A
+    // destination refused by the guard is refused for good: no retries.
     let mut detail = String::new();
     let mut source = std::error::Error::source(error);
     while let Some(inner) = source {
+        if let Some(blocked) = inner.downcast_ref::<guard::Blocked>() {
+            return SendError::Unsendable(blocked.to_string());
+        }
         detail = inner.to_string();
         source = inner.source();
     }
