@@ -3,7 +3,8 @@
 //! The data flow, one module per stage: [`source`] -> [`observer`] ->
 //! [`payload`] -> [`outbox`] -> [`delivery`] (with [`signing`] and the retry
 //! policy) -> [`dlq`]; [`pipeline`] wires them and [`server`] carries the HTTP
-//! routes. See ARCHITECTURE.md.
+//! routes. [`schedule`] is a second way in: cron runs instead of bus events.
+//! See ARCHITECTURE.md.
 
 #![warn(missing_docs, unreachable_pub)]
 
@@ -19,6 +20,7 @@ pub mod outbox;
 pub mod payload;
 pub mod pipeline;
 pub mod plugin;
+pub mod schedule;
 pub mod server;
 pub mod signing;
 pub mod source;
@@ -101,6 +103,7 @@ pub async fn run(
         plugins: plugins.clone(),
         default_retry: config.retry.clone(),
         max_concurrent: config.http.max_concurrent,
+        controls: config.controls.clone(),
         metrics: metrics.clone(),
         switches: switches.clone(),
     });
@@ -125,6 +128,12 @@ pub async fn run(
         .then(|| plugins.watch(config.plugins.watch_interval, stop_rx.clone()));
     let dispatching =
         tokio::spawn(dispatcher.run(resumed, stop_rx.clone(), config.server.shutdown_timeout));
+    let scheduling = schedule::spawn(
+        config.schedules.clone(),
+        pipeline.clone(),
+        &store,
+        stop_rx.clone(),
+    )?;
     let connected = source::Connected::new(config.source == SourceConfig::Http);
     let source = source::spawn(
         &config.source,
@@ -197,6 +206,9 @@ pub async fn run(
         if let Err(e) = source.await {
             error!(error = %e, "source task failed");
         }
+    }
+    if let Some(scheduling) = scheduling {
+        let _ = scheduling.await;
     }
     let _ = purging.await;
     let _ = retention.await;

@@ -32,6 +32,12 @@ struct IncomingLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BreakerLabels {
+    destination: String,
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PluginLabels {
     plugin: String,
     result: String,
@@ -60,6 +66,7 @@ struct Inner {
     dlq_size: Gauge,
     outbox_size: Gauge,
     source_lag: Gauge,
+    breaker: Family<BreakerLabels, Counter>,
     incoming: Family<IncomingLabels, Counter>,
     plugin_calls: Family<PluginLabels, Counter>,
     plugin_latency: Family<PluginName, Histogram, fn() -> Histogram>,
@@ -135,6 +142,7 @@ impl Metrics {
         let dlq_size = Gauge::default();
         let outbox_size = Gauge::default();
         let source_lag = Gauge::default();
+        let breaker = Family::<BreakerLabels, Counter>::default();
         let incoming = Family::<IncomingLabels, Counter>::default();
         let plugin_calls = Family::<PluginLabels, Counter>::default();
         let plugin_latency =
@@ -179,6 +187,11 @@ impl Metrics {
             source_lag.clone(),
         );
         registry.register(
+            "circuit_breaker",
+            "Circuit breaker transitions, by destination (host:port or webhook) and new state",
+            breaker.clone(),
+        );
+        registry.register(
             "incoming",
             "Incoming webhook requests, by result",
             incoming.clone(),
@@ -204,6 +217,7 @@ impl Metrics {
                 dlq_size,
                 outbox_size,
                 source_lag,
+                breaker,
                 incoming,
                 plugin_calls,
                 plugin_latency,
@@ -315,6 +329,17 @@ impl Metrics {
                 plugin: plugin.to_string(),
             })
             .observe(took.as_secs_f64() * 1000.0);
+    }
+
+    /// Records a circuit breaker opening or closing.
+    pub fn breaker(&self, destination: &str, opened: bool) {
+        self.inner
+            .breaker
+            .get_or_create(&BreakerLabels {
+                destination: destination.to_string(),
+                state: if opened { "open" } else { "closed" }.to_string(),
+            })
+            .inc();
     }
 
     /// Records how far the durable source is behind, as the bus reports it.

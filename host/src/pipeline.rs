@@ -4,7 +4,8 @@
 //! (durable) -> dispatcher -> signing -> delivery -> retry -> DLQ
 //!
 //! Sources hand documents to [`Pipeline::ingest`]; once it returns `Ok`, the
-//! events' deliveries are on disk and the source may acknowledge them.
+//! events' deliveries are on disk and the source may acknowledge them. The
+//! scheduler (`schedule`) hands its runs to [`Pipeline::accept_scheduled`].
 
 use std::sync::Arc;
 
@@ -134,13 +135,45 @@ impl Pipeline {
     /// A delivery whose condition or payload plugin fails is stored straight
     /// in the DLQ with the reason.
     pub async fn accept(&self, events: &[Event]) -> Result<Vec<Routed>, StoreError> {
+        self.store_matches(events, |event| {
+            observer::matches(&self.observers, event, &self.plugins)
+        })
+        .await
+    }
+
+    /// Accepts one run of a schedule for its own observer, which no bus
+    /// event can select; returns the number of deliveries stored.
+    pub async fn accept_scheduled(
+        &self,
+        observer: &str,
+        event: Event,
+    ) -> Result<usize, StoreError> {
+        let Some(observer) = self.observers.iter().find(|o| o.name == observer) else {
+            warn!(observer, event = %event.id, "no such scheduled observer; run dropped");
+            return Ok(0);
+        };
+        let routed = self
+            .store_matches(std::slice::from_ref(&event), |event| {
+                observer::scheduled(observer, event, &self.plugins)
+            })
+            .await?;
+        Ok(routed.iter().map(|r| r.deliveries.len()).sum())
+    }
+
+    /// Renders and stores what `select` matched for each event (see
+    /// [`Pipeline::accept`]).
+    async fn store_matches<'a>(
+        &'a self,
+        events: &[Event],
+        select: impl Fn(&Event) -> Vec<observer::Match<'a>>,
+    ) -> Result<Vec<Routed>, StoreError> {
         let accepted_ms = now_ms();
         let mut routed = Vec::with_capacity(events.len());
         let mut deliveries = Vec::new();
         let mut dead = Vec::new();
         for event in events {
             let mut created = Vec::new();
-            for matched in observer::matches(&self.observers, event, &self.plugins) {
+            for matched in select(event) {
                 let built = match &matched.failed {
                     Some(e) => Err(payload::BuildError::Plugin(e.clone())),
                     None => payload::build(&matched, event, &self.plugins),

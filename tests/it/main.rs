@@ -2,6 +2,7 @@
 //! receivers on loopback, a real nats-server.
 
 mod cli;
+mod controls;
 mod crash;
 mod delivery;
 mod incoming;
@@ -12,4 +13,5 @@ mod ops;
 mod plugins;
 mod postgres;
 mod redis;
+mod schedule;
 mod utils;

@@ -50,6 +50,8 @@ struct ReceiverState {
     path_delay: Mutex<Option<(String, Duration)>>,
     /// `Retry-After` sent with every non-2xx answer.
     retry_after: Mutex<Option<String>>,
+    /// Bodies containing this text are answered with this status.
+    answer_when: Mutex<Option<(String, u16)>>,
 }
 
 /// A real HTTP server on 127.0.0.1 that records every request and answers
@@ -84,6 +86,11 @@ impl TestReceiver {
 
     pub fn set_status(&self, status: u16) {
         *self.state.default_status.lock().unwrap() = status;
+    }
+
+    /// Answers `status` to requests whose body contains `text`; `None` stops.
+    pub fn answer_when(&self, rule: Option<(&str, u16)>) {
+        *self.state.answer_when.lock().unwrap() = rule.map(|(t, s)| (t.to_string(), s));
     }
 
     /// Sends `Retry-After: value` with every non-2xx answer.
@@ -143,9 +150,13 @@ async fn record(
     body: Bytes,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let status = {
-        let scripted = state.script.lock().unwrap().pop_front();
-        scripted.unwrap_or(*state.default_status.lock().unwrap())
+    let rule = state.answer_when.lock().unwrap().clone();
+    let status = match rule {
+        Some((text, status)) if String::from_utf8_lossy(&body).contains(&text) => status,
+        _ => {
+            let scripted = state.script.lock().unwrap().pop_front();
+            scripted.unwrap_or(*state.default_status.lock().unwrap())
+        }
     };
     let mut delay = *state.delay.lock().unwrap();
     if let Some((path, extra)) = state.path_delay.lock().unwrap().as_ref() {

@@ -213,8 +213,9 @@ fn describe(config: &Config) -> String {
         None => "off".into(),
     };
     let _ = writeln!(out, "signing: {signing}");
-    let _ = writeln!(out, "observers: {}", config.observers.len());
-    for o in &config.observers {
+    let observers: Vec<_> = config.observers.iter().filter(|o| !o.scheduled).collect();
+    let _ = writeln!(out, "observers: {}", observers.len());
+    for o in observers {
         let events = if o.events.is_empty() {
             "any".to_string()
         } else {
@@ -240,6 +241,22 @@ fn describe(config: &Config) -> String {
                 .map(|c| format!(" when {}", c.source()))
                 .unwrap_or_default();
             let _ = writeln!(out, "    -> {} {}{when}", w.method, w.url);
+        }
+    }
+    let _ = writeln!(out, "schedules: {}", config.schedules.len());
+    for s in &config.schedules {
+        let next = s
+            .next_after(chrono::Utc::now())
+            .map_or("never".into(), |t| {
+                t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            });
+        let _ = writeln!(out, "  {} : {:?} UTC, next {next}", s.name, s.expression);
+        for w in config
+            .observer(&s.observer)
+            .iter()
+            .flat_map(|o| &o.webhooks)
+        {
+            let _ = writeln!(out, "    -> {} {}", w.method, w.url);
         }
     }
     out

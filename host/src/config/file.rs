@@ -28,6 +28,8 @@ pub(super) struct FileConfig {
     pub observability: ObservabilitySection,
     #[serde(default)]
     pub observer: Vec<ObserverSection>,
+    #[serde(default)]
+    pub schedule: Vec<ScheduleSection>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -81,6 +83,13 @@ pub(super) struct WebhooksSection {
     pub connect_timeout_ms: Option<u64>,
     pub request_timeout_ms: Option<u64>,
     pub max_concurrent: Option<usize>,
+    pub max_concurrent_per_destination: Option<usize>,
+    #[serde(default)]
+    pub rate_limiting: RateLimitSection,
+    #[serde(default)]
+    pub circuit_breaker: BreakerSection,
+    #[serde(default)]
+    pub batching: BatchSection,
     #[serde(default)]
     pub signing: SigningSection,
     #[serde(default)]
@@ -210,6 +219,41 @@ pub(super) struct WebhookSection {
     pub transform: Option<String>,
     pub encryption: Option<EncryptionSection>,
     pub max_payload_bytes: Option<usize>,
+    pub rate_limit: Option<RateLimitSection>,
+    pub max_concurrent: Option<usize>,
+    pub circuit_breaker: Option<BreakerSection>,
+    pub ordering: Option<String>,
+    pub batch: Option<BatchSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RateLimitSection {
+    pub enabled: Option<bool>,
+    pub max_per_second: Option<f64>,
+    pub burst: Option<u32>,
+    pub per: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct BreakerSection {
+    pub enabled: Option<bool>,
+    pub failure_threshold: Option<u32>,
+    #[serde(default, deserialize_with = "duration")]
+    pub cooldown: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    pub max_cooldown: Option<Duration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct BatchSection {
+    pub enabled: Option<bool>,
+    pub size: Option<usize>,
+    pub batch_size: Option<usize>,
+    #[serde(default, deserialize_with = "duration")]
+    pub timeout: Option<Duration>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -220,6 +264,21 @@ pub(super) struct EncryptionSection {
     pub algorithm: Option<String>,
     pub fields: Option<Vec<String>>,
     pub key: String,
+}
+
+/// One `[[schedule]]`. Its other keys are a webhook's (`url`, `body`,
+/// `headers`, ...): `config::schedule` reads them as a [`WebhookSection`],
+/// so the two cannot drift apart and a misspelt key is still an error
+/// (`deny_unknown_fields` cannot be used next to `flatten`).
+#[derive(Debug, Deserialize)]
+pub(super) struct ScheduleSection {
+    pub name: String,
+    pub cron: String,
+    #[serde(default, deserialize_with = "duration")]
+    pub tolerance: Option<Duration>,
+    pub retry: Option<RetrySection>,
+    #[serde(flatten)]
+    pub webhook: toml::Table,
 }
 
 /// Reads `"100ms"`, `"5s"`, `"1h"`, and also a bare number of milliseconds.

@@ -5,8 +5,10 @@
 //! compiles conditions and templates, so a bad observer fails start-up with
 //! the file and the key named, never an event later.
 
+mod delivery;
 mod env;
 mod file;
+mod schedule;
 mod source;
 
 pub(crate) use source::redact;
@@ -147,6 +149,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// Signing, when enabled.
     pub signer: Option<Signer>,
+    /// Rate limits, concurrency per destination, breaker, batching defaults.
+    pub controls: crate::delivery::limits::Controls,
     /// `[webhooks.retry]`, for observers without their own.
     pub retry: RetryPolicy,
     /// Log output.
@@ -163,8 +167,10 @@ pub struct Config {
     pub nats_url: String,
     /// DLQ retention.
     pub dlq: DlqConfig,
-    /// Observers in file order.
+    /// Observers in file order, then one per schedule (`schedule:NAME`).
     pub observers: Vec<Observer>,
+    /// `[[schedule]]`s in file order.
+    pub schedules: Vec<crate::schedule::CronSchedule>,
 }
 
 /// Parses `"100ms"`, `"5s"`, `"1h"`, `"7d"` into a duration.
@@ -322,6 +328,7 @@ fn resolve(
         allowed_networks: allowed_networks(raw.webhooks.allowed_networks.as_deref())?,
         follow_redirects: raw.webhooks.follow_redirects.unwrap_or(0),
     };
+    let controls = delivery::resolve_global(&raw.webhooks, http.max_concurrent)?;
     let signer = resolve_signing(raw.webhooks.signing)?;
     let retry = resolve_retry(
         &raw.webhooks.retry,
@@ -443,6 +450,7 @@ fn resolve(
             any_operation,
         )?);
     }
+    let schedules = schedule::resolve(raw.schedule, &retry, env, &mut refs, &mut observers)?;
     let max_payload_bytes = positive(
         raw.webhooks.max_payload_bytes,
         10 * 1024 * 1024,
@@ -458,6 +466,7 @@ fn resolve(
         source,
         http,
         signer,
+        controls,
         retry,
         log,
         plugins,
@@ -467,6 +476,7 @@ fn resolve(
         dlq,
         nats_url,
         observers,
+        schedules,
     })
 }
 
@@ -715,6 +725,7 @@ fn resolve_observer(
         condition,
         retry,
         webhooks,
+        scheduled: false,
     })
 }
 
@@ -948,6 +959,7 @@ fn resolve_webhook(
     env: &dyn Fn(&str) -> Option<String>,
     refs: &mut Vec<PluginRef>,
 ) -> Result<Webhook, ConfigError> {
+    let controls = delivery::resolve_webhook(&raw, key)?;
     let url = match (raw.url, raw.url_env) {
         (Some(url), None) => url,
         (None, Some(var)) => env(&var).ok_or_else(|| {
@@ -1047,6 +1059,7 @@ fn resolve_webhook(
         transform,
         encryption,
         max_payload_bytes: raw.max_payload_bytes,
+        controls,
     })
 }
 

@@ -1,11 +1,17 @@
-//! The delivery stage: a stored [`Delivery`] in, signed and sent over HTTP,
+//! The delivery stage: a stored [`crate::outbox::Delivery`] in, signed and sent over HTTP,
 //! an [`Attempt`] record and an [`AttemptResult`] for the retry policy out.
 //!
-//! `dispatcher` decides when each delivery runs; `retry` decides what happens
-//! after an attempt. This module only knows how to make one attempt.
+//! `dispatcher` decides when each delivery runs (destinations' queues, rate
+//! limits, breakers, entity lanes, batches: `limits`); `attempt` sends one
+//! job and records it; `retry` decides what happens after an attempt;
+//! `guard` keeps requests off internal networks. This module only knows how
+//! to make one HTTP attempt.
 
+mod attempt;
+pub(crate) mod batch;
 pub mod dispatcher;
 pub mod guard;
+pub mod limits;
 pub mod retry;
 pub mod switches;
 
@@ -14,7 +20,7 @@ use std::time::{Duration, Instant};
 use reqwest::header::{HeaderName, HeaderValue, CONTENT_TYPE, USER_AGENT};
 
 use crate::config::HttpConfig;
-use crate::outbox::{now_ms, Attempt, Delivery};
+use crate::outbox::{now_ms, Attempt};
 use crate::payload::Payload;
 use crate::signing::Signer;
 use retry::AttemptResult;
@@ -82,12 +88,12 @@ impl Sender {
     /// the receiver's `Retry-After` on a 429 or 503.
     pub async fn attempt(
         &self,
-        delivery: &Delivery,
+        delivery_id: &str,
         payload: &Payload,
     ) -> (Attempt, AttemptResult, Option<Duration>) {
         let at_ms = now_ms();
         let started = Instant::now();
-        let result = self.send(&delivery.id, payload).await;
+        let result = self.send(delivery_id, payload).await;
         let duration_ms = started.elapsed().as_millis() as u64;
         let (status, error, retry_after) = match &result {
             Ok(answer) => (Some(answer.status), answer.body.clone(), answer.retry_after),

@@ -53,6 +53,10 @@ pub struct Observer {
     pub retry: RetryPolicy,
     /// Webhooks, run in order.
     pub webhooks: Vec<Webhook>,
+    /// A `[[schedule]]`'s observer: only its scheduler hands it events
+    /// ([`scheduled`]), so no bus event can reach a scheduled webhook by
+    /// naming the schedule as its entity.
+    pub scheduled: bool,
 }
 
 /// One `[[observer.webhook]]`.
@@ -77,6 +81,8 @@ pub struct Webhook {
     /// A larger rendered body goes to the DLQ (`[webhooks]` default, or
     /// this webhook's own).
     pub max_payload_bytes: Option<usize>,
+    /// Its own rate limit, concurrency, breaker, ordering and batching.
+    pub controls: crate::delivery::limits::WebhookControls,
 }
 
 /// A webhook an event must be delivered to.
@@ -112,29 +118,47 @@ impl Observer {
 /// webhooks in declaration order.
 pub fn matches<'a>(observers: &'a [Observer], event: &Event, plugins: &Plugins) -> Vec<Match<'a>> {
     let mut out = Vec::new();
-    for observer in observers {
+    for observer in observers.iter().filter(|o| !o.scheduled) {
         let selected = observer.selects(event, plugins);
         if matches!(selected, Ok(false)) {
             continue;
         }
-        for (webhook_index, webhook) in observer.webhooks.iter().enumerate() {
-            let failed = match &selected {
-                Err(e) => Some(e.clone()),
-                Ok(_) => match webhook.condition.as_ref().map(|c| c.eval(event, plugins)) {
-                    None | Some(Ok(true)) => None,
-                    Some(Ok(false)) => continue,
-                    Some(Err(e)) => Some(e),
-                },
-            };
-            out.push(Match {
-                observer,
-                webhook_index,
-                webhook,
-                failed,
-            });
-        }
+        push_webhooks(observer, &selected, event, plugins, &mut out);
     }
     out
+}
+
+/// The webhooks a schedule's run goes to. The schedule, not entity and
+/// operation, chose the observer; webhook conditions still apply.
+pub fn scheduled<'a>(observer: &'a Observer, event: &Event, plugins: &Plugins) -> Vec<Match<'a>> {
+    let mut out = Vec::new();
+    push_webhooks(observer, &Ok(true), event, plugins, &mut out);
+    out
+}
+
+fn push_webhooks<'a>(
+    observer: &'a Observer,
+    selected: &Result<bool, PluginError>,
+    event: &Event,
+    plugins: &Plugins,
+    out: &mut Vec<Match<'a>>,
+) {
+    for (webhook_index, webhook) in observer.webhooks.iter().enumerate() {
+        let failed = match selected {
+            Err(e) => Some(e.clone()),
+            Ok(_) => match webhook.condition.as_ref().map(|c| c.eval(event, plugins)) {
+                None | Some(Ok(true)) => None,
+                Some(Ok(false)) => continue,
+                Some(Err(e)) => Some(e),
+            },
+        };
+        out.push(Match {
+            observer,
+            webhook_index,
+            webhook,
+            failed,
+        });
+    }
 }
 
 #[cfg(test)]
@@ -154,6 +178,7 @@ mod tests {
             transform: None,
             encryption: None,
             max_payload_bytes: None,
+            controls: Default::default(),
         }
     }
 
@@ -170,6 +195,7 @@ mod tests {
             condition: condition.map(|c| Rule::Expr(Condition::parse(c).unwrap())),
             retry: RetryPolicy::default(),
             webhooks,
+            scheduled: false,
         }
     }
 
@@ -229,5 +255,25 @@ mod tests {
             urls(&observers, &inserted),
             ["http://a/new", "http://a/all"]
         );
+    }
+
+    #[test]
+    fn a_scheduled_observer_is_reached_only_through_its_schedule() {
+        let mut nightly = observer(
+            "Order",
+            vec![],
+            None,
+            vec![webhook("http://a/nightly", None)],
+        );
+        nightly.scheduled = true;
+        let observers = vec![nightly];
+        let event = order_update(json!({}), json!({"status": "shipped"}));
+        assert!(urls(&observers, &event).is_empty());
+        let (plugins, _) = Plugins::load(std::path::Path::new("/nonexistent"), None).unwrap();
+        let reached: Vec<_> = scheduled(&observers[0], &event, &plugins)
+            .iter()
+            .map(|m| m.webhook.url.clone())
+            .collect();
+        assert_eq!(reached, ["http://a/nightly"]);
     }
 }

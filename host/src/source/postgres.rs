@@ -133,7 +133,7 @@ pub(crate) fn target(config: &tokio_postgres::Config) -> String {
 pub(crate) fn display_dsn(dsn: &str) -> String {
     match dsn.parse::<tokio_postgres::Config>() {
         Ok(config) => target(&config),
-        Err(_) => "an unreadable connection string".to_string(),
+        Err(_) => "the connection string given".to_string(),
     }
 }
 

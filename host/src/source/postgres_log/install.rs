@@ -34,16 +34,12 @@ pub enum InstallError {
         error: NameError,
     },
     /// The connection string does not parse.
-    #[error("the connection string: {}", postgres::describe(.0))]
+    #[error("{}", postgres::describe(.0))]
     Dsn(tokio_postgres::Error),
-    /// The server could not be reached or refused us.
-    #[error("cannot connect to {target}: {}", postgres::describe(error))]
-    Connect {
-        /// Where, without the password.
-        target: String,
-        /// Why.
-        error: tokio_postgres::Error,
-    },
+    /// The server could not be reached or refused us. The caller names the
+    /// server: it holds the connection string.
+    #[error("cannot connect: {}", postgres::describe(.0))]
+    Connect(tokio_postgres::Error),
     /// A statement failed.
     #[error("{what}: {}", postgres::describe(error))]
     Sql {
@@ -175,14 +171,22 @@ fn log_table_sql(names: &Names) -> String {
          \x20   delivered_at timestamptz\n\
          );\n\
          CREATE INDEX IF NOT EXISTS {undone} ON {log} (id) WHERE delivered_at IS NULL;\n\
-         CREATE INDEX IF NOT EXISTS {done} ON {log} (delivered_at) WHERE delivered_at IS NOT NULL;\n\
-         COMMENT ON TABLE {log} IS {comment};\n",
+         CREATE INDEX IF NOT EXISTS {done} ON {log} (delivered_at) WHERE delivered_at IS NOT NULL;\n",
         undone = quote_ident(&names.undone_index),
         done = quote_ident(&names.done_index),
-        comment = quote_literal(
+    )
+}
+
+/// Set only on creation: commenting needs ownership, which a later install
+/// by another role may lack.
+fn log_comment_sql(names: &Names) -> String {
+    format!(
+        "COMMENT ON TABLE {} IS {}",
+        names.log.sql(),
+        quote_literal(
             "wasmhook event log: row changes recorded by triggers, delivered as webhooks; \
              delivered_at is set once the deliveries are stored"
-        ),
+        )
     )
 }
 
@@ -234,14 +238,11 @@ fn parse_all(tables: &[String]) -> Result<Vec<TableName>, InstallError> {
 
 async fn connect(dsn: &str) -> Result<Session, InstallError> {
     let config = postgres::client_config(dsn).map_err(InstallError::Dsn)?;
-    // Install never LISTENs; the queue only satisfies the driver.
-    let (queue, _) = tokio::sync::mpsc::channel(1);
-    Session::connect(&config, Notifications::Queue(queue))
+    // Install never LISTENs: nobody waits for this wake-up.
+    let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+    Session::connect(&config, Notifications::Wake(wake))
         .await
-        .map_err(|error| InstallError::Connect {
-            target: postgres::target(&config),
-            error,
-        })
+        .map_err(InstallError::Connect)
 }
 
 fn sql(what: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> InstallError {
@@ -344,6 +345,11 @@ pub async fn install(
     tx.batch_execute(&log_table_sql(&names))
         .await
         .map_err(sql(format!("create the event log {log}")))?;
+    if created_log {
+        tx.batch_execute(&log_comment_sql(&names))
+            .await
+            .map_err(sql(format!("comment on the event log {log}")))?;
+    }
     let log_oid = table_oid(&tx, log).await?;
     tx.batch_execute(&function_sql(&names, channel))
         .await
