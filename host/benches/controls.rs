@@ -56,12 +56,9 @@ async fn run_once(controls: &str) -> f64 {
         dir.path().join("db").display().to_string(),
         receiver.url
     );
-    let config = wasmhook::config::Config::from_toml(
-        &text,
-        std::path::Path::new("bench.toml"),
-        &|_| None,
-    )
-    .unwrap();
+    let config =
+        wasmhook::config::Config::from_toml(&text, std::path::Path::new("bench.toml"), &|_| None)
+            .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let ingest = format!("http://{}/events", listener.local_addr().unwrap());
     let (stop, stopped) = oneshot::channel::<()>();

@@ -532,3 +532,46 @@ async fn the_ssrf_guard_refuses_every_blocked_class_and_redirects_into_them() {
     );
     wasmhook.stop().await;
 }
+
+#[tokio::test]
+async fn a_webhook_signs_with_its_own_secret_or_not_at_all() {
+    const OWN: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+    let receiver = TestReceiver::start().await;
+    let wasmhook = InProcess::start(&format!(
+        "[webhooks.signing]\nsecret = \"global-secret\"\n\
+         [[observer]]\nname = \"o\"\nentity = \"order\"\n\
+         [[observer.webhook]]\nurl = \"{}\"\n\
+         [[observer.webhook]]\nurl = \"{}\"\nsigning = {{ scheme = \"standard-webhooks\", secret = \"{OWN}\" }}\n\
+         [[observer.webhook]]\nurl = \"{}\"\nsigning = false\n",
+        receiver.url("/global"),
+        receiver.url("/own"),
+        receiver.url("/unsigned")
+    ))
+    .await;
+    wasmhook
+        .post_events(fraiseql_order("created", json!({"id": 1}), None).to_string())
+        .await;
+    receiver
+        .wait_until("three webhooks", Duration::from_secs(10), |r| r.len() == 3)
+        .await;
+    let global = &receiver.on("/global")[0];
+    let item = (
+        global.header("x-wasmhook-signature").to_string(),
+        global.header("x-wasmhook-timestamp").to_string(),
+        global.body.clone(),
+    );
+    assert_eq!(python_verify("global-secret", &[item]), vec![true]);
+    let own = &receiver.on("/own")[0];
+    assert_eq!(own.header("x-wasmhook-signature"), "");
+    let item = (
+        own.header("webhook-id").to_string(),
+        own.header("webhook-timestamp").to_string(),
+        own.header("webhook-signature").to_string(),
+        own.body.clone(),
+    );
+    assert_eq!(python_standard_verify(OWN, &[item]), vec![true]);
+    let unsigned = &receiver.on("/unsigned")[0];
+    assert_eq!(unsigned.header("x-wasmhook-signature"), "");
+    assert_eq!(unsigned.header("webhook-signature"), "");
+    wasmhook.stop().await;
+}

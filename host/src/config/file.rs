@@ -224,6 +224,15 @@ pub(super) struct WebhookSection {
     pub circuit_breaker: Option<BreakerSection>,
     pub ordering: Option<String>,
     pub batch: Option<BatchSection>,
+    pub signing: Option<WebhookSigning>,
+}
+
+/// A webhook's `signing`: `false`, or a table like `[webhooks.signing]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum WebhookSigning {
+    Switch(bool),
+    Own(SigningSection),
 }
 
 #[derive(Debug, Default, Deserialize)]

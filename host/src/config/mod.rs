@@ -329,7 +329,7 @@ fn resolve(
         follow_redirects: raw.webhooks.follow_redirects.unwrap_or(0),
     };
     let controls = delivery::resolve_global(&raw.webhooks, http.max_concurrent)?;
-    let signer = resolve_signing(raw.webhooks.signing)?;
+    let signer = resolve_signing(raw.webhooks.signing, "webhooks.signing")?;
     let retry = resolve_retry(
         &raw.webhooks.retry,
         &RetryPolicy::default(),
@@ -511,8 +511,7 @@ fn positive<T: PartialOrd + Default>(
     }
 }
 
-fn resolve_signing(raw: file::SigningSection) -> Result<Option<Signer>, ConfigError> {
-    let key = "webhooks.signing";
+fn resolve_signing(raw: file::SigningSection, key: &str) -> Result<Option<Signer>, ConfigError> {
     let secrets: Vec<String> = match (raw.secret, raw.secrets) {
         (Some(_), Some(_)) => {
             return Err(invalid(
@@ -954,12 +953,25 @@ pub fn decode_key(text: &str, key: &str) -> Result<Vec<u8>, ConfigError> {
 }
 
 fn resolve_webhook(
-    raw: file::WebhookSection,
+    mut raw: file::WebhookSection,
     key: &str,
     env: &dyn Fn(&str) -> Option<String>,
     refs: &mut Vec<PluginRef>,
 ) -> Result<Webhook, ConfigError> {
     let controls = delivery::resolve_webhook(&raw, key)?;
+    let signing = match raw.signing.take() {
+        None => None,
+        Some(file::WebhookSigning::Switch(true)) => {
+            return Err(invalid(
+                format!("{key}.signing"),
+                "`signing = true` is the default; give a table with this webhook's own secret, or false",
+            ))
+        }
+        Some(file::WebhookSigning::Switch(false)) => Some(None),
+        Some(file::WebhookSigning::Own(section)) => {
+            Some(resolve_signing(section, &format!("{key}.signing"))?)
+        }
+    };
     let url = match (raw.url, raw.url_env) {
         (Some(url), None) => url,
         (None, Some(var)) => env(&var).ok_or_else(|| {
@@ -1060,6 +1072,7 @@ fn resolve_webhook(
         encryption,
         max_payload_bytes: raw.max_payload_bytes,
         controls,
+        signing,
     })
 }
 

@@ -153,6 +153,8 @@ fn errors_name_the_file_and_key() {
         (webhook_config("encryption = { key = \"0011\", fields = [\"a\"] }"), "webhook[0].encryption.key: the AES-256-GCM key must be 32 bytes, not 2"),
         (webhook_config("encryption = { key = \"0011\", plugin = \"p\", algorithm = \"AES-256-GCM\" }"), "set plugin or algorithm, not both"),
         (webhook_config("max_payload_bytes = 0"), "webhook[0].max_payload_bytes: must be greater than 0"),
+        (webhook_config("signing = true"), "webhook[0].signing: `signing = true` is the default"),
+        (webhook_config("signing = { scheme = \"standard-webhooks\", secret = \"plain\" }"), "webhook[0].signing.secrets: secret #0 is not a Standard Webhooks secret"),
         (webhook_config("ordering = \"time\""), "webhook[0].ordering: \"time\" is not \"entity\" or \"none\""),
         (webhook_config("ordering = \"entity\"\nbatch = { size = 5 }"), "ordering = \"entity\" and batch cannot be combined"),
         (webhook_config("rate_limit = { max_per_second = 0 }"), "webhook[0].rate_limit.max_per_second: must be a number greater than 0"),

@@ -182,7 +182,12 @@ impl Shared {
         payload: &Payload,
     ) -> Result<Verdict, StoreError> {
         let count = members.len();
-        let (attempt, result, retry_after) = self.sender.attempt(request_id, payload).await;
+        let signing = self
+            .observer(&members[0].delivery.observer)
+            .and_then(|o| o.webhooks.get(members[0].delivery.webhook))
+            .and_then(|w| w.signing.as_ref());
+        let (attempt, result, retry_after) =
+            self.sender.attempt(request_id, payload, signing).await;
         let took = Duration::from_millis(attempt.duration_ms);
         let healthy = healthy(&result);
         let observer_name = members[0].delivery.observer.clone();

@@ -84,16 +84,19 @@ impl Sender {
         })
     }
 
-    /// Signs and sends one attempt of `delivery`'s `payload`; also returns
-    /// the receiver's `Retry-After` on a 429 or 503.
+    /// Signs (with the webhook's own `signing` when it has one, else the
+    /// global signer) and sends one attempt; also returns the receiver's
+    /// `Retry-After` on a 429 or 503.
     pub async fn attempt(
         &self,
         delivery_id: &str,
         payload: &Payload,
+        signing: Option<&Option<Signer>>,
     ) -> (Attempt, AttemptResult, Option<Duration>) {
         let at_ms = now_ms();
         let started = Instant::now();
-        let result = self.send(delivery_id, payload).await;
+        let signer = signing.unwrap_or(&self.signer).as_ref();
+        let result = self.send(delivery_id, payload, signer).await;
         let duration_ms = started.elapsed().as_millis() as u64;
         let (status, error, retry_after) = match &result {
             Ok(answer) => (Some(answer.status), answer.body.clone(), answer.retry_after),
@@ -116,7 +119,12 @@ impl Sender {
         )
     }
 
-    async fn send(&self, delivery_id: &str, payload: &Payload) -> Result<Answer, SendError> {
+    async fn send(
+        &self,
+        delivery_id: &str,
+        payload: &Payload,
+        signer: Option<&Signer>,
+    ) -> Result<Answer, SendError> {
         let method = reqwest::Method::from_bytes(payload.method.as_bytes())
             .map_err(|_| SendError::Unsendable(format!("invalid method {:?}", payload.method)))?;
         let url = reqwest::Url::parse(&payload.url)
@@ -146,7 +154,7 @@ impl Sender {
             })?;
             request = request.header(name, value);
         }
-        if let Some(signer) = &self.signer {
+        if let Some(signer) = signer {
             for (name, value) in signer.headers(delivery_id, now_ms() / 1000, &payload.body) {
                 request = request.header(name, value);
             }

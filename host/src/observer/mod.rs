@@ -83,6 +83,9 @@ pub struct Webhook {
     pub max_payload_bytes: Option<usize>,
     /// Its own rate limit, concurrency, breaker, ordering and batching.
     pub controls: crate::delivery::limits::WebhookControls,
+    /// `None`: the `[webhooks.signing]` signer; `Some(None)`: unsigned;
+    /// `Some(Some(_))`: this webhook's own secrets or scheme.
+    pub signing: Option<Option<crate::signing::Signer>>,
 }
 
 /// A webhook an event must be delivered to.
@@ -179,6 +182,7 @@ mod tests {
             encryption: None,
             max_payload_bytes: None,
             controls: Default::default(),
+            signing: None,
         }
     }
 
