@@ -99,6 +99,12 @@ impl Manifest {
             Some(0) => Err(format!("limits.{key} must be greater than 0")),
             other => Ok(other),
         };
+        let max_mb = (super::runtime::MAX_MEMORY_BYTES >> 20) as u64;
+        if file.limits.memory_mb.is_some_and(|mb| mb > max_mb) {
+            return Err(format!(
+                "limits.memory_mb must be at most {max_mb} (a 32-bit linear memory)"
+            ));
+        }
         let limits = Limits {
             fuel: positive(file.limits.fuel, "fuel")?.unwrap_or(defaults.fuel),
             memory_bytes: positive(file.limits.memory_mb, "memory_mb")?
