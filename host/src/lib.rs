@@ -13,6 +13,8 @@ pub mod config;
 pub mod delivery;
 pub mod dlq;
 pub mod event;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod incoming;
 pub mod metrics;
 pub mod observer;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::{file, invalid, positive, ConfigError, ServerConfig};
 use crate::source::jetstream::JetStreamConfig;
 use crate::source::postgres::ListenConfig;
-use crate::source::postgres_log::LogConfig;
+use crate::source::postgres_log::{LogConfig, TableName};
 use crate::source::redis::PubSubConfig;
 use crate::source::redis_streams::StreamsConfig;
 
@@ -157,23 +157,24 @@ fn postgres_url(raw: Option<String>, backend: &str) -> Result<String, ConfigErro
 }
 
 /// A SQL identifier, optionally schema-qualified (`wasmhook.event_log`):
-/// it is spliced into statements, so only plain names pass.
+/// it is spliced into statements, so only plain names pass (the rule of
+/// [`TableName::parse`], which `wasmhook pg install` applies too).
 pub(crate) fn sql_identifier(value: &str, key: &str) -> Result<(), ConfigError> {
-    let part_ok = |p: &str| {
-        !p.is_empty()
-            && p.len() <= 63
-            && p.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-            && p.chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-    };
-    let parts: Vec<&str> = value.split('.').collect();
-    if parts.len() > 2 || !parts.iter().all(|p| part_ok(p)) {
-        return Err(invalid(
+    TableName::parse(value)
+        .map(|_| ())
+        .map_err(|e| invalid(key, e.to_string()))
+}
+
+/// A channel name: one plain identifier.
+fn channel_name(value: &str, key: &str) -> Result<(), ConfigError> {
+    if crate::source::postgres_log::is_plain_name(value) {
+        Ok(())
+    } else {
+        Err(invalid(
             key,
-            format!("{value:?} is not a table name (lowercase letters, digits and _, optionally schema.table)"),
-        ));
+            format!("{value:?} is not a channel name (lowercase letters, digits and _)"),
+        ))
     }
-    Ok(())
 }
 
 /// A consumer name that is stable across restarts of one process and
@@ -247,7 +248,7 @@ pub(super) fn resolve(
         }
         "postgres" => {
             let channel = raw.channel.unwrap_or_else(|| "fraiseql_events".into());
-            sql_identifier(&channel, "observers.channel")?;
+            channel_name(&channel, "observers.channel")?;
             Ok(SourceConfig::Postgres(ListenConfig {
                 url: postgres_url(raw.postgres_url, "postgres")?,
                 channel,
@@ -259,7 +260,7 @@ pub(super) fn resolve(
                 .unwrap_or_else(|| crate::source::postgres_log::DEFAULT_TABLE.into());
             sql_identifier(&table, "observers.log_table")?;
             let channel = raw.channel.unwrap_or_else(|| "wasmhook_events".into());
-            sql_identifier(&channel, "observers.channel")?;
+            channel_name(&channel, "observers.channel")?;
             Ok(SourceConfig::PostgresLog(LogConfig {
                 url: postgres_url(raw.postgres_url, "postgres-log")?,
                 table,

@@ -163,12 +163,7 @@ impl RetryPolicy {
     pub fn jittered(&self, attempts_made: u32, draw: f64) -> Duration {
         let base = self.delay_after(attempts_made).as_secs_f64();
         let spread = self.jitter.clamp(0.0, 1.0) * (2.0 * draw.clamp(0.0, 1.0) - 1.0);
-        let seconds = (base * (1.0 + spread)).min(self.max_delay.as_secs_f64());
-        if seconds.is_finite() && seconds >= 0.0 {
-            Duration::from_secs_f64(seconds)
-        } else {
-            self.max_delay
-        }
+        at_most(base * (1.0 + spread), self.max_delay)
     }
 
     /// The wait after attempt number `attempts_made` (1-based) failed.
@@ -182,14 +177,17 @@ impl RetryPolicy {
                 initial * self.multiplier.powi(n.saturating_sub(1).min(1000) as i32)
             }
         };
-        let capped = seconds.min(self.max_delay.as_secs_f64());
-        // Guards against NaN and overflow from a huge multiplier.
-        if capped.is_finite() && capped >= 0.0 {
-            Duration::from_secs_f64(capped)
-        } else {
-            self.max_delay
-        }
+        at_most(seconds, self.max_delay)
     }
+}
+
+/// `seconds` as a delay of at most `max`. NaN (from a NaN multiplier),
+/// overflow (a huge one) and negative values fall back to `max`, and the
+/// cap is applied to the `Duration`, not to the float: near
+/// `Duration::MAX`, `max.as_secs_f64()` rounds up past what a `Duration`
+/// holds, and `Duration::from_secs_f64` of it panics.
+fn at_most(seconds: f64, max: Duration) -> Duration {
+    Duration::try_from_secs_f64(seconds).map_or(max, |delay| delay.min(max))
 }
 
 #[cfg(test)]
@@ -312,5 +310,131 @@ mod tests {
             p.decide(3, &refused),
             RetryAction::Dead("gave up after 3 attempts; last: connection refused".into())
         );
+    }
+}
+
+#[cfg(test)]
+mod proptests {
+    //! Properties of the delays for any policy: bounded by `max_delay`
+    //! whatever the numbers (even ones the config rejects), and, for the
+    //! policies the config accepts, never shrinking from one attempt to the
+    //! next and spread by jitter only within its fraction.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Mostly realistic durations, sometimes anything up to `Duration::MAX`.
+    fn duration() -> impl Strategy<Value = Duration> {
+        prop_oneof![
+            6 => (0u64..86_400_000).prop_map(Duration::from_millis),
+            2 => (any::<u64>(), 0u32..1_000_000_000).prop_map(|(s, n)| Duration::new(s, n)),
+            1 => Just(Duration::ZERO),
+            1 => Just(Duration::MAX),
+        ]
+    }
+
+    fn backoff() -> impl Strategy<Value = Backoff> {
+        prop_oneof![
+            Just(Backoff::Exponential),
+            Just(Backoff::Linear),
+            Just(Backoff::Fixed)
+        ]
+    }
+
+    /// Policies as `config::resolve` accepts them: a finite multiplier of
+    /// at least 1, jitter from 0 to 1, `max_delay` not below `initial_delay`.
+    fn valid_policy() -> impl Strategy<Value = RetryPolicy> {
+        let multiplier = prop_oneof![Just(1.0), 1.0..4.0f64, 1.0..1.000_001f64, 1.0..f64::MAX,];
+        (
+            backoff(),
+            duration(),
+            duration(),
+            multiplier,
+            0.0..=1.0f64,
+            1u32..=100,
+        )
+            .prop_map(
+                |(backoff, a, b, multiplier, jitter, max_attempts)| RetryPolicy {
+                    max_attempts,
+                    backoff,
+                    initial_delay: a.min(b),
+                    max_delay: a.max(b),
+                    multiplier,
+                    jitter,
+                    ..RetryPolicy::default()
+                },
+            )
+    }
+
+    /// Any numbers at all: NaN and negative multipliers, jitter outside
+    /// [0, 1], `max_delay` below `initial_delay`.
+    fn any_policy() -> impl Strategy<Value = RetryPolicy> {
+        (
+            backoff(),
+            duration(),
+            duration(),
+            any::<f64>(),
+            any::<f64>(),
+        )
+            .prop_map(|(backoff, initial_delay, max_delay, multiplier, jitter)| {
+                RetryPolicy {
+                    backoff,
+                    initial_delay,
+                    max_delay,
+                    multiplier,
+                    jitter,
+                    ..RetryPolicy::default()
+                }
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        #[test]
+        fn delays_never_exceed_max_delay(
+            policy in any_policy(),
+            attempt in any::<u32>(),
+            draw in any::<f64>(),
+        ) {
+            prop_assert!(policy.delay_after(attempt) <= policy.max_delay);
+            prop_assert!(policy.jittered(attempt, draw) <= policy.max_delay);
+        }
+
+        #[test]
+        fn delays_never_shrink_as_attempts_grow(
+            policy in valid_policy(),
+            a in any::<u32>(),
+            b in any::<u32>(),
+        ) {
+            let (early, late) = (a.min(b), a.max(b));
+            prop_assert!(policy.delay_after(early) <= policy.delay_after(late));
+            let mut previous = Duration::ZERO;
+            for attempt in 1..=policy.max_attempts {
+                let delay = policy.delay_after(attempt);
+                prop_assert!(delay >= previous, "attempt {}: {:?} < {:?}", attempt, delay, previous);
+                previous = delay;
+            }
+        }
+
+        #[test]
+        fn jitter_stays_within_its_fraction(
+            policy in valid_policy(),
+            attempt in any::<u32>(),
+            draw in 0.0..1.0f64,
+        ) {
+            let delay = policy.delay_after(attempt).as_secs_f64();
+            let cap = policy.max_delay.as_secs_f64();
+            let low = delay * (1.0 - policy.jitter);
+            let high = (delay * (1.0 + policy.jitter)).min(cap);
+            let got = policy.jittered(attempt, draw);
+            // f64 seconds carry about 16 digits: allow that much rounding,
+            // and a nanosecond for the conversion to a Duration.
+            let slack = 1e-9 + high * 1e-12;
+            let seconds = got.as_secs_f64();
+            prop_assert!(seconds >= low - slack, "{:?} below {}", got, low);
+            prop_assert!(seconds <= high + slack, "{:?} above {}", got, high);
+            prop_assert!(got <= policy.max_delay);
+        }
     }
 }
