@@ -1,12 +1,14 @@
 //! JetStream in: a private nats-server with JetStream, real publishes with
 //! acks, kill -9 of wasmhook mid-stream, two processes on one consumer.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use serde_json::json;
 
-use crate::utils::{fraiseql_order, free_port, python, readyz, NatsServer, Running, TestReceiver};
+use crate::utils::{
+    delivered, fraiseql_order, free_port, kill_on_progress, python, readyz, NatsServer, Running,
+    TestReceiver,
+};
 
 fn config(nats: &NatsServer, port: u16, receiver: &TestReceiver, instance: &str) -> String {
     format!(
@@ -40,14 +42,6 @@ async fn publish(nats: &NatsServer, ids: std::ops::Range<i64>) {
     }
 }
 
-fn delivered(requests: &[crate::utils::Received]) -> HashMap<i64, usize> {
-    let mut counts = HashMap::new();
-    for r in requests.iter().filter(|r| r.status == 200) {
-        *counts.entry(r.json()["id"].as_i64().unwrap()).or_default() += 1;
-    }
-    counts
-}
-
 #[tokio::test]
 async fn kill_9_mid_stream_loses_nothing_and_two_processes_share_the_consumer() {
     const EVENTS: i64 = 3000;
@@ -61,27 +55,7 @@ async fn kill_9_mid_stream_loses_nothing_and_two_processes_share_the_consumer() 
     let port = free_port();
     let path = tmp.path().join("a.toml");
     std::fs::write(&path, config(&nats, port, &receiver, "a")).unwrap();
-    for round in 0..3 {
-        let mut running = Running::start(&path, tmp.path(), port).await;
-        // Kill on progress, not after a fixed time: each kill lands with a
-        // known share of the stream done, however fast the machine is.
-        let target = (round + 1) * EVENTS / 4;
-        receiver
-            .wait_until("progress before the kill", Duration::from_secs(60), |r| {
-                delivered(r).len() as i64 >= target
-            })
-            .await;
-        running.kill9();
-        let done = delivered(&receiver.requests()).len() as i64;
-        eprintln!(
-            "after kill {}: {done} of {EVENTS} events delivered",
-            round + 1
-        );
-    }
-    assert!(
-        (delivered(&receiver.requests()).len() as i64) < EVENTS,
-        "the kills must land mid-stream"
-    );
+    kill_on_progress("jetstream", &path, tmp.path(), port, &receiver, EVENTS, 3).await;
 
     // Two processes on the same durable consumer finish the job and share it.
     let port_b = free_port();

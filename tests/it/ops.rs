@@ -8,12 +8,8 @@ use serde_json::json;
 
 use crate::utils::{fraiseql_order, free_port, InProcess, NatsServer, TestReceiver};
 
-fn metric(text: &str, line_prefix: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(line_prefix) && l[line_prefix.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no metric {line_prefix} in\n{text}"))
+fn metric(text: &str, name: &str) -> f64 {
+    crate::utils::metric_sum(text, name).unwrap_or_else(|| panic!("no metric {name} in\n{text}"))
 }
 
 #[tokio::test]

@@ -4,7 +4,6 @@
 //! database restarted mid-stream). Every test initdb's its own cluster on a
 //! free port, so it can stop it and nothing is shared between tests.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -12,8 +11,8 @@ use serde_json::json;
 use tokio::process::Command;
 
 use crate::utils::{
-    fraiseql_order, free_port, python, wait_for_port, wasmhook, InProcess, Received, Running,
-    TestReceiver,
+    delivered, fraiseql_order, free_port, kill_on_progress, python, wait_for_port, wasmhook,
+    InProcess, Received, Running, TestReceiver,
 };
 
 const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
@@ -183,15 +182,6 @@ async fn ready(url: &str) {
         assert!(Instant::now() < deadline, "{url} never became ready");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// Row id -> how many times it was delivered.
-fn delivered(requests: &[Received]) -> HashMap<i64, usize> {
-    let mut counts = HashMap::new();
-    for r in requests.iter().filter(|r| r.status == 200) {
-        *counts.entry(r.json()["id"].as_i64().unwrap()).or_default() += 1;
-    }
-    counts
 }
 
 const WEBHOOK_RETRY: &str = "[webhooks]\nallowed_networks = [\"127.0.0.0/8\"]\nmax_concurrent = 8\n[webhooks.retry]\ninitial_delay = \"10ms\"\nmax_attempts = 50\nmax_delay = \"100ms\"\n";
@@ -563,27 +553,7 @@ async fn event_log_survives_kill_9_and_two_processes_share_it() {
     let port = free_port();
     let path = tmp.path().join("a.toml");
     std::fs::write(&path, log_config(&pg, port, &receiver, "a")).unwrap();
-    for round in 0..3 {
-        let mut running = Running::start(&path, tmp.path(), port).await;
-        // Kill on progress, not after a fixed time: each kill lands with a
-        // known share done, however loaded the machine is.
-        let target = (round + 1) * ROWS / 4;
-        receiver
-            .wait_until("progress before the kill", Duration::from_secs(120), |r| {
-                delivered(r).len() as i64 >= target
-            })
-            .await;
-        running.kill9();
-        let done = delivered(&receiver.requests()).len();
-        eprintln!(
-            "postgres-log: after kill {}: {done} of {ROWS} rows delivered",
-            round + 1
-        );
-    }
-    assert!(
-        (delivered(&receiver.requests()).len() as i64) < ROWS,
-        "the kills must land mid-stream"
-    );
+    kill_on_progress("postgres-log", &path, tmp.path(), port, &receiver, ROWS, 3).await;
 
     // Two processes on the same log finish the job and share the new rows.
     let port_b = free_port();

@@ -3,22 +3,14 @@
 //! group, and the Redis server restarted mid-stream. Every test starts its
 //! own redis-server so it can stop it.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use serde_json::json;
 
 use crate::utils::{
-    fraiseql_order, free_port, python, readyz, InProcess, RedisServer, Running, TestReceiver,
+    delivered, fraiseql_order, free_port, kill_on_progress, metric_sum, python, readyz, InProcess,
+    RedisServer, Running, TestReceiver,
 };
-
-fn delivered(requests: &[crate::utils::Received]) -> HashMap<i64, usize> {
-    let mut counts = HashMap::new();
-    for r in requests.iter().filter(|r| r.status == 200) {
-        *counts.entry(r.json()["id"].as_i64().unwrap()).or_default() += 1;
-    }
-    counts
-}
 
 const WEBHOOK_RETRY: &str = "[webhooks]\nallowed_networks = [\"127.0.0.0/8\"]\nmax_concurrent = 8\n[webhooks.retry]\ninitial_delay = \"10ms\"\nmax_attempts = 50\nmax_delay = \"100ms\"\n";
 
@@ -81,20 +73,17 @@ async fn wait_for_dlq(wasmhook: &InProcess) -> Vec<serde_json::Value> {
 }
 
 /// Polls a Prometheus gauge until `done` holds; returns its value.
-async fn wait_for_metric(url: &str, prefix: &str, done: impl Fn(f64) -> bool) -> f64 {
+async fn wait_for_metric(url: &str, name: &str, done: impl Fn(f64) -> bool) -> f64 {
     let mut last = None;
     for _ in 0..1000 {
         let text = reqwest::get(url).await.unwrap().text().await.unwrap();
-        last = text
-            .lines()
-            .find_map(|l| l.strip_prefix(prefix))
-            .and_then(|v| v.trim().parse::<f64>().ok());
-        if last.is_some_and(&done) {
-            return last.unwrap_or_default();
+        last = metric_sum(&text, name);
+        if let Some(value) = last.filter(|v| done(*v)) {
+            return value;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    panic!("{prefix} never reached the expected value (last {last:?})");
+    panic!("{name} never reached the expected value (last {last:?})");
 }
 
 fn streams_config(redis: &RedisServer, port: u16, receiver: &TestReceiver, name: &str) -> String {
@@ -141,20 +130,16 @@ async fn streams_survive_kill_9_claim_a_dead_consumers_entries_and_share_the_gro
     let port_a = free_port();
     let path_a = tmp.path().join("a.toml");
     std::fs::write(&path_a, streams_config(&redis, port_a, &receiver, "a")).unwrap();
-    for round in 0..3 {
-        let mut running = Running::start(&path_a, tmp.path(), port_a).await;
-        let target = (round + 1) * EVENTS / 4;
-        receiver
-            .wait_until("progress before the kill", Duration::from_secs(60), |r| {
-                delivered(r).len() as i64 >= target
-            })
-            .await;
-        running.kill9();
-    }
-    assert!(
-        (delivered(&receiver.requests()).len() as i64) < EVENTS,
-        "the kills must land mid-stream"
-    );
+    kill_on_progress(
+        "redis-streams",
+        &path_a,
+        tmp.path(),
+        port_a,
+        &receiver,
+        EVENTS,
+        3,
+    )
+    .await;
 
     // A consumer that read entries and died before acknowledging them: its
     // entries must be claimed by a live one once idle.
@@ -179,7 +164,7 @@ async fn streams_survive_kill_9_claim_a_dead_consumers_entries_and_share_the_gro
     xadd(&redis, EVENTS + 100..EVENTS + 1100).await;
     let running_b = Running::start(&path_b, tmp.path(), port_b).await;
     // Its first look at the group, before it reads, sees the backlog.
-    let lag = wait_for_metric(&running_b.url("/metrics"), "wasmhook_source_lag ", |v| {
+    let lag = wait_for_metric(&running_b.url("/metrics"), "wasmhook_source_lag", |v| {
         v > 0.0
     })
     .await;
@@ -213,7 +198,7 @@ async fn streams_survive_kill_9_claim_a_dead_consumers_entries_and_share_the_gro
         .await
         .unwrap();
     assert_eq!(pending.count(), 0, "everything was acknowledged");
-    wait_for_metric(&running_b.url("/metrics"), "wasmhook_source_lag ", |v| {
+    wait_for_metric(&running_b.url("/metrics"), "wasmhook_source_lag", |v| {
         v == 0.0
     })
     .await;

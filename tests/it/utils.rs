@@ -636,3 +636,61 @@ pub async fn readyz(url: &str, status: u16) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Entity id -> how many times it was delivered (2xx answers).
+pub fn delivered(requests: &[Received]) -> std::collections::HashMap<i64, usize> {
+    let mut counts = std::collections::HashMap::new();
+    for r in requests.iter().filter(|r| r.status == 200) {
+        *counts.entry(r.json()["id"].as_i64().unwrap()).or_default() += 1;
+    }
+    counts
+}
+
+/// Runs the binary with `config` and SIGKILLs it `rounds` times, each time
+/// once a further share of `total` events has arrived: kills land on
+/// progress, not after a fixed time, however loaded the machine is. Checks
+/// that the kills landed mid-stream.
+pub async fn kill_on_progress(
+    what: &str,
+    config: &Path,
+    dir: &Path,
+    port: u16,
+    receiver: &TestReceiver,
+    total: i64,
+    rounds: i64,
+) {
+    for round in 0..rounds {
+        let mut running = Running::start(config, dir, port).await;
+        let target = (round + 1) * total / (rounds + 1);
+        receiver
+            .wait_until("progress before the kill", Duration::from_secs(120), |r| {
+                delivered(r).len() as i64 >= target
+            })
+            .await;
+        running.kill9();
+        let done = delivered(&receiver.requests()).len();
+        eprintln!(
+            "{what}: after kill {}: {done} of {total} delivered",
+            round + 1
+        );
+    }
+    assert!(
+        (delivered(&receiver.requests()).len() as i64) < total,
+        "{what}: the kills must land mid-stream"
+    );
+}
+
+/// The sum of a metric's samples in Prometheus text: lines named `name`
+/// (followed by labels or a space); `None` when there is none. Give the
+/// labels too (`name{a="b"}`) to pick one sample.
+pub fn metric_sum(text: &str, name: &str) -> Option<f64> {
+    let values: Vec<f64> = text
+        .lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
+}

@@ -57,21 +57,20 @@ pub async fn run(
         .await
         .map_err(|e| failed("connect", e))?;
     let context = jetstream::new(client);
-    let mut backoff = super::Backoff::new();
+    let mut link = super::Link::new(None);
     loop {
         if *shutdown.borrow() {
             return Ok(());
         }
-        match consume(config, &context, &pipeline, &mut backoff, &mut shutdown).await {
+        match consume(config, &context, &pipeline, &mut link, &mut shutdown).await {
             Ok(()) => return Ok(()),
             Err(e) => {
-                let delay = backoff.next();
+                let delay = link.down();
                 // A lost server, a deleted stream: keep trying, the messages
                 // wait in JetStream.
                 error!(error = %e, retry_in = ?delay, "JetStream consumer failed; retrying");
-                tokio::select! {
-                    _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
-                    _ = tokio::time::sleep(delay) => {}
+                if super::pause(delay, &mut shutdown).await {
+                    return Ok(());
                 }
             }
         }
@@ -82,7 +81,7 @@ async fn consume(
     config: &JetStreamConfig,
     context: &jetstream::Context,
     pipeline: &Pipeline,
-    backoff: &mut super::Backoff,
+    link: &mut super::Link,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), JetStreamError> {
     let stream = context
@@ -107,7 +106,7 @@ async fn consume(
         .await
         .map_err(|e| failed(&format!("consumer {}", config.consumer), e))?;
     let messages = consumer.messages().await.map_err(|e| failed("pull", e))?;
-    backoff.reset();
+    link.up();
     info!(stream = %config.stream, consumer = %config.consumer, "JetStream source consuming");
     let mut batches = messages.ready_chunks(BATCH);
     let mut lag_tick = tokio::time::interval(super::LAG_INTERVAL);

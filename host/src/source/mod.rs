@@ -48,31 +48,52 @@ impl Connected {
 /// How often durable sources ask their bus how far behind they are.
 pub(crate) const LAG_INTERVAL: Duration = Duration::from_secs(2);
 
-/// Reconnect delays: doubling from 200 ms to 5 s, back to the start once a
-/// connection works again.
+/// A bus connection as every source tracks it: whether it is up (for
+/// `/readyz`) and how long to wait before the next reconnect (doubling from
+/// 200 ms to 5 s, back to the start once a connection works again).
 #[derive(Debug)]
-pub(crate) struct Backoff {
+pub(crate) struct Link {
+    connected: Option<Connected>,
     next: Duration,
 }
 
-impl Backoff {
+impl Link {
     const FIRST: Duration = Duration::from_millis(200);
     const MAX: Duration = Duration::from_secs(5);
 
-    pub(crate) fn new() -> Backoff {
-        Backoff { next: Self::FIRST }
+    /// `connected` is `None` where the client reports its state itself.
+    pub(crate) fn new(connected: Option<Connected>) -> Link {
+        Link {
+            connected,
+            next: Self::FIRST,
+        }
     }
 
-    /// The delay before the next attempt.
-    pub(crate) fn next(&mut self) -> Duration {
+    /// A session is connected and consuming.
+    pub(crate) fn up(&mut self) {
+        if let Some(connected) = &self.connected {
+            connected.set(true);
+        }
+        self.next = Self::FIRST;
+    }
+
+    /// A session failed: marks the link down; returns the delay before the
+    /// next attempt (log it, then [`pause`]).
+    pub(crate) fn down(&mut self) -> Duration {
+        if let Some(connected) = &self.connected {
+            connected.set(false);
+        }
         let delay = self.next;
         self.next = (self.next * 2).min(Self::MAX);
         delay
     }
+}
 
-    /// A connection worked.
-    pub(crate) fn reset(&mut self) {
-        self.next = Self::FIRST;
+/// Sleeps `delay`; true if shutdown was asked for meanwhile.
+pub(crate) async fn pause(delay: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = shutdown.wait_for(|stop| *stop) => true,
+        _ = tokio::time::sleep(delay) => false,
     }
 }
 

@@ -211,30 +211,21 @@ pub async fn run(
 ) -> Result<(), ListenError> {
     let pg = client_config(&config.url)
         .map_err(|e| ListenError(format!("{}: {}", display_dsn(&config.url), describe(&e))))?;
-    let mut backoff = super::Backoff::new();
+    let mut link = super::Link::new(Some(connected));
     loop {
         if *shutdown.borrow() {
             return Ok(());
         }
-        let session = listen(
-            config,
-            &pg,
-            &pipeline,
-            &connected,
-            &mut backoff,
-            &mut shutdown,
-        );
+        let session = listen(config, &pg, &pipeline, &mut link, &mut shutdown);
         match session.await {
             Ok(()) => return Ok(()),
             Err(e) => {
-                connected.set(false);
-                let delay = backoff.next();
+                let delay = link.down();
                 // Notifications sent until we listen again are lost: that is
                 // what at-most-once means here.
                 error!(error = %e, retry_in = ?delay, channel = %config.channel, "PostgreSQL LISTEN connection lost; reconnecting");
-                tokio::select! {
-                    _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
-                    _ = tokio::time::sleep(delay) => {}
+                if super::pause(delay, &mut shutdown).await {
+                    return Ok(());
                 }
             }
         }
@@ -245,8 +236,7 @@ async fn listen(
     config: &ListenConfig,
     pg: &tokio_postgres::Config,
     pipeline: &Pipeline,
-    connected: &Connected,
-    backoff: &mut super::Backoff,
+    link: &mut super::Link,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), SessionError> {
     let (queue, mut notifications) = mpsc::channel(QUEUE);
@@ -255,8 +245,7 @@ async fn listen(
         .client
         .batch_execute(&format!("LISTEN {}", quote_ident(&config.channel)))
         .await?;
-    connected.set(true);
-    backoff.reset();
+    link.up();
     info!(server = %target(pg), channel = %config.channel, "PostgreSQL source listening");
     let source = format!("postgres:{}", config.channel);
     let mut received = Vec::with_capacity(BATCH);

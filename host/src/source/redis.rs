@@ -54,25 +54,16 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), RedisError> {
     let client = client(&config.url)?;
-    let mut backoff = super::Backoff::new();
+    let mut link = super::Link::new(Some(connected));
     loop {
-        let session = subscribe_and_read(
-            config,
-            &client,
-            &pipeline,
-            &connected,
-            &mut backoff,
-            &mut shutdown,
-        );
+        let session = subscribe_and_read(config, &client, &pipeline, &mut link, &mut shutdown);
         match session.await {
             Ok(()) => return Ok(()),
             Err(e) => {
-                connected.set(false);
-                let delay = backoff.next();
+                let delay = link.down();
                 error!(error = %e, retry_in = ?delay, "Redis subscription lost; reconnecting");
-                tokio::select! {
-                    _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
-                    _ = tokio::time::sleep(delay) => {}
+                if super::pause(delay, &mut shutdown).await {
+                    return Ok(());
                 }
             }
         }
@@ -83,8 +74,7 @@ async fn subscribe_and_read(
     config: &PubSubConfig,
     client: &redis::Client,
     pipeline: &Pipeline,
-    connected: &Connected,
-    backoff: &mut super::Backoff,
+    link: &mut super::Link,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), redis::RedisError> {
     let mut pubsub = client.get_async_pubsub().await?;
@@ -95,8 +85,7 @@ async fn subscribe_and_read(
             pubsub.subscribe(channel).await?;
         }
     }
-    connected.set(true);
-    backoff.reset();
+    link.up();
     info!(url = %crate::config::redact(&config.url), channels = ?config.channels, "Redis source subscribed");
     let mut messages = pubsub.on_message().ready_chunks(BATCH);
     loop {

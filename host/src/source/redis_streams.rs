@@ -51,25 +51,16 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), super::redis::RedisError> {
     let client = super::redis::client(&config.url)?;
-    let mut backoff = super::Backoff::new();
+    let mut link = super::Link::new(Some(connected));
     loop {
-        let session = consume(
-            config,
-            &client,
-            &pipeline,
-            &connected,
-            &mut backoff,
-            &mut shutdown,
-        );
+        let session = consume(config, &client, &pipeline, &mut link, &mut shutdown);
         match session.await {
             Ok(()) => return Ok(()),
             Err(e) => {
-                connected.set(false);
-                let delay = backoff.next();
+                let delay = link.down();
                 error!(error = %e, retry_in = ?delay, stream = %config.stream, "Redis Streams consumer failed; reconnecting");
-                tokio::select! {
-                    _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
-                    _ = tokio::time::sleep(delay) => {}
+                if super::pause(delay, &mut shutdown).await {
+                    return Ok(());
                 }
             }
         }
@@ -80,8 +71,7 @@ async fn consume(
     config: &StreamsConfig,
     client: &redis::Client,
     pipeline: &Pipeline,
-    connected: &Connected,
-    backoff: &mut super::Backoff,
+    link: &mut super::Link,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), redis::RedisError> {
     let options = redis::AsyncConnectionConfig::new()
@@ -91,8 +81,7 @@ async fn consume(
         .get_multiplexed_async_connection_with_config(&options)
         .await?;
     create_group(&mut conn, config).await?;
-    connected.set(true);
-    backoff.reset();
+    link.up();
     info!(stream = %config.stream, group = %config.group, consumer = %config.consumer, "Redis Streams source consuming");
 
     // Our own pending entries first: they were read before a restart and

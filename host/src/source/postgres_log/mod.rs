@@ -165,25 +165,16 @@ pub async fn run(
             postgres::describe(&e)
         ))
     })?;
-    let mut backoff = super::Backoff::new();
+    let mut link = super::Link::new(Some(connected));
     loop {
         if *shutdown.borrow() {
             return Ok(());
         }
-        let session = consume(
-            config,
-            &table,
-            &pg,
-            &pipeline,
-            &connected,
-            &mut backoff,
-            &mut shutdown,
-        );
+        let session = consume(config, &table, &pg, &pipeline, &mut link, &mut shutdown);
         match session.await {
             Ok(()) => return Ok(()),
             Err(e) => {
-                connected.set(false);
-                let delay = backoff.next();
+                let delay = link.down();
                 let hint = match &e {
                     SessionError::Postgres(pe) if pe.code() == Some(&SqlState::UNDEFINED_TABLE) => {
                         "; is the event log installed? (wasmhook pg install --table …)"
@@ -192,9 +183,8 @@ pub async fn run(
                 };
                 // The rows wait in the table; nothing is lost while we are away.
                 error!(error = %format!("{e}{hint}"), retry_in = ?delay, table = %table, "PostgreSQL event log unavailable; reconnecting");
-                tokio::select! {
-                    _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
-                    _ = tokio::time::sleep(delay) => {}
+                if super::pause(delay, &mut shutdown).await {
+                    return Ok(());
                 }
             }
         }
@@ -261,8 +251,7 @@ async fn consume(
     table: &TableName,
     pg: &tokio_postgres::Config,
     pipeline: &Pipeline,
-    connected: &Connected,
-    backoff: &mut super::Backoff,
+    link: &mut super::Link,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), SessionError> {
     let wake = Arc::new(Notify::new());
@@ -273,8 +262,7 @@ async fn consume(
         .client
         .batch_execute(&format!("LISTEN {}", quote_ident(&config.channel)))
         .await?;
-    connected.set(true);
-    backoff.reset();
+    link.up();
     info!(server = %postgres::target(pg), table = %table, channel = %config.channel, "PostgreSQL event-log source consuming");
     let mut last_lag: Option<Instant> = None;
     let mut last_expiry: Option<Instant> = None;
