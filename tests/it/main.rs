@@ -15,4 +15,5 @@ mod plugins;
 mod postgres;
 mod redis;
 mod schedule;
+mod secrets;
 mod utils;

@@ -369,8 +369,14 @@ pub fn binary() -> PathBuf {
 
 /// Runs `wasmhook ARGS` to completion; returns (exit code, stdout, stderr).
 pub fn wasmhook(args: &[&str], cwd: &Path) -> (i32, String, String) {
+    wasmhook_env(args, cwd, &[])
+}
+
+/// [`wasmhook`] with extra environment variables.
+pub fn wasmhook_env(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> (i32, String, String) {
     let output = Command::new(binary())
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(cwd)
         .output()
         .unwrap();
@@ -389,9 +395,22 @@ pub struct Running {
 
 impl Running {
     pub async fn start(config_path: &Path, cwd: &Path, port: u16) -> Running {
+        Self::start_with_env(config_path, cwd, port, &[]).await
+    }
+
+    /// With extra environment variables (for `${VAR}` in the config).
+    pub async fn start_with_env(
+        config_path: &Path,
+        cwd: &Path,
+        port: u16,
+        env: &[(&str, &str)],
+    ) -> Running {
         let log = std::fs::File::create(cwd.join(format!(
             "wasmhook-{}.log",
-            Instant::now().elapsed().as_nanos()
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
         )))
         .unwrap();
         let child = Command::new(binary())
@@ -399,6 +418,7 @@ impl Running {
             .arg(config_path)
             .current_dir(cwd)
             .env("RUST_LOG", "wasmhook=debug")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

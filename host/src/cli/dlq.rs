@@ -156,7 +156,7 @@ pub(super) async fn execute(config: &Config, command: DlqCommand) -> Result<Exit
         }
         DlqCommand::Show { id } => {
             let letter: Value = match &access {
-                Access::Direct(store) => serde_json::to_value(store.dlq_get(&id)?)?,
+                Access::Direct(store) => serde_json::to_value(store.dlq_get(&id)?.redacted())?,
                 Access::Admin { .. } => {
                     access
                         .call(reqwest::Method::GET, &format!("/dlq/{id}"), &[], None)

@@ -240,7 +240,12 @@ fn describe(config: &Config) -> String {
                 .as_ref()
                 .map(|c| format!(" when {}", c.source()))
                 .unwrap_or_default();
-            let _ = writeln!(out, "    -> {} {}{when}", w.method, w.url);
+            let _ = writeln!(
+                out,
+                "    -> {} {}{when}",
+                w.method,
+                crate::dlq::redact::url(&w.url)
+            );
         }
     }
     let _ = writeln!(out, "schedules: {}", config.schedules.len());
@@ -256,7 +261,12 @@ fn describe(config: &Config) -> String {
             .iter()
             .flat_map(|o| &o.webhooks)
         {
-            let _ = writeln!(out, "    -> {} {}", w.method, w.url);
+            let _ = writeln!(
+                out,
+                "    -> {} {}",
+                w.method,
+                crate::dlq::redact::url(&w.url)
+            );
         }
     }
     out

@@ -3,6 +3,8 @@
 //! until they are retried or purged; the key is the delivery id (a v7 UUID),
 //! so iteration order is the order in which events were accepted.
 
+pub mod redact;
+
 use serde::{Deserialize, Serialize};
 
 use std::time::Duration;
@@ -105,7 +107,7 @@ impl DeadLetter {
                     url: d
                         .payload
                         .as_ref()
-                        .map(|p| p.url.clone())
+                        .map(|p| redact::url(&p.url))
                         .unwrap_or_default(),
                     event_id: d.event.id.clone(),
                     attempts: d.attempts.len(),

@@ -333,7 +333,7 @@ async fn dlq_list(State(state): State<AppState>, Query(filter): Query<Filter>) -
 
 async fn dlq_show(State(state): State<AppState>, Path(id): Path<String>) -> Response {
     match state.pipeline.store().dlq_get(&id) {
-        Ok(letter) => Json(letter).into_response(),
+        Ok(letter) => Json(letter.redacted()).into_response(),
         Err(e) => storage_problem(&e),
     }
 }

@@ -95,7 +95,7 @@ pub async fn run(
                 })?;
         streams.push(subscriber);
     }
-    info!(%url, ?subjects, "NATS source subscribed");
+    info!(url = %crate::config::redact(url), ?subjects, "NATS source subscribed");
     let mut messages = futures::stream::select_all(streams).ready_chunks(BATCH);
     loop {
         let batch = tokio::select! {

@@ -1,0 +1,103 @@
+//! What the DLQ shows: entries keep the request exactly as sent (a retry
+//! must send it again), but listings and `dlq show` hide the parts that
+//! carry credentials: values of headers such as `Authorization`, URL
+//! passwords and query parameters such as `token`.
+
+use super::{DeadLetter, Failure};
+
+/// Stands for a hidden value.
+pub const HIDDEN: &str = "***";
+
+/// Words that mark a header or query parameter as a credential.
+const SENSITIVE: &[&str] = &[
+    "auth",
+    "token",
+    "secret",
+    "key",
+    "signature",
+    "password",
+    "passwd",
+    "cookie",
+    "session",
+    "credential",
+    "sig",
+];
+
+fn sensitive(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    SENSITIVE.iter().any(|word| name.contains(word))
+}
+
+/// `https://user:pw@host/p?token=x&a=1` -> `https://user:***@host/p?token=***&a=1`.
+pub fn url(text: &str) -> String {
+    let Ok(mut parsed) = reqwest::Url::parse(text) else {
+        return text.to_string();
+    };
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some(HIDDEN));
+    }
+    if parsed.query().is_some() {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if sensitive(&k) {
+                    HIDDEN.to_string()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.to_string()
+}
+
+impl DeadLetter {
+    /// This entry as shown to people: credentials hidden.
+    pub fn redacted(&self) -> DeadLetter {
+        let mut letter = self.clone();
+        if let Failure::Delivery(delivery) = &mut letter.failure {
+            if let Some(payload) = &mut delivery.payload {
+                payload.url = url(&payload.url);
+                for (name, value) in &mut payload.headers {
+                    if sensitive(name) {
+                        *value = HIDDEN.to_string();
+                    }
+                }
+            }
+        }
+        letter
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_in_urls_are_hidden() {
+        assert_eq!(
+            url("https://u:pw@hooks.example.com/in?token=abc&team=7&api_key=k"),
+            "https://u:***@hooks.example.com/in?token=***&team=7&api_key=***"
+        );
+        assert_eq!(url("http://x/plain"), "http://x/plain");
+        assert_eq!(url("not a url"), "not a url");
+    }
+
+    #[test]
+    fn credential_headers_are_hidden() {
+        for name in [
+            "Authorization",
+            "X-Api-Key",
+            "X-Auth-Token",
+            "Cookie",
+            "X-Signature",
+        ] {
+            assert!(sensitive(name), "{name}");
+        }
+        for name in ["Content-Type", "X-Instance", "Accept"] {
+            assert!(!sensitive(name), "{name}");
+        }
+    }
+}
