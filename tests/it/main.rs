@@ -13,6 +13,7 @@ mod nats;
 mod ops;
 mod plugins;
 mod postgres;
+mod receivers;
 mod redis;
 mod schedule;
 mod secrets;

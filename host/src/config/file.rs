@@ -80,6 +80,7 @@ pub(super) struct WebhooksSection {
     pub max_payload_bytes: Option<usize>,
     pub allowed_networks: Option<Vec<String>>,
     pub follow_redirects: Option<usize>,
+    pub ca_file: Option<String>,
     pub connect_timeout_ms: Option<u64>,
     pub request_timeout_ms: Option<u64>,
     pub max_concurrent: Option<usize>,

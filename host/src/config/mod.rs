@@ -90,6 +90,9 @@ pub struct HttpConfig {
     pub allowed_networks: Vec<ipnet::IpNet>,
     /// Redirect hops followed; 0 follows none.
     pub follow_redirects: usize,
+    /// Extra trusted CA certificates (PEM) for HTTPS receivers, e.g. a
+    /// private CA; read at start-up.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 /// How long and how much the DLQ keeps.
@@ -327,6 +330,25 @@ fn resolve(
         max_concurrent: positive(raw.webhooks.max_concurrent, 100, "webhooks.max_concurrent")?,
         allowed_networks: allowed_networks(raw.webhooks.allowed_networks.as_deref())?,
         follow_redirects: raw.webhooks.follow_redirects.unwrap_or(0),
+        ca_pem: match raw.webhooks.ca_file.as_deref() {
+            None => None,
+            Some(file) => {
+                let file = path.parent().unwrap_or(Path::new(".")).join(file);
+                let pem = std::fs::read(&file).map_err(|e| {
+                    invalid(
+                        "webhooks.ca_file",
+                        format!("cannot read {}: {e}", file.display()),
+                    )
+                })?;
+                if reqwest::Certificate::from_pem_bundle(&pem).map_or(true, |c| c.is_empty()) {
+                    return Err(invalid(
+                        "webhooks.ca_file",
+                        format!("{} holds no PEM certificate", file.display()),
+                    ));
+                }
+                Some(pem)
+            }
+        },
     };
     let controls = delivery::resolve_global(&raw.webhooks, http.max_concurrent)?;
     let signer = resolve_signing(raw.webhooks.signing, "webhooks.signing")?;

@@ -67,7 +67,13 @@ impl Sender {
                 })
             }
         };
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if let Some(pem) = &http.ca_pem {
+            for certificate in reqwest::Certificate::from_pem_bundle(pem)? {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        let client = builder
             .connect_timeout(http.connect_timeout)
             .timeout(http.request_timeout)
             .redirect(redirects)
