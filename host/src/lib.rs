@@ -92,7 +92,8 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
-    let store = Store::open(&config.storage.path, config.storage.cache_capacity_bytes)?;
+    let store = Store::open(&config.storage.path, config.storage.cache_capacity_bytes)?
+        .reserve(&config.storage.path, config.storage.min_free_bytes);
     let metrics = metrics::Metrics::new(&config.metrics_namespace);
     let switches = delivery::switches::Switches::open(&store)?;
     let plugins = load_plugins(&config, metrics.clone())?;

@@ -157,11 +157,11 @@ impl CronSchedule {
 
 /// The last run each schedule handled (fired, or skipped as too old).
 #[derive(Clone)]
-struct Marks(sled::Tree);
+struct Marks(sled::Tree, Store);
 
 impl Marks {
     fn open(store: &Store) -> Result<Marks, StoreError> {
-        store.tree(MARKS).map(Marks)
+        Ok(Marks(store.tree(MARKS)?, store.clone()))
     }
 
     fn get(&self, name: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
@@ -178,7 +178,7 @@ impl Marks {
     async fn set(&self, name: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
         let value = serde_json::to_vec(&at.timestamp_millis()).unwrap_or_default();
         self.0.insert(name.as_bytes(), value)?;
-        self.0.flush_async().await?;
+        self.1.flush().await?;
         Ok(())
     }
 }

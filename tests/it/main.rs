@@ -17,4 +17,5 @@ mod receivers;
 mod redis;
 mod schedule;
 mod secrets;
+mod storage;
 mod utils;

@@ -47,6 +47,7 @@ pub(super) struct ServerSection {
 pub(super) struct StorageSection {
     pub path: Option<String>,
     pub cache_capacity_mb: Option<u64>,
+    pub min_free_mb: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

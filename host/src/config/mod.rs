@@ -74,6 +74,8 @@ pub struct StorageConfig {
     pub path: PathBuf,
     /// sled's page cache; bounded so that a large backlog stays on disk.
     pub cache_capacity_bytes: u64,
+    /// Free space kept on the filesystem; under it new events are refused.
+    pub min_free_bytes: u64,
 }
 
 /// Outgoing HTTP settings shared by all webhooks.
@@ -309,6 +311,7 @@ fn resolve(
     let storage = StorageConfig {
         path: PathBuf::from(raw.storage.path.as_deref().unwrap_or("wasmhook-data")),
         cache_capacity_bytes: raw.storage.cache_capacity_mb.unwrap_or(64) * 1024 * 1024,
+        min_free_bytes: raw.storage.min_free_mb.unwrap_or(256) * 1024 * 1024,
     };
     let nats_url = raw
         .observers

@@ -30,6 +30,15 @@ pub enum StoreError {
         /// Why.
         source: serde_json::Error,
     },
+    /// The filesystem is down to its reserve; new work is refused so that
+    /// what is stored can still be delivered and recorded.
+    #[error("storage: only {available} bytes free on the database's filesystem, under the {reserve}-byte reserve (storage.min_free_mb); new events are refused until space returns")]
+    Full {
+        /// Free bytes now.
+        available: u64,
+        /// The reserve.
+        reserve: u64,
+    },
     /// No record with this id.
     #[error("no DLQ entry with id {0}")]
     NotFound(String),
@@ -102,6 +111,29 @@ pub struct Store {
     db: sled::Db,
     pub(crate) outbox: sled::Tree,
     pub(crate) dlq: sled::Tree,
+    /// See [`Store::reserve`].
+    reserve: Option<Reserve>,
+    flusher: std::sync::Arc<Flusher>,
+}
+
+/// Group commit: one flush at a time, and a caller whose writes an already
+/// started flush covers does not flush again. sled's own `flush_async`
+/// deadlocks when called concurrently (sled 0.34, spacejam/sled#1308, fixed
+/// only on an unreleased branch): concurrent ingest requests hung the
+/// process for good.
+#[derive(Debug, Default)]
+struct Flusher {
+    /// Flush requests so far; a request is numbered after its writes.
+    requested: std::sync::atomic::AtomicU64,
+    /// The highest request number a completed flush covers.
+    covered: tokio::sync::Mutex<u64>,
+}
+
+/// Free space kept on the database's filesystem.
+#[derive(Clone, Debug)]
+struct Reserve {
+    path: std::path::PathBuf,
+    bytes: u64,
 }
 
 /// Milliseconds since the epoch.
@@ -153,7 +185,39 @@ impl Store {
             outbox: db.open_tree("outbox")?,
             dlq: db.open_tree("dlq")?,
             db,
+            reserve: None,
+            flusher: Default::default(),
         })
+    }
+
+    /// Keeps `bytes` free on the database's filesystem: once less is left,
+    /// new events are refused ([`StoreError::Full`]) while deliveries go on.
+    /// sled cannot recover from a write that fails for want of space
+    /// without a restart, so it must never get that far.
+    pub fn reserve(mut self, path: &Path, bytes: u64) -> Store {
+        self.reserve = (bytes > 0).then(|| Reserve {
+            path: path.to_path_buf(),
+            bytes,
+        });
+        self
+    }
+
+    /// Refuses new work when the filesystem is down to the reserve.
+    pub fn check_space(&self) -> Result<(), StoreError> {
+        let Some(reserve) = &self.reserve else {
+            return Ok(());
+        };
+        // An unreadable figure is not a reason to refuse events.
+        let Ok(available) = fs4::available_space(&reserve.path) else {
+            return Ok(());
+        };
+        if available < reserve.bytes {
+            return Err(StoreError::Full {
+                available,
+                reserve: reserve.bytes,
+            });
+        }
+        Ok(())
     }
 
     /// Stores the deliveries of one accepted batch, and those that died
@@ -166,6 +230,7 @@ impl Store {
         mut deliveries: Vec<Delivery>,
         dead: Vec<(Delivery, String)>,
     ) -> Result<Vec<u64>, StoreError> {
+        self.check_space()?;
         let mut keys = Vec::with_capacity(deliveries.len());
         for _ in 0..deliveries.len() {
             keys.push(self.db.generate_id()?);
@@ -200,7 +265,7 @@ impl Store {
             }
             self.dlq.apply_batch(graves)?;
         }
-        self.db.flush_async().await?;
+        self.flush().await?;
         Ok(keys)
     }
 
@@ -332,6 +397,7 @@ impl Store {
         raw: &[u8],
         reason: String,
     ) -> Result<DeadLetter, StoreError> {
+        self.check_space()?;
         let letter = DeadLetter {
             id: crate::source::envelope::new_id(),
             failed_at_ms: now_ms(),
@@ -342,7 +408,7 @@ impl Store {
             },
         };
         self.dlq.insert(letter.id.as_bytes(), encode(&letter))?;
-        self.db.flush_async().await?;
+        self.flush().await?;
         Ok(letter)
     }
 
@@ -356,9 +422,23 @@ impl Store {
         self.outbox.len()
     }
 
-    /// Writes everything to disk.
+    /// Writes everything written so far to disk, and waits for it.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush_async().await?;
+        use std::sync::atomic::Ordering;
+        let mine = self.flusher.requested.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut covered = self.flusher.covered.lock().await;
+        if *covered >= mine {
+            // A flush that began after our writes has finished.
+            return Ok(());
+        }
+        let target = self.flusher.requested.load(Ordering::SeqCst);
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .map_err(|e| {
+                StoreError::Sled(sled::Error::Io(std::io::Error::other(e.to_string())))
+            })??;
+        *covered = target;
         Ok(())
     }
 }

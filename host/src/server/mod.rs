@@ -222,10 +222,10 @@ async fn receive(
 /// Ready when the source is connected and the database takes a write.
 async fn readyz(State(state): State<AppState>) -> Response {
     let source = state.connected.get();
-    let storage = state
-        .pipeline
-        .store()
-        .tree("health")
+    let store = state.pipeline.store();
+    let storage = store
+        .check_space()
+        .and_then(|()| store.tree("health"))
         .and_then(|tree| Ok(tree.insert("probe", &crate::outbox::now_ms().to_be_bytes())?))
         .is_ok();
     let status = if source && storage {
