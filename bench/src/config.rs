@@ -14,7 +14,12 @@ use crate::receiver::SENT_HEADER;
 /// The signing secret of every run.
 pub const SECRET: &str = "bench-secret";
 
-/// `[webhooks] max_concurrent` of every run, and the raw client's concurrency.
+/// `[webhooks] max_concurrent` of every run, and the raw client's
+/// concurrency. Every delivery goes to one receiver, so the per-destination
+/// limit (20 by default) is raised to match: otherwise it, not
+/// `max_concurrent`, would be the concurrency compared with the raw client.
+/// Loopback is allowed past the SSRF guard (`allowed_networks`), as in the
+/// quickstart.
 pub const MAX_CONCURRENT: usize = 100;
 
 /// The body a template scenario renders: the FraiseQL docs' shape (a few
@@ -64,6 +69,8 @@ pub struct Spec<'a> {
     /// Long for the stalled receiver, so requests stay in flight rather
     /// than failing into retries.
     pub request_timeout_ms: u64,
+    /// `[webhooks.batching] batch_size`, when batching is on.
+    pub batch: Option<usize>,
 }
 
 /// A TOML basic string (JSON escaping is a subset of TOML's).
@@ -123,12 +130,19 @@ pub fn render(spec: &Spec<'_>) -> String {
     }
     let _ = writeln!(
         toml,
-        "\n[webhooks]\nmax_concurrent = {MAX_CONCURRENT}\nrequest_timeout_ms = {}\n\n\
+        "\n[webhooks]\nmax_concurrent = {MAX_CONCURRENT}\nmax_concurrent_per_destination = {MAX_CONCURRENT}\n\
+         allowed_networks = [\"127.0.0.0/8\"]\nrequest_timeout_ms = {}\n\n\
          [webhooks.signing]\nenabled = true\nsecret = {}\nalgorithm = \"sha256\"\n\n\
          [webhooks.retry]\nmax_attempts = 3\nbackoff = \"fixed\"\ninitial_delay = \"500ms\"\n",
         spec.request_timeout_ms,
         quote(SECRET)
     );
+    if let Some(size) = spec.batch {
+        let _ = writeln!(
+            toml,
+            "[webhooks.batching]\nbatch_size = {size}\ntimeout = \"100ms\"\n"
+        );
+    }
     if let Some((dir, cache)) = spec.plugins {
         let _ = writeln!(
             toml,
@@ -185,12 +199,24 @@ mod tests {
                 entity: "Order",
                 url: "http://127.0.0.1:1/hook",
                 request_timeout_ms: 30_000,
+                batch: Some(50),
             });
             let value: toml::Table = toml::from_str(&text).unwrap();
             assert_eq!(value["observer"].as_array().unwrap().len(), 3, "{text}");
             assert_eq!(value["storage"]["path"].as_str(), Some("/tmp/x \"y\""));
             let webhook = &value["observer"][0]["webhook"][0];
-            assert_eq!(webhook["headers"]["x-bench-sent"].as_str(), Some("{{ sent_ns }}"));
+            assert_eq!(
+                webhook["headers"]["x-bench-sent"].as_str(),
+                Some("{{ sent_ns }}")
+            );
+            assert_eq!(
+                value["webhooks"]["batching"]["batch_size"].as_integer(),
+                Some(50)
+            );
+            assert_eq!(
+                value["webhooks"]["allowed_networks"][0].as_str(),
+                Some("127.0.0.0/8")
+            );
         }
     }
 }

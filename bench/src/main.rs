@@ -16,6 +16,7 @@ mod events;
 mod raw;
 mod receiver;
 mod report;
+mod runner;
 mod scenarios;
 mod servers;
 
@@ -27,7 +28,8 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 
 use report::{Provenance, Row};
-use scenarios::{Bench, Problem, Sizes, ALL};
+use runner::Bench;
+use scenarios::{Measured, Problem, Sizes, ALL};
 
 /// End-to-end benchmark of wasmhook: throughput, latency and memory against
 /// the raw HTTP ceiling and the FraiseQL docs' reference subscriber.
@@ -53,6 +55,10 @@ struct Args {
     /// The wasmhook binary (default: `wasmhook` next to this executable).
     #[arg(long, value_name = "PATH", env = "WASMHOOK_BIN")]
     wasmhook: Option<PathBuf>,
+    /// Runs of each scenario, round-robin; the table shows the median
+    /// (default 3, or 1 with --quick).
+    #[arg(long, value_name = "N")]
+    rounds: Option<u32>,
     /// List the scenarios and exit.
     #[arg(long)]
     list: bool,
@@ -62,7 +68,12 @@ fn main() -> ExitCode {
     let args = Args::parse();
     if args.list {
         for s in ALL {
-            println!("{:<20} {}{}", s.name, if s.quick { "[quick] " } else { "" }, s.what);
+            println!(
+                "{:<20} {}{}",
+                s.name,
+                if s.quick { "[quick] " } else { "" },
+                s.what
+            );
         }
         return ExitCode::SUCCESS;
     }
@@ -88,10 +99,16 @@ fn find_wasmhook(explicit: Option<PathBuf>) -> Result<PathBuf> {
         if !path.is_file() {
             bail!("--wasmhook {}: no such file", path.display());
         }
-        return Ok(path);
+        // wasmhook runs in a scratch directory: a relative path must not
+        // change meaning there.
+        return path
+            .canonicalize()
+            .with_context(|| format!("--wasmhook {}", path.display()));
     }
     let exe = std::env::current_exe().context("locating the bench executable")?;
-    let dir = exe.parent().context("the bench executable has no directory")?;
+    let dir = exe
+        .parent()
+        .context("the bench executable has no directory")?;
     let candidate = dir.join("wasmhook");
     if !candidate.is_file() {
         bail!(
@@ -113,7 +130,10 @@ fn find_wasmhook(explicit: Option<PathBuf>) -> Result<PathBuf> {
 
 fn run(args: Args) -> Result<ExitCode> {
     let selected: Vec<_> = if args.scenarios.is_empty() {
-        ALL.iter().filter(|s| s.quick || !args.quick).copied().collect()
+        ALL.iter()
+            .filter(|s| s.quick || !args.quick)
+            .copied()
+            .collect()
     } else {
         for name in &args.scenarios {
             if !ALL.iter().any(|s| s.name == name) {
@@ -132,29 +152,46 @@ fn run(args: Args) -> Result<ExitCode> {
     let sizes = Sizes::new(args.quick, args.events);
 
     let runtime = tokio::runtime::Runtime::new().context("starting tokio")?;
-    let (rows, versions) = runtime.block_on(async {
+    let rounds = args.rounds.unwrap_or(if args.quick { 1 } else { 3 }).max(1);
+    let all = async {
         let mut bench = Bench::new(binary, root.clone(), sizes).await?;
-        let mut rows = Vec::new();
-        for scenario in selected {
-            eprintln!("wasmhook-bench: {} ...", scenario.name);
-            let started = std::time::Instant::now();
-            let outcome = bench.run(&scenario).await;
-            match &outcome {
-                Ok(m) => eprintln!(
-                    "wasmhook-bench: {} done in {:.1} s: {}",
-                    scenario.name,
-                    started.elapsed().as_secs_f64(),
-                    m.rate.map_or_else(
-                        || format!("peak RSS {:.0} MB", m.rss_mb.unwrap_or(0.0)),
-                        |r| format!("{r:.0} deliveries/s")
-                    )
-                ),
-                Err(Problem::Skip(why)) => eprintln!("wasmhook-bench: {} skipped: {why}", scenario.name),
-                Err(Problem::Fail(error)) => eprintln!("wasmhook-bench: {} FAILED: {error:#}", scenario.name),
+        // Round-robin, so a burst of load from others on a shared machine
+        // lands on one run of several scenarios, not on every run of one.
+        let mut runs: Vec<Vec<Result<Measured, Problem>>> =
+            selected.iter().map(|_| Vec::new()).collect();
+        for round in 1..=rounds {
+            for (scenario, done) in selected.iter().zip(runs.iter_mut()) {
+                if round > 1 && !scenarios::worth_repeating(scenario, &done[0]) {
+                    continue;
+                }
+                eprintln!(
+                    "wasmhook-bench: {} (round {round}/{rounds}) ...",
+                    scenario.name
+                );
+                let started = std::time::Instant::now();
+                let outcome = bench.run(scenario).await;
+                log_outcome(scenario.name, started.elapsed(), &outcome);
+                done.push(outcome);
             }
-            rows.push(Row { scenario, outcome });
         }
+        let rows = selected
+            .into_iter()
+            .zip(runs)
+            .map(|(scenario, outcomes)| Row {
+                outcome: scenarios::median(&scenario, outcomes),
+                scenario,
+            })
+            .collect::<Vec<_>>();
         anyhow::Ok((rows, bench.versions()))
+    };
+    // On Ctrl-C or SIGTERM (a CI timeout) the run is dropped, and with it
+    // every server it started, the PostgreSQL cluster and the temporary
+    // directories; the kernel would only kill the direct children.
+    let (rows, versions) = runtime.block_on(async {
+        tokio::select! {
+            result = all => result,
+            signal = interrupted() => bail!("interrupted by {signal}; servers stopped"),
+        }
     })?;
     // Children are stopped by now; sleeping `/stall` handlers must not
     // hold up the exit.
@@ -176,6 +213,7 @@ fn run(args: Args) -> Result<ExitCode> {
                 .take(10)
                 .collect(),
             versions,
+            revision: revision(&root),
         };
         let path = root.join("docs/BENCHMARKS.md");
         report::write_section(&path, &report::section(&rows, &provenance))?;
@@ -189,17 +227,42 @@ fn run(args: Args) -> Result<ExitCode> {
     })
 }
 
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        // Without handlers the default (exit) applies; never resolve.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    }
+}
+
+fn log_outcome(name: &str, took: std::time::Duration, outcome: &Result<Measured, Problem>) {
+    match outcome {
+        Ok(m) => eprintln!(
+            "wasmhook-bench: {name} done in {:.1} s: {}",
+            took.as_secs_f64(),
+            match (m.rate, m.rss_mb) {
+                (Some(rate), _) => format!("{rate:.0} deliveries/s"),
+                (None, Some(rss)) => format!("peak RSS {rss:.0} MB"),
+                (None, None) => "no rate".into(),
+            }
+        ),
+        Err(Problem::Skip(why)) => eprintln!("wasmhook-bench: {name} skipped: {why}"),
+        Err(Problem::Fail(error)) => eprintln!("wasmhook-bench: {name} FAILED: {error:#}"),
+    }
+}
+
 /// The invocation as a user would type it.
 fn command_line() -> String {
     let args: Vec<String> = std::env::args()
         .skip(1)
-        .map(|a| {
-            if a.contains(' ') {
-                format!("'{a}'")
-            } else {
-                a
-            }
-        })
+        .map(|a| if a.contains(' ') { format!("'{a}'") } else { a })
         .collect();
     let mut line = String::from("cargo run --release -p wasmhook-bench");
     if !args.is_empty() {
@@ -207,6 +270,18 @@ fn command_line() -> String {
         line.push_str(&args.join(" "));
     }
     line
+}
+
+fn revision(root: &Path) -> String {
+    std::process::Command::new("git")
+        .arg("-C")
+        .arg(root)
+        .args(["describe", "--always", "--dirty"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| format!("`{}`", String::from_utf8_lossy(&o.stdout).trim()))
+        .unwrap_or_else(|| "an unknown revision".into())
 }
 
 fn cpu_model() -> String {

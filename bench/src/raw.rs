@@ -31,13 +31,19 @@ fn body(events: &Events, i: u64) -> String {
     )
 }
 
-/// Sends `n` requests to `url` from [`MAX_CONCURRENT`] tasks. Bodies are
-/// built and signed before the clock starts (a pool of 256, reused); only
-/// the publish-time header is set per request.
-pub async fn run(url: &str, events: &Events, n: u64) -> Result<()> {
-    let timestamp = (now_ns() / 1_000_000_000).to_string();
-    let prepared: Arc<Vec<Prepared>> = Arc::new(
-        (0..256)
+/// The harness's own client: keep-alive connections and a pool of 256
+/// bodies built and signed before the clock starts.
+pub struct RawClient {
+    client: reqwest::Client,
+    prepared: Arc<Vec<Prepared>>,
+    url: String,
+}
+
+impl RawClient {
+    /// Prepares bodies for entities like `events`'.
+    pub fn new(url: &str, events: &Events) -> Result<RawClient> {
+        let timestamp = (now_ns() / 1_000_000_000).to_string();
+        let prepared = (0..256)
             .map(|i| {
                 let body = body(events, i);
                 Prepared {
@@ -46,42 +52,56 @@ pub async fn run(url: &str, events: &Events, n: u64) -> Result<()> {
                     body: Bytes::from(body),
                 }
             })
-            .collect(),
-    );
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(MAX_CONCURRENT)
-        .build()
-        .context("building the HTTP client")?;
-    let next = Arc::new(AtomicU64::new(0));
-    let mut tasks = Vec::with_capacity(MAX_CONCURRENT);
-    for _ in 0..MAX_CONCURRENT {
-        let (client, next, prepared, url) =
-            (client.clone(), next.clone(), prepared.clone(), url.to_string());
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= n {
-                    return Ok::<_, anyhow::Error>(());
-                }
-                let p = &prepared[(i % prepared.len() as u64) as usize];
-                let response = client
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .header("x-wasmhook-signature", &p.signature)
-                    .header("x-wasmhook-timestamp", &p.timestamp)
-                    .header(SENT_HEADER, now_ns().to_string())
-                    .body(p.body.clone())
-                    .send()
-                    .await
-                    .context("raw POST")?;
-                if !response.status().is_success() {
-                    bail!("the receiver answered {}", response.status());
-                }
-            }
-        }));
+            .collect();
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(MAX_CONCURRENT)
+            .build()
+            .context("building the HTTP client")?;
+        Ok(RawClient {
+            client,
+            prepared: Arc::new(prepared),
+            url: url.to_string(),
+        })
     }
-    for task in tasks {
-        task.await.context("raw client task panicked")??;
+
+    /// Sends `n` requests from [`MAX_CONCURRENT`] tasks; only the
+    /// publish-time header is set per request.
+    pub async fn send(&self, n: u64) -> Result<()> {
+        let next = Arc::new(AtomicU64::new(0));
+        let mut tasks = Vec::with_capacity(MAX_CONCURRENT);
+        for _ in 0..MAX_CONCURRENT {
+            let (client, next, prepared, url) = (
+                self.client.clone(),
+                next.clone(),
+                self.prepared.clone(),
+                self.url.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        return Ok::<_, anyhow::Error>(());
+                    }
+                    let p = &prepared[(i % prepared.len() as u64) as usize];
+                    let response = client
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .header("x-wasmhook-signature", &p.signature)
+                        .header("x-wasmhook-timestamp", &p.timestamp)
+                        .header(SENT_HEADER, now_ns().to_string())
+                        .body(p.body.clone())
+                        .send()
+                        .await
+                        .context("raw POST")?;
+                    if !response.status().is_success() {
+                        bail!("the receiver answered {}", response.status());
+                    }
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.context("raw client task panicked")??;
+        }
+        Ok(())
     }
-    Ok(())
 }

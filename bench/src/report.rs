@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
+use crate::events::Pace;
 use crate::scenarios::{Kind, Measured, Problem, Scenario, Target};
 
 /// The heading of the generated section; everything from it to the next
@@ -48,11 +49,13 @@ fn find<'a>(rows: &'a [Row], name: &str) -> Option<&'a Row> {
     rows.iter().find(|r| r.scenario.name == name)
 }
 
+/// The raw ceiling a row compares with: the one for its entity size, and
+/// only for full-speed rows (a paced row's rate is its pace).
 fn raw_for(rows: &[Row], kind: &Kind) -> Option<f64> {
     let entity = match kind {
-        Kind::Wasmhook { entity_bytes, .. } => *entity_bytes,
+        Kind::Wasmhook(run) if matches!(run.pace, Pace::Flood) => run.entity_bytes,
         Kind::Reference { .. } => 1024,
-        Kind::Raw { .. } | Kind::Memory => return None,
+        _ => return None,
     };
     rows.iter()
         .find(|r| matches!(r.scenario.kind, Kind::Raw { entity_bytes } if entity_bytes == entity))
@@ -68,14 +71,25 @@ fn judge(rows: &[Row]) -> Vec<Judged> {
                 return Judged::default();
             };
             let rate = measured.rate;
-            let of_raw = rate.zip(raw_for(rows, &row.scenario.kind)).map(|(r, raw)| r / raw);
+            let of_raw = rate
+                .zip(raw_for(rows, &row.scenario.kind))
+                .map(|(r, raw)| r / raw);
+            // The reference moves 1 KB entities at full speed; other rows
+            // are not the same work.
             let times_reference = match row.scenario.kind {
-                Kind::Wasmhook { .. } | Kind::Reference { .. } => rate.zip(reference).map(|(r, x)| r / x),
+                Kind::Wasmhook(run)
+                    if run.entity_bytes == 1024 && matches!(run.pace, Pace::Flood) =>
+                {
+                    rate.zip(reference).map(|(r, x)| r / x)
+                }
+                Kind::Reference { .. } => rate.zip(reference).map(|(r, x)| r / x),
                 _ => None,
             };
             let verdict = row.scenario.target.map(|target| {
                 let (met, text) = verdict(target, measured, of_raw, times_reference, core);
-                if measured.incomplete {
+                if measured.stuck {
+                    (false, "**STUCK**: see notes".into())
+                } else if measured.incomplete {
                     (false, format!("{text} (incomplete)"))
                 } else {
                     (met, text)
@@ -101,7 +115,15 @@ fn verdict(
     let vs_core = |need: f64| match m.rate.zip(core) {
         Some((rate, core)) => {
             let f = rate / core;
-            (f >= need, format!("{}: {:.0}% of nats-template (≥ {:.0}%)", word(f >= need), f * 100.0, need * 100.0))
+            (
+                f >= need,
+                format!(
+                    "{}: {:.0}% of nats-template (≥ {:.0}%)",
+                    word(f >= need),
+                    f * 100.0,
+                    need * 100.0
+                ),
+            )
         }
         None => (false, "n/a: no nats-template rate to compare with".into()),
     };
@@ -135,7 +157,10 @@ fn verdict(
         Target::P99Under5ms => match m.latency {
             Some(l) => {
                 let met = l.p99 < Duration::from_millis(5);
-                (met, format!("{}: p99 {} (< 5 ms)", word(met), duration(l.p99)))
+                (
+                    met,
+                    format!("{}: p99 {} (< 5 ms)", word(met), duration(l.p99)),
+                )
             }
             None => (false, "n/a: no latencies recorded".into()),
         },
@@ -208,7 +233,12 @@ pub fn table(rows: &[Row]) -> String {
                     m.latency.map_or_else(dash, |l| duration(l.max)),
                     m.rss_mb.map_or_else(dash, |v| format!("{v:.0}")),
                     m.cpu_s.map_or_else(dash, |v| format!("{v:.2}")),
-                    j.verdict.as_ref().map_or_else(String::new, |(_, text)| text.clone()),
+                    match &j.verdict {
+                        Some((_, text)) => text.clone(),
+                        None if m.stuck => "**STUCK**: see notes".into(),
+                        None if m.incomplete => "**incomplete**: see notes".into(),
+                        None => String::new(),
+                    },
                 );
             }
             Err(Problem::Skip(_)) => {
@@ -252,6 +282,9 @@ pub struct Provenance {
     pub cpu: String,
     pub date: String,
     pub versions: Vec<String>,
+    /// `git describe --always --dirty` of the tree the binary was built from
+    /// (as far as the harness can tell: the tree now).
+    pub revision: String,
 }
 
 /// The whole generated section.
@@ -267,11 +300,12 @@ pub fn section(rows: &[Row], p: &Provenance) -> String {
     let _ = writeln!(out, "Command: `{}`", p.command);
     let _ = writeln!(
         out,
-        "Machine: {} cores ({}), {}. Loopback only; wasmhook from `cargo build --release -p wasmhook`, \
-         `max_concurrent = 100`, log level warn.{}\n",
+        "Machine: {} cores ({}), {}. Loopback only; wasmhook from `cargo build --release -p wasmhook` \
+         at {}, `max_concurrent = 100` (also per destination), log level warn.{}\n",
         p.cores,
         p.cpu,
         p.date,
+        p.revision,
         if p.versions.is_empty() {
             String::new()
         } else {
@@ -287,11 +321,13 @@ pub fn section(rows: &[Row], p: &Provenance) -> String {
     }
     let _ = writeln!(
         out,
-        "Rows: deliveries/s is requests received divided by the time from the first publish to \
-         the last arrival; latency is from the publish (the event's `sent_ns`, sent back in a \
-         templated header) to arrival at the receiver; peak RSS is wasmhook's VmHWM (the Python \
-         process's for the reference rows); CPU s is user + system time during the measurement. \
-         The receiver answers 200 at once and checks the HMAC of one request in 50.\n"
+        "Columns: deliveries/s counts deliveries received from the first publish to the last \
+         arrival, after a warm-up that is not counted; \"of raw\" compares with the raw row of \
+         the same entity size and \"× reference\" with `reference` (1 KB, full-speed rows only); \
+         latency runs from the publish (the event's `sent_ns`, sent back in a templated header) \
+         to arrival at the receiver; peak RSS is wasmhook's VmHWM (the Python process's for the \
+         reference rows); CPU s is user + system time during the measurement. The receiver \
+         answers 200 at once and checks the HMAC of one request in 50.\n"
     );
     for row in rows {
         let _ = writeln!(out, "- `{}`: {}", row.scenario.name, row.scenario.what);
@@ -302,7 +338,8 @@ pub fn section(rows: &[Row], p: &Provenance) -> String {
 /// Replaces the generated section of `path` (or appends it), leaving the
 /// rest of the file as it is.
 pub fn write_section(path: &Path, section: &str) -> Result<()> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     std::fs::write(path, replace_section(&text, section))
         .with_context(|| format!("writing {}", path.display()))
 }
@@ -313,7 +350,9 @@ fn replace_section(text: &str, section: &str) -> String {
         return format!("{}\n\n{section}\n", text.trim_end());
     };
     let after = start + HEADING.len();
-    let end = text[after..].find("\n## ").map_or(text.len(), |i| after + i + 1);
+    let end = text[after..]
+        .find("\n## ")
+        .map_or(text.len(), |i| after + i + 1);
     let rest = &text[end..];
     if rest.is_empty() {
         format!("{}{section}\n", &text[..start])
@@ -330,7 +369,10 @@ mod tests {
     fn the_section_is_appended_then_replaced_in_place() {
         let doc = "# Benchmarks\n\n## Other\n\nkeep\n";
         let once = replace_section(doc, &format!("{HEADING}\n\nfirst\n"));
-        assert_eq!(once, format!("# Benchmarks\n\n## Other\n\nkeep\n\n{HEADING}\n\nfirst\n"));
+        assert_eq!(
+            once,
+            format!("# Benchmarks\n\n## Other\n\nkeep\n\n{HEADING}\n\nfirst\n")
+        );
         let with_tail = format!("{once}\n## Analysis\n\nby hand\n");
         let twice = replace_section(&with_tail, &format!("{HEADING}\n\nsecond"));
         assert_eq!(

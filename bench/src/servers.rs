@@ -72,10 +72,16 @@ fn wait_for_port(child: &mut Child, addr: SocketAddr, what: &str, log: &Path) ->
             return Ok(());
         }
         if let Some(status) = child.try_wait()? {
-            bail!("{what} exited ({status}) before listening:\n{}", tail(log, 20));
+            bail!(
+                "{what} exited ({status}) before listening:\n{}",
+                tail(log, 20)
+            );
         }
         if Instant::now() > deadline {
-            bail!("{what} did not listen on {addr} within 20 s:\n{}", tail(log, 20));
+            bail!(
+                "{what} did not listen on {addr} within 20 s:\n{}",
+                tail(log, 20)
+            );
         }
         std::thread::sleep(Duration::from_millis(25));
     }
@@ -132,7 +138,12 @@ impl Nats {
         let mut command = Command::new(&binary);
         command.arg("-c").arg(&conf);
         let mut child = spawn(command, &log)?;
-        wait_for_port(&mut child, ([127, 0, 0, 1], port).into(), "nats-server", &log)?;
+        wait_for_port(
+            &mut child,
+            ([127, 0, 0, 1], port).into(),
+            "nats-server",
+            &log,
+        )?;
         Ok(Nats {
             child,
             url: format!("nats://127.0.0.1:{port}"),
@@ -169,11 +180,23 @@ impl Redis {
         let mut command = Command::new(&binary);
         command
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "yes", "--appendfsync", "everysec"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+            ])
             .arg("--dir")
             .arg(&data);
         let mut child = spawn(command, &log)?;
-        wait_for_port(&mut child, ([127, 0, 0, 1], port).into(), "redis-server", &log)?;
+        wait_for_port(
+            &mut child,
+            ([127, 0, 0, 1], port).into(),
+            "redis-server",
+            &log,
+        )?;
         Ok(Redis {
             child,
             url: format!("redis://127.0.0.1:{port}"),
@@ -226,7 +249,10 @@ impl Postgres {
                 .status()
                 .context("running chown")?;
             if !status.success() {
-                bail!("chown {user} {} failed (is there a {user} account?)", dir.path().display());
+                bail!(
+                    "chown {user} {} failed (is there a {user} account?)",
+                    dir.path().display()
+                );
             }
         }
         let data = dir.path().join("data");
@@ -440,7 +466,7 @@ impl Wasmhook {
     }
 
     async fn wait_ready(&mut self) -> Result<()> {
-        let client = reqwest::Client::new();
+        let client = probe_client()?;
         let url = format!("http://{}/readyz", self.addr);
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
@@ -451,7 +477,10 @@ impl Wasmhook {
             }
             self.check_alive()?;
             if Instant::now() > deadline {
-                bail!("wasmhook was not ready within 90 s:\n{}", tail(&self.log, 20));
+                bail!(
+                    "wasmhook was not ready within 90 s:\n{}",
+                    tail(&self.log, 20)
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -477,7 +506,9 @@ impl Wasmhook {
 
     /// A gauge or counter from `/metrics`, e.g. `wasmhook_outbox_size`.
     pub async fn metric(&self, name: &str) -> Result<f64> {
-        let text = reqwest::get(format!("http://{}/metrics", self.addr))
+        let text = probe_client()?
+            .get(format!("http://{}/metrics", self.addr))
+            .send()
             .await?
             .text()
             .await?;
@@ -488,6 +519,19 @@ impl Wasmhook {
                 (key == name).then(|| value.trim().parse::<f64>().ok())?
             })
             .with_context(|| format!("no {name} in /metrics"))
+    }
+
+    /// Whether `/healthz` answers within two seconds: a process that is up
+    /// but does not answer has a blocked runtime.
+    pub async fn answers_health(&self) -> bool {
+        let Ok(client) = probe_client() else {
+            return false;
+        };
+        client
+            .get(format!("http://{}/healthz", self.addr))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
     }
 
     /// SIGTERM, then SIGKILL after a few seconds. Its config sets a short
@@ -503,6 +547,14 @@ impl Drop for Wasmhook {
     }
 }
 
+/// A client for health and metrics probes, which must never hang the run.
+fn probe_client() -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .context("building the HTTP client")
+}
+
 /// A child that prints one line when it is ready (the reference subscriber).
 pub struct LineReady {
     child: Child,
@@ -513,7 +565,10 @@ impl LineReady {
     /// its stderr goes to `log`.
     pub fn start(mut command: Command, ready: &str, log: &Path) -> Result<LineReady> {
         let err = fs::File::create(log)?;
-        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(err);
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(err);
         // SAFETY: as in `spawn`.
         unsafe {
             command.pre_exec(|| {
@@ -521,7 +576,9 @@ impl LineReady {
                 Ok(())
             });
         }
-        let mut child = command.spawn().context("starting the reference subscriber")?;
+        let mut child = command
+            .spawn()
+            .context("starting the reference subscriber")?;
         let stdout = child.stdout.take().context("no stdout")?;
         let (tx, rx) = std::sync::mpsc::channel();
         let ready = ready.to_string();
@@ -549,7 +606,10 @@ impl LineReady {
     /// An error if it has exited.
     pub fn check_alive(&mut self, log: &Path) -> Result<()> {
         if let Some(status) = self.child.try_wait()? {
-            bail!("the reference subscriber exited ({status}):\n{}", tail(log, 20));
+            bail!(
+                "the reference subscriber exited ({status}):\n{}",
+                tail(log, 20)
+            );
         }
         Ok(())
     }

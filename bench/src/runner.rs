@@ -1,0 +1,644 @@
+//! How a scenario is run and measured: the servers one invocation shares,
+//! the publish-and-wait loop, and what it measured.
+//!
+//! Every delivery scenario has the same shape: connect, publish a warm-up
+//! and wait for it, then reset the receiver, take the time, publish, wait
+//! until the expected number of events arrived (or nothing arrived for a
+//! while), and divide. The clock runs from the first measured publish to
+//! the last arrival, so the rate covers the whole path: bus, wasmhook (or
+//! the reference subscriber) and the receiver.
+
+use std::fs;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+
+use crate::config::{self, Source, Work, SECRET};
+use crate::events::{self, Events, Pace, Publisher, PG_TABLE};
+use crate::receiver::{now_ns, Receiver};
+use crate::scenarios::{Bus, Kind, Latency, Measured, Problem, Run, Scenario, Sizes, KB};
+use crate::servers::{self, LineReady, Nats, Postgres, ProcStats, Redis, Wasmhook};
+
+/// The servers and state one invocation shares across scenarios. Servers
+/// start on first use, so a subset runs only what it needs.
+pub struct Bench {
+    pub binary: PathBuf,
+    pub root: PathBuf,
+    pub sizes: Sizes,
+    pub receiver: Receiver,
+    seq: u32,
+    nats: Option<Result<Nats, Unavailable>>,
+    redis: Option<Result<Redis, Unavailable>>,
+    postgres: Option<Result<Postgres, Unavailable>>,
+    python: Option<Result<(), Unavailable>>,
+    plugins: Option<Result<PathBuf, Unavailable>>,
+    // Last, so it is removed after the servers using it have stopped.
+    dir: tempfile::TempDir,
+}
+
+/// Why something a scenario needs is not there.
+#[derive(Debug, Clone)]
+enum Unavailable {
+    /// Not installed or not built: the scenario is skipped.
+    Missing(String),
+    /// Installed but it did not start: the scenario fails.
+    Broken(String),
+}
+
+/// `Missing` unless `program` is on PATH.
+fn on_path(program: &str) -> Result<(), Unavailable> {
+    match servers::which(program) {
+        Some(_) => Ok(()),
+        None => Err(Unavailable::Missing(format!("{program} is not on PATH"))),
+    }
+}
+
+fn broken(error: anyhow::Error) -> Unavailable {
+    Unavailable::Broken(format!("{error:#}"))
+}
+
+/// Starts something on first use and keeps the outcome, so a start-up
+/// error is reported for every scenario that needs it, not retried.
+fn started<T>(
+    slot: &mut Option<Result<T, Unavailable>>,
+    start: impl FnOnce() -> Result<T, Unavailable>,
+) -> Result<&T, Problem> {
+    match slot.get_or_insert_with(start) {
+        Ok(value) => Ok(value),
+        Err(Unavailable::Missing(why)) => Err(Problem::Skip(why.clone())),
+        Err(Unavailable::Broken(why)) => Err(Problem::Fail(anyhow!("{why}"))),
+    }
+}
+
+impl Bench {
+    /// Starts the receiver; everything else waits until needed.
+    pub async fn new(binary: PathBuf, root: PathBuf, sizes: Sizes) -> Result<Bench> {
+        Ok(Bench {
+            binary,
+            root,
+            sizes,
+            receiver: Receiver::start(SECRET.as_bytes()).await?,
+            dir: tempfile::Builder::new()
+                .prefix("wasmhook-bench-")
+                .tempdir()
+                .context("creating the work directory")?,
+            seq: 0,
+            nats: None,
+            redis: None,
+            postgres: None,
+            python: None,
+            plugins: None,
+        })
+    }
+
+    /// Versions of the servers that ran, for the report.
+    pub fn versions(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(Ok(n)) = &self.nats {
+            out.push(n.version.clone());
+        }
+        if let Some(Ok(r)) = &self.redis {
+            out.push(format!(
+                "{} (AOF on, fsync every second)",
+                short_redis(&r.version)
+            ));
+        }
+        if let Some(Ok(p)) = &self.postgres {
+            out.push(format!("{} (default settings)", p.version));
+        }
+        out
+    }
+
+    /// A fresh directory for one scenario.
+    fn scenario_dir(&mut self, name: &str) -> Result<PathBuf> {
+        self.seq += 1;
+        let dir = self.dir.path().join(format!("{:02}-{name}", self.seq));
+        fs::create_dir_all(&dir)?;
+        Ok(dir)
+    }
+
+    fn nats(&mut self) -> Result<&Nats, Problem> {
+        let dir = self.dir.path().to_path_buf();
+        started(&mut self.nats, || {
+            on_path("nats-server")?;
+            Nats::start(&dir).map_err(broken)
+        })
+    }
+
+    /// Runs one scenario.
+    pub async fn run(&mut self, scenario: &Scenario) -> Result<Measured, Problem> {
+        match scenario.kind {
+            Kind::Raw { entity_bytes } => self.raw(entity_bytes).await,
+            Kind::Reference { client_per_event } => {
+                self.reference(scenario.name, client_per_event).await
+            }
+            Kind::Wasmhook(run) => self.wasmhook(scenario.name, run).await,
+            Kind::Memory => self.memory().await,
+        }
+    }
+
+    async fn raw(&mut self, entity_bytes: usize) -> Result<Measured, Problem> {
+        let n = self.sizes.for_entity(entity_bytes, 1);
+        let client =
+            crate::raw::RawClient::new(&self.receiver.hook_url(), &Events::new(entity_bytes))?;
+        let warm = self.sizes.warmup.min(n);
+        self.flow(warm, client.send(warm), || Ok(())).await?;
+        let flow = self.flow(n, client.send(n), || Ok(())).await?;
+        Ok(flow.measured(n.to_string(), None, false))
+    }
+
+    async fn reference(&mut self, name: &str, client_per_event: bool) -> Result<Measured, Problem> {
+        started(&mut self.python, || {
+            python_ready().map_err(|e| Unavailable::Missing(format!("{e:#}")))
+        })?;
+        let nats_url = self.nats()?.url.clone();
+        let dir = self.scenario_dir(name)?;
+        let script = dir.join("reference_subscriber.py");
+        fs::write(&script, include_str!("../reference_subscriber.py"))
+            .context("writing the reference subscriber")?;
+        let subject = format!("fraiseql.r{}.order.updated", self.seq);
+        let mut command = Command::new("python3");
+        command
+            .arg(&script)
+            .args(["--nats", &nats_url, "--subject", &subject])
+            .args(["--url", &self.receiver.hook_url(), "--secret", SECRET]);
+        if client_per_event {
+            command.arg("--client-per-event");
+        }
+        let log = dir.join("reference.log");
+        let mut python = LineReady::start(command, "ready", &log)?;
+        let n = if client_per_event {
+            self.sizes.verbatim
+        } else {
+            self.sizes.reference
+        };
+        let mut publisher = Publisher::nats(&nats_url, subject).await?;
+        let events = Events::new(KB);
+        // Python's first requests pay for imports and connections (the
+        // verbatim variant pays for a connection on every event anyway).
+        let warm = if client_per_event {
+            5
+        } else {
+            self.sizes.warmup / 5
+        }
+        .min(n);
+        self.flow(warm, publisher.send(&events, 0..warm, Pace::Flood), || {
+            python.check_alive(&log)
+        })
+        .await?;
+        let before = ProcStats::of(python.pid())?;
+        let flow = self
+            .flow(
+                n,
+                publisher.send(&events, warm..warm + n, Pace::Flood),
+                || python.check_alive(&log),
+            )
+            .await?;
+        let after = ProcStats::of(python.pid())?;
+        let mut measured = flow.measured(n.to_string(), Some((before, after)), true);
+        if measured.incomplete {
+            measured
+                .notes
+                .push("core NATS is at most once; the Python client fell behind".into());
+        }
+        Ok(measured)
+    }
+
+    async fn wasmhook(&mut self, name: &str, run: Run) -> Result<Measured, Problem> {
+        let Run {
+            bus,
+            work,
+            entity_bytes,
+            observers,
+            pace,
+            batch,
+        } = run;
+        let plugins = match work {
+            Work::Wasm => Some(self.plugins()?),
+            Work::Template => None,
+        };
+        let n = match pace {
+            Pace::PerSecond(_) => self.sizes.latency,
+            Pace::Flood => self.sizes.for_entity(entity_bytes, observers),
+        };
+        let dir = self.scenario_dir(name)?;
+        let seq = self.seq;
+        let (source, entity) = match bus {
+            Bus::Http => (Source::Http, "Order"),
+            Bus::Nats => (
+                Source::Nats {
+                    url: self.nats()?.url.clone(),
+                    subject: format!("fraiseql.s{seq}.>"),
+                },
+                "Order",
+            ),
+            Bus::JetStream => (
+                Source::JetStream {
+                    url: self.nats()?.url.clone(),
+                    subject: format!("fraiseql.s{seq}.>"),
+                    stream: format!("BENCH_{seq}"),
+                },
+                "Order",
+            ),
+            Bus::RedisStreams => {
+                let redis_dir = self.dir.path().to_path_buf();
+                let redis = started(&mut self.redis, || {
+                    on_path("redis-server")?;
+                    Redis::start(&redis_dir).map_err(broken)
+                })?;
+                (
+                    Source::RedisStreams {
+                        url: redis.url.clone(),
+                        key: format!("bench_events_{seq}"),
+                    },
+                    "Order",
+                )
+            }
+            Bus::PostgresLog => {
+                let postgres = started(&mut self.postgres, || {
+                    if servers::postgres_bin_dir().is_none() {
+                        return Err(Unavailable::Missing(
+                            "PostgreSQL is not installed (no /usr/lib/postgresql/*/bin, no pg_ctl on PATH)".into(),
+                        ));
+                    }
+                    Postgres::start().map_err(broken)
+                })?;
+                let dsn = postgres.dsn.clone();
+                self.pg_install(&dsn, &dir).await?;
+                (Source::PostgresLog { dsn }, PG_TABLE)
+            }
+        };
+        let listen = ([127, 0, 0, 1], servers::free_port()?).into();
+        let url = match batch {
+            Some(_) => self.receiver.batch_url(),
+            None => self.receiver.hook_url(),
+        };
+        // One compile cache for the run: only the first Wasm start compiles.
+        let cache = self.dir.path().join("plugin-cache");
+        let text = config::render(&config::Spec {
+            listen,
+            data_dir: &dir.join("data"),
+            plugins: plugins.as_deref().map(|d| (d, cache.as_path())),
+            source: &source,
+            work,
+            observers,
+            entity,
+            url: &url,
+            request_timeout_ms: 30_000,
+            batch,
+        });
+        let config_path = dir.join("wasmhook.toml");
+        fs::write(&config_path, text).context("writing wasmhook's config")?;
+        let mut wasmhook = Wasmhook::start(&self.binary, &config_path, &dir, listen).await?;
+
+        let events = Events::new(entity_bytes);
+        let subject = format!("fraiseql.s{seq}.order.updated");
+        let mut publisher = match &source {
+            Source::Http => Publisher::http(format!("http://{listen}/events"))?,
+            Source::Nats { url, .. } => Publisher::nats(url, subject).await?,
+            Source::JetStream { url, .. } => Publisher::jetstream(url, subject).await?,
+            Source::RedisStreams { url, key } => Publisher::redis_streams(url, key.clone()).await?,
+            Source::PostgresLog { dsn } => Publisher::postgres(dsn).await?,
+        };
+        let fail = |error: anyhow::Error, log: &Path| {
+            Problem::Fail(
+                error.context(format!("wasmhook's log ends:\n{}", servers::tail(log, 10))),
+            )
+        };
+        // Connections, caches and the first sled segments are set up
+        // before the clock starts.
+        let warm = self.sizes.warmup.min(n);
+        let log = wasmhook.log.clone();
+        let warm_up = self
+            .flow(
+                warm * observers as u64,
+                publisher.send(&events, 0..warm, Pace::Flood),
+                || wasmhook.check_alive(),
+            )
+            .await
+            .map_err(|e| fail(e, &log))?;
+        let before = wasmhook.stats()?;
+        let flow = if warm_up.stuck.is_some() {
+            // It is not going to get better; report the warm-up.
+            warm_up
+        } else {
+            self.flow(
+                n * observers as u64,
+                publisher.send(&events, warm..warm + n, pace),
+                || wasmhook.check_alive(),
+            )
+            .await
+            .map_err(|e| fail(e, &log))?
+        };
+        let after = wasmhook.stats()?;
+        let healthy = wasmhook.answers_health().await;
+        wasmhook.stop();
+        let label = if observers > 1 {
+            format!("{n} × {observers}")
+        } else {
+            n.to_string()
+        };
+        let flooded = matches!(pace, Pace::Flood);
+        let mut measured = flow.measured(label, Some((before, after)), flooded);
+        if !healthy {
+            measured.notes.push(
+                "wasmhook stopped answering /healthz: its runtime is blocked (a deadlock; \
+                 `gdb -p PID -batch -ex 'thread apply all bt'` shows where)"
+                    .into(),
+            );
+        }
+        if measured.incomplete && !measured.stuck {
+            let tail = servers::tail(&wasmhook.log, 5);
+            measured.notes.push(match bus {
+                Bus::Nats => "core NATS is at most once: the rest was dropped on the way".into(),
+                _ => "deliveries missing on an at-least-once path".into(),
+            });
+            if !tail.trim().is_empty() {
+                measured.notes.push(format!("wasmhook's log ends:\n{tail}"));
+            }
+        }
+        Ok(measured)
+    }
+
+    /// `wasmhook pg install` on a fresh table; a failure means the source
+    /// is not there yet (or broken), which the row reports as a skip.
+    async fn pg_install(&self, dsn: &str, dir: &Path) -> Result<(), Problem> {
+        let client = events::pg_connect(dsn).await?;
+        events::pg_create_table(&client).await?;
+        let output = Command::new(&self.binary)
+            .args(["pg", "install", "--dsn", dsn, "--table", PG_TABLE])
+            .current_dir(dir)
+            .output()
+            .context("running wasmhook pg install")?;
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let first = stderr
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("no output");
+            return Err(Problem::Skip(format!(
+                "`wasmhook pg install --table {PG_TABLE}` failed ({}): {first}",
+                output.status
+            )));
+        }
+        Ok(())
+    }
+
+    /// The example plugins from `plugins/build.sh`, copied into a folder of
+    /// the run's own with their sample configs.
+    fn plugins(&mut self) -> Result<PathBuf, Problem> {
+        let dist = self.root.join("plugins/dist");
+        let target = self.dir.path().join("plugins");
+        started(&mut self.plugins, || {
+            for name in ["high-value-order", "slack-message"] {
+                let wasm = dist.join(format!("{name}.wasm"));
+                if !wasm.exists() {
+                    return Err(Unavailable::Missing(format!(
+                        "{} is missing: run plugins/build.sh first",
+                        wasm.display()
+                    )));
+                }
+            }
+            copy_plugins(&dist, &target).map_err(broken)?;
+            Ok(target.clone())
+        })
+        .cloned()
+    }
+
+    async fn memory(&mut self) -> Result<Measured, Problem> {
+        let n = self.sizes.memory;
+        let dir = self.scenario_dir("memory")?;
+        let listen = ([127, 0, 0, 1], servers::free_port()?).into();
+        let url = self.receiver.stall_url();
+        let text = config::render(&config::Spec {
+            listen,
+            data_dir: &dir.join("data"),
+            plugins: None,
+            source: &Source::Http,
+            work: Work::Template,
+            observers: 1,
+            entity: "Order",
+            url: &url,
+            request_timeout_ms: 600_000,
+            batch: None,
+        });
+        let config_path = dir.join("wasmhook.toml");
+        fs::write(&config_path, text).context("writing wasmhook's config")?;
+        self.receiver.reset();
+        let mut wasmhook = Wasmhook::start(&self.binary, &config_path, &dir, listen).await?;
+        let before = wasmhook.stats()?;
+        let start = now_ns();
+        events::http_batches(&format!("http://{listen}/events"), &Events::new(KB), n, 500)
+            .await
+            .map_err(|e| Problem::Fail(e.context(servers::tail(&wasmhook.log, 10))))?;
+        let ingest_s = (now_ns() - start) as f64 / 1e9;
+        // Give the dispatcher time to pick up the backlog and fill its
+        // concurrency against the stalled receiver.
+        let mut outbox = None;
+        for _ in 0..50 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            wasmhook.check_alive()?;
+            outbox = wasmhook.metric("wasmhook_outbox_size").await.ok();
+            if outbox.is_some_and(|o| o >= n as f64) && self.receiver.stalled() > 0 {
+                break;
+            }
+        }
+        let after = wasmhook.stats()?;
+        let held = self.receiver.stalled();
+        wasmhook.stop();
+        self.receiver.release();
+        let mut notes = vec![format!(
+            "ingested at {:.0} events/s (POST /events, 500 per request); outbox {}; {held} requests held open by the receiver",
+            n as f64 / ingest_s,
+            outbox.map_or("size unknown".into(), |o| format!("{o:.0}")),
+        )];
+        if outbox.is_some_and(|o| o < n as f64) {
+            notes.push("fewer deliveries in the outbox than events ingested".into());
+        }
+        Ok(Measured {
+            events: format!("{n} queued"),
+            rate: None,
+            latency: None,
+            rss_mb: Some(after.peak_rss as f64 / 1e6),
+            cpu_s: Some(after.cpu_s - before.cpu_s),
+            notes,
+            incomplete: false,
+            stuck: false,
+        })
+    }
+
+    /// Publishes while watching the receiver, until `expected` requests
+    /// arrived or nothing arrived for [`Sizes::stall`]. The watch runs
+    /// during the publish too, so a wasmhook that stops answering the
+    /// publisher (HTTP ingest waits for its 202) ends the run instead of
+    /// hanging it. `alive` reports a process that died meanwhile.
+    async fn flow(
+        &self,
+        expected: u64,
+        publish: impl Future<Output = Result<()>>,
+        mut alive: impl FnMut() -> Result<()>,
+    ) -> Result<Flow> {
+        self.receiver.reset();
+        let start_ns = now_ns();
+        let mut publish = std::pin::pin!(publish);
+        let mut publish_s = None;
+        let mut last_count = 0;
+        let mut last_change = tokio::time::Instant::now();
+        let stuck = loop {
+            if publish_s.is_none() {
+                tokio::select! {
+                    result = &mut publish => {
+                        result?;
+                        publish_s = Some((now_ns() - start_ns) as f64 / 1e9);
+                    }
+                    _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+                }
+            } else {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let count = self.receiver.count();
+            if count >= expected && publish_s.is_some() {
+                break false;
+            }
+            alive()?;
+            if count != last_count {
+                last_count = count;
+                last_change = tokio::time::Instant::now();
+            } else if last_change.elapsed() > self.sizes.stall {
+                break true;
+            }
+        };
+        // Stragglers (duplicates, over-delivery) would show up here.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        Ok(Flow {
+            expected,
+            start_ns,
+            publish_s,
+            stuck: stuck.then_some(self.sizes.stall),
+            snapshot: self.receiver.snapshot(),
+        })
+    }
+}
+
+/// What arrived for one publish.
+struct Flow {
+    expected: u64,
+    start_ns: u64,
+    /// How long publishing took; `None` if it never finished.
+    publish_s: Option<f64>,
+    /// Set when nothing arrived for this long and the run was given up.
+    stuck: Option<Duration>,
+    snapshot: crate::receiver::Snapshot,
+}
+
+impl Flow {
+    /// `flooded`: the publisher ran at full speed, so it may be what bounds
+    /// the rate (worth a note when it took nearly the whole run).
+    fn measured(
+        self,
+        events: String,
+        stats: Option<(ProcStats, ProcStats)>,
+        flooded: bool,
+    ) -> Measured {
+        let s = &self.snapshot;
+        let elapsed = s.last_ns.saturating_sub(self.start_ns) as f64 / 1e9;
+        let mut notes = Vec::new();
+        let incomplete = s.count < self.expected;
+        // A run that got stuck has no meaningful rate, and its note says
+        // how far it got.
+        let stuck = self.stuck.is_some() && self.publish_s.is_none();
+        if incomplete && !stuck {
+            notes.push(format!(
+                "only {} of {} deliveries arrived",
+                s.count, self.expected
+            ));
+        } else if s.count > self.expected {
+            notes.push(format!(
+                "{} deliveries for {} expected (duplicates)",
+                s.count, self.expected
+            ));
+        }
+        if let Some(stall) = self.stuck {
+            notes.push(match self.publish_s {
+                Some(_) => format!("gave up after {} s without a new delivery", stall.as_secs()),
+                None => format!(
+                    "STUCK: {} of {} deliveries arrived, then nothing for {} s while the publisher was still blocked",
+                    s.count,
+                    self.expected,
+                    stall.as_secs()
+                ),
+            });
+        }
+        if s.requests != s.count {
+            notes.push(format!(
+                "{} requests carried the {} events",
+                s.requests, s.count
+            ));
+        }
+        if s.bad > 0 {
+            notes.push(format!(
+                "{} of {} sampled signatures did NOT verify",
+                s.bad, s.checked
+            ));
+        }
+        if let (Some(publish_s), true) = (self.publish_s, flooded) {
+            if publish_s > elapsed * 0.9 && elapsed > 0.0 {
+                notes.push(format!(
+                    "publishing took {publish_s:.2} s of {elapsed:.2} s: the publisher may bound this row"
+                ));
+            }
+        }
+        Measured {
+            events,
+            rate: (elapsed > 0.0 && s.count > 0 && !stuck).then(|| s.count as f64 / elapsed),
+            latency: Latency::of(&s.latencies),
+            rss_mb: stats.map(|(_, after)| after.peak_rss as f64 / 1e6),
+            cpu_s: stats.map(|(before, after)| after.cpu_s - before.cpu_s),
+            notes,
+            incomplete,
+            stuck,
+        }
+    }
+}
+
+fn copy_plugins(dist: &Path, target: &Path) -> Result<()> {
+    fs::create_dir_all(target)?;
+    for name in ["high-value-order", "slack-message"] {
+        for file in [format!("{name}.wasm"), format!("{name}.toml")] {
+            if dist.join(&file).exists() {
+                fs::copy(dist.join(&file), target.join(&file))
+                    .with_context(|| format!("copying {file}"))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Python 3 with nats-py and httpx, or why not.
+fn python_ready() -> Result<()> {
+    let output = Command::new("python3")
+        .args(["-c", "import nats, httpx"])
+        .output()
+        .context("python3 is not on PATH")?;
+    if !output.status.success() {
+        anyhow::bail!(
+            "python3 cannot import nats-py and httpx (pip install nats-py httpx): {}",
+            String::from_utf8_lossy(&output.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        );
+    }
+    Ok(())
+}
+
+/// `Redis server v=7.0.15 sha=... ` -> `Redis 7.0.15`.
+fn short_redis(version: &str) -> String {
+    version
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("v="))
+        .map_or_else(|| version.to_string(), |v| format!("Redis {v}"))
+}
