@@ -17,5 +17,6 @@ mod receivers;
 mod redis;
 mod schedule;
 mod secrets;
+mod soak;
 mod storage;
 mod utils;
