@@ -10,7 +10,8 @@ use crate::utils::{fraiseql_order, free_port, post, Running, TestReceiver};
 
 #[tokio::test]
 async fn kill_9_during_delivery_then_restart_delivers_every_accepted_event() {
-    const EVENTS: usize = 600;
+    let (kills, events) = crate::utils::kill_scale(600);
+    let (kills, events) = (kills as usize, events as usize);
     let receiver = TestReceiver::start().await;
     // Slow enough that the kill lands while deliveries are in flight.
     receiver.set_delay(Duration::from_millis(20));
@@ -30,10 +31,10 @@ async fn kill_9_during_delivery_then_restart_delivers_every_accepted_event() {
     .unwrap();
 
     let mut accepted = 0;
-    for round in 0..3 {
+    for round in 0..kills {
         let mut running = Running::start(&config, Path::new(dir.path()), port).await;
-        // Post a third of the events, in batches, each answered 202 before the next.
-        for batch in 0..(EVENTS / 3 / 50) {
+        // Post a share of the events, in batches, each answered 202 before the next.
+        for batch in 0..(events / kills / 50) {
             let body: Vec<String> = (0..50)
                 .map(|i| {
                     fraiseql_order(
@@ -62,13 +63,18 @@ async fn kill_9_during_delivery_then_restart_delivers_every_accepted_event() {
     }
     let _running = Running::start(&config, Path::new(dir.path()), port).await;
     let got = receiver
-        .wait_until("every accepted event", Duration::from_secs(60), |r| {
-            let mut seen = std::collections::HashSet::new();
-            r.iter().filter(|r| r.status == 200).for_each(|r| {
-                seen.insert(r.json()["id"].as_i64());
-            });
-            seen.len() == EVENTS
-        })
+        // The receiver takes 20 ms a request, four at a time.
+        .wait_until(
+            "every accepted event",
+            Duration::from_secs(60 + events as u64 / 100),
+            |r| {
+                let mut seen = std::collections::HashSet::new();
+                r.iter().filter(|r| r.status == 200).for_each(|r| {
+                    seen.insert(r.json()["id"].as_i64());
+                });
+                seen.len() == events
+            },
+        )
         .await;
     let mut counts: HashMap<i64, usize> = HashMap::new();
     for r in got.iter().filter(|r| r.status == 200) {
@@ -76,7 +82,7 @@ async fn kill_9_during_delivery_then_restart_delivers_every_accepted_event() {
     }
     let duplicates: usize = counts.values().map(|n| n - 1).sum();
     eprintln!(
-        "kill -9 x3: {EVENTS} events accepted, all delivered, {duplicates} duplicate deliveries"
+        "kill -9 x{kills}: {events} events accepted, all delivered, {duplicates} duplicate deliveries"
     );
     assert_eq!(counts.len(), accepted);
 }

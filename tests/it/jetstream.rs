@@ -44,18 +44,27 @@ async fn publish(nats: &NatsServer, ids: std::ops::Range<i64>) {
 
 #[tokio::test]
 async fn kill_9_mid_stream_loses_nothing_and_two_processes_share_the_consumer() {
-    const EVENTS: i64 = 3000;
+    let (kills, events) = crate::utils::kill_scale(3000);
     let tmp = tempfile::tempdir().unwrap();
     let nats = NatsServer::start_jetstream(free_port(), &tmp.path().join("js")).await;
     let receiver = TestReceiver::start().await;
     receiver.set_delay(Duration::from_millis(2));
-    publish(&nats, 0..EVENTS).await;
+    publish(&nats, 0..events).await;
 
     // One process, killed three times while it works through the stream.
     let port = free_port();
     let path = tmp.path().join("a.toml");
     std::fs::write(&path, config(&nats, port, &receiver, "a")).unwrap();
-    kill_on_progress("jetstream", &path, tmp.path(), port, &receiver, EVENTS, 3).await;
+    kill_on_progress(
+        "jetstream",
+        &path,
+        tmp.path(),
+        port,
+        &receiver,
+        events,
+        kills,
+    )
+    .await;
 
     // Two processes on the same durable consumer finish the job and share it.
     let port_b = free_port();
@@ -64,10 +73,10 @@ async fn kill_9_mid_stream_loses_nothing_and_two_processes_share_the_consumer() 
     let before = receiver.requests().len();
     let _a = Running::start(&path, tmp.path(), port).await;
     let _b = Running::start(&path_b, tmp.path(), port_b).await;
-    publish(&nats, EVENTS..EVENTS + 2000).await;
+    publish(&nats, events..events + 2000).await;
     let got = receiver
         .wait_until("every event", Duration::from_secs(120), |r| {
-            delivered(r).len() as i64 == EVENTS + 2000
+            delivered(r).len() as i64 == events + 2000
         })
         .await;
     let counts = delivered(&got);
@@ -79,7 +88,7 @@ async fn kill_9_mid_stream_loses_nothing_and_two_processes_share_the_consumer() 
             .count()
     };
     let (a, b) = (by_instance("a"), by_instance("b"));
-    eprintln!("jetstream: {} events, kill -9 x3, all delivered, {duplicates} duplicates; shared work a={a} b={b}", EVENTS + 2000);
+    eprintln!("jetstream: {} events, kill -9 x3, all delivered, {duplicates} duplicates; shared work a={a} b={b}", events + 2000);
     assert!(a > 0 && b > 0, "both processes took part: a={a} b={b}");
 }
 

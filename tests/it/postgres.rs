@@ -541,19 +541,28 @@ async fn wait_until_all_done(db: &tokio_postgres::Client) {
 
 #[tokio::test]
 async fn event_log_survives_kill_9_and_two_processes_share_it() {
-    const ROWS: i64 = 3000;
+    let (kills, rows) = crate::utils::kill_scale(3000);
     let tmp = tempfile::tempdir().unwrap();
     let pg = PgServer::start().await;
     let db = orders_table(&pg, tmp.path()).await;
     let receiver = TestReceiver::start().await;
     receiver.set_delay(Duration::from_millis(2));
-    insert(&db, 0..ROWS, 500).await;
+    insert(&db, 0..rows, 500).await;
 
     // One process, killed three times while it works through the log.
     let port = free_port();
     let path = tmp.path().join("a.toml");
     std::fs::write(&path, log_config(&pg, port, &receiver, "a")).unwrap();
-    kill_on_progress("postgres-log", &path, tmp.path(), port, &receiver, ROWS, 3).await;
+    kill_on_progress(
+        "postgres-log",
+        &path,
+        tmp.path(),
+        port,
+        &receiver,
+        rows,
+        kills,
+    )
+    .await;
 
     // Two processes on the same log finish the job and share the new rows.
     let port_b = free_port();
@@ -562,10 +571,10 @@ async fn event_log_survives_kill_9_and_two_processes_share_it() {
     let before = receiver.requests().len();
     let _a = Running::start(&path, tmp.path(), port).await;
     let _b = Running::start(&path_b, tmp.path(), port_b).await;
-    insert(&db, ROWS..ROWS + 2000, 50).await;
+    insert(&db, rows..rows + 2000, 50).await;
     let got = receiver
         .wait_until("every row", Duration::from_secs(180), |r| {
-            delivered(r).len() as i64 == ROWS + 2000
+            delivered(r).len() as i64 == rows + 2000
         })
         .await;
     let duplicates: usize = delivered(&got).values().map(|n| n - 1).sum();
@@ -574,14 +583,14 @@ async fn event_log_survives_kill_9_and_two_processes_share_it() {
         got[before..]
             .iter()
             .filter(|r| r.header("x-instance") == name && r.status == 200)
-            .filter(|r| r.json()["id"].as_i64().unwrap() >= ROWS)
+            .filter(|r| r.json()["id"].as_i64().unwrap() >= rows)
             .count()
     };
     let (a, b) = (by_instance("a"), by_instance("b"));
     eprintln!(
         "postgres-log: {} rows, kill -9 x3, all delivered, {duplicates} duplicates; \
          the last 2000 rows shared a={a} b={b}",
-        ROWS + 2000
+        rows + 2000
     );
     assert!(a > 0 && b > 0, "both processes took part: a={a} b={b}");
     wait_until_all_done(&db).await;

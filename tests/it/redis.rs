@@ -120,12 +120,12 @@ async fn xadd(redis: &RedisServer, ids: std::ops::Range<i64>) {
 
 #[tokio::test]
 async fn streams_survive_kill_9_claim_a_dead_consumers_entries_and_share_the_group() {
-    const EVENTS: i64 = 3000;
+    let (kills, events) = crate::utils::kill_scale(3000);
     let tmp = tempfile::tempdir().unwrap();
     let redis = RedisServer::start(free_port(), &tmp.path().join("redis")).await;
     let receiver = TestReceiver::start().await;
     receiver.set_delay(Duration::from_millis(2));
-    xadd(&redis, 0..EVENTS).await;
+    xadd(&redis, 0..events).await;
 
     let port_a = free_port();
     let path_a = tmp.path().join("a.toml");
@@ -136,14 +136,14 @@ async fn streams_survive_kill_9_claim_a_dead_consumers_entries_and_share_the_gro
         tmp.path(),
         port_a,
         &receiver,
-        EVENTS,
-        3,
+        events,
+        kills,
     )
     .await;
 
     // A consumer that read entries and died before acknowledging them: its
     // entries must be claimed by a live one once idle.
-    xadd(&redis, EVENTS..EVENTS + 100).await;
+    xadd(&redis, events..events + 100).await;
     let client = redis::Client::open(redis.url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let taken: redis::streams::StreamReadReply = redis::cmd("XREADGROUP")
@@ -161,7 +161,7 @@ async fn streams_survive_kill_9_claim_a_dead_consumers_entries_and_share_the_gro
     let path_b = tmp.path().join("b.toml");
     std::fs::write(&path_b, streams_config(&redis, port_b, &receiver, "b")).unwrap();
     let before = receiver.requests().len();
-    xadd(&redis, EVENTS + 100..EVENTS + 1100).await;
+    xadd(&redis, events + 100..events + 1100).await;
     let running_b = Running::start(&path_b, tmp.path(), port_b).await;
     // Its first look at the group, before it reads, sees the backlog.
     let lag = wait_for_metric(&running_b.url("/metrics"), "wasmhook_source_lag", |v| {
@@ -170,10 +170,10 @@ async fn streams_survive_kill_9_claim_a_dead_consumers_entries_and_share_the_gro
     .await;
     assert!(lag <= 1100.0, "lag {lag}");
     let _a = Running::start(&path_a, tmp.path(), port_a).await;
-    xadd(&redis, EVENTS + 1100..EVENTS + 2000).await;
+    xadd(&redis, events + 1100..events + 2000).await;
     let got = receiver
         .wait_until("every event", Duration::from_secs(120), |r| {
-            delivered(r).len() as i64 == EVENTS + 2000
+            delivered(r).len() as i64 == events + 2000
         })
         .await;
     let counts = delivered(&got);
@@ -188,7 +188,7 @@ async fn streams_survive_kill_9_claim_a_dead_consumers_entries_and_share_the_gro
     eprintln!(
         "redis-streams: {} events, kill -9 x3, {ghost} claimed from a dead consumer, all delivered, \
          {duplicates} duplicates; shared work a={a} b={b}",
-        EVENTS + 2000
+        events + 2000
     );
     assert!(a > 0 && b > 0, "both processes took part: a={a} b={b}");
     let pending: redis::streams::StreamPendingReply = redis::cmd("XPENDING")
