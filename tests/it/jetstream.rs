@@ -88,7 +88,7 @@ async fn kill_9_mid_stream_loses_nothing_and_two_processes_share_the_consumer() 
             .count()
     };
     let (a, b) = (by_instance("a"), by_instance("b"));
-    eprintln!("jetstream: {} events, kill -9 x3, all delivered, {duplicates} duplicates; shared work a={a} b={b}", events + 2000);
+    eprintln!("jetstream: {} events, kill -9 x{kills}, all delivered, {duplicates} duplicates; shared work a={a} b={b}", events + 2000);
     assert!(a > 0 && b > 0, "both processes took part: a={a} b={b}");
 }
 

@@ -588,7 +588,7 @@ async fn event_log_survives_kill_9_and_two_processes_share_it() {
     };
     let (a, b) = (by_instance("a"), by_instance("b"));
     eprintln!(
-        "postgres-log: {} rows, kill -9 x3, all delivered, {duplicates} duplicates; \
+        "postgres-log: {} rows, kill -9 x{kills}, all delivered, {duplicates} duplicates; \
          the last 2000 rows shared a={a} b={b}",
         rows + 2000
     );

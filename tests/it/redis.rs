@@ -186,7 +186,7 @@ async fn streams_survive_kill_9_claim_a_dead_consumers_entries_and_share_the_gro
     };
     let (a, b) = (by_instance("a"), by_instance("b"));
     eprintln!(
-        "redis-streams: {} events, kill -9 x3, {ghost} claimed from a dead consumer, all delivered, \
+        "redis-streams: {} events, kill -9 x{kills}, {ghost} claimed from a dead consumer, all delivered, \
          {duplicates} duplicates; shared work a={a} b={b}",
         events + 2000
     );
