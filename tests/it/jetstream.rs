@@ -104,13 +104,23 @@ async fn nats_restarting_mid_stream_loses_nothing_and_nats_py_events_arrive() {
     std::fs::write(&path, config(&nats, wasmhook_port, &receiver, "a")).unwrap();
     let running = Running::start(&path, tmp.path(), wasmhook_port).await;
     readyz(&running.url("/readyz"), 200).await;
-    publish(&nats, 0..1000).await;
+    publish(&nats, 0..500).await;
     receiver
         .wait_until("progress", Duration::from_secs(60), |r| {
             delivered(r).len() >= 100
         })
         .await;
-
+    // Killed and restarted twice mid-stream.
+    drop(nats);
+    readyz(&running.url("/readyz"), 503).await;
+    let nats = NatsServer::start_jetstream(port, &tmp.path().join("js")).await;
+    readyz(&running.url("/readyz"), 200).await;
+    publish(&nats, 500..1000).await;
+    receiver
+        .wait_until("progress", Duration::from_secs(60), |r| {
+            delivered(r).len() >= 600
+        })
+        .await;
     drop(nats);
     readyz(&running.url("/readyz"), 503).await;
     let nats = NatsServer::start_jetstream(port, &tmp.path().join("js")).await;
@@ -135,5 +145,5 @@ async fn nats_restarting_mid_stream_loses_nothing_and_nats_py_events_arrive() {
         })
         .await;
     let duplicates: usize = delivered(&got).values().map(|n| n - 1).sum();
-    eprintln!("jetstream: nats-server killed and restarted mid-stream, 2000 events delivered, {duplicates} duplicates");
+    eprintln!("jetstream: nats-server killed and restarted twice mid-stream, 2000 events delivered, {duplicates} duplicates");
 }

@@ -216,23 +216,27 @@ async fn streams_lose_nothing_when_redis_restarts_mid_stream() {
     let running = Running::start(&path, tmp.path(), port).await;
     readyz(&running.url("/readyz"), 200).await;
 
-    xadd(&redis, 0..1000).await;
-    receiver
-        .wait_until("progress", Duration::from_secs(60), |r| {
-            delivered(r).len() >= 100
-        })
-        .await;
-    redis.stop();
-    // wasmhook notices and says so, without exiting.
-    readyz(&running.url("/readyz"), 503).await;
-    redis.restart().await;
-    readyz(&running.url("/readyz"), 200).await;
-    xadd(&redis, 1000..2000).await;
+    // Twice: stopped mid-stream, restarted, more events, again.
+    for round in 0..2i64 {
+        xadd(&redis, round * 1000..round * 1000 + 1000).await;
+        let target = round as usize * 1000 + 100;
+        receiver
+            .wait_until("progress", Duration::from_secs(60), |r| {
+                delivered(r).len() >= target
+            })
+            .await;
+        redis.stop();
+        // wasmhook notices and says so, without exiting.
+        readyz(&running.url("/readyz"), 503).await;
+        redis.restart().await;
+        readyz(&running.url("/readyz"), 200).await;
+    }
+    xadd(&redis, 2000..3000).await;
     let got = receiver
         .wait_until("every event", Duration::from_secs(120), |r| {
-            delivered(r).len() == 2000
+            delivered(r).len() == 3000
         })
         .await;
     let duplicates: usize = delivered(&got).values().map(|n| n - 1).sum();
-    eprintln!("redis-streams: restart of Redis mid-stream, 2000 events delivered, {duplicates} duplicates");
+    eprintln!("redis-streams: Redis restarted twice mid-stream, 3000 events delivered, {duplicates} duplicates");
 }
