@@ -62,10 +62,11 @@ fn fraiseql(
     let data = object_or_null(map.remove("entity"), "entity", name)?;
     let data = data_for(&operation, data, &old, "entity", name)?;
     Ok(Event {
-        id: optional_string(map, "id", name)?
-            .or(optional_string(map, "event_id", name)?)
+        // An empty id names nothing, as in the other envelopes (`id_value`).
+        id: non_empty(optional_string(map, "id", name)?)
+            .or(non_empty(optional_string(map, "event_id", name)?))
             .unwrap_or_else(|| fallback_id.unwrap_or_else(new_id)),
-        entity_id: optional_string(map, "entity_id", name)?.or_else(|| row_id(&data)),
+        entity_id: non_empty(optional_string(map, "entity_id", name)?).or_else(|| row_id(&data)),
         timestamp: optional_string(map, "timestamp", name)?.unwrap_or_else(now),
         entity,
         operation,
@@ -200,6 +201,10 @@ fn optional_string(
             kind(&other)
         ))),
     }
+}
+
+fn non_empty(text: Option<String>) -> Option<String> {
+    text.filter(|text| !text.is_empty())
 }
 
 fn object_or_null(
@@ -357,5 +362,25 @@ mod tests {
             let message = err(document.clone());
             assert!(message.contains(expected), "{document}: {message}");
         }
+    }
+
+    #[test]
+    fn empty_ids_count_as_absent_in_every_envelope() {
+        // Found by the `envelope` fuzz target: FraiseQL kept `""` as the id.
+        let fraiseql = ok(json!({
+            "entity_type": "o", "operation": "created", "entity": {"id": 7},
+            "id": "", "event_id": "", "entity_id": ""
+        }));
+        assert_eq!(fraiseql.id.len(), 36, "a generated uuid");
+        assert_eq!(fraiseql.entity_id.as_deref(), Some("7"));
+        let fallback = parse_keyed(
+            json!({"entity_type": "o", "operation": "created", "entity": {}, "id": ""}),
+            "test",
+            Some("stream:1".into()),
+        )
+        .unwrap();
+        assert_eq!(fallback.id, "stream:1");
+        let native = ok(json!({"entity": "o", "op": "INSERT", "data": {}, "id": ""}));
+        assert_eq!(native.id.len(), 36, "a generated uuid");
     }
 }
