@@ -33,10 +33,12 @@ pub fn url(text: &str) -> String {
     let Ok(mut parsed) = reqwest::Url::parse(text) else {
         return text.to_string();
     };
+    let mut changed = false;
     if parsed.password().is_some() {
         let _ = parsed.set_password(Some(HIDDEN));
+        changed = true;
     }
-    if parsed.query().is_some() {
+    if parsed.query_pairs().any(|(k, _)| sensitive(&k)) {
         let pairs: Vec<(String, String)> = parsed
             .query_pairs()
             .map(|(k, v)| {
@@ -49,8 +51,14 @@ pub fn url(text: &str) -> String {
             })
             .collect();
         parsed.query_pairs_mut().clear().extend_pairs(pairs);
+        changed = true;
     }
-    parsed.to_string()
+    // Untouched URLs are shown exactly as configured, not re-serialised.
+    if changed {
+        parsed.to_string()
+    } else {
+        text.to_string()
+    }
 }
 
 impl DeadLetter {
@@ -82,6 +90,10 @@ mod tests {
             "https://u:***@hooks.example.com/in?token=***&team=7&api_key=***"
         );
         assert_eq!(url("http://x/plain"), "http://x/plain");
+        assert_eq!(
+            url("http://[::ffff:127.0.0.1]:1/m?a=1"),
+            "http://[::ffff:127.0.0.1]:1/m?a=1"
+        );
         assert_eq!(url("not a url"), "not a url");
     }
 
