@@ -53,13 +53,13 @@ async fn a_full_disk_refuses_new_events_and_loses_none_that_were_accepted() {
     // Nothing leaves the outbox until space is back.
     receiver.set_status(503);
     let tmp = tempfile::tempdir().unwrap();
-    let disk = Tmpfs::mount(&tmp.path().join("disk"), "24m");
+    let disk = Tmpfs::mount(&tmp.path().join("disk"), "64m");
     let port = free_port();
     let config = tmp.path().join("wasmhook.toml");
     std::fs::write(
         &config,
         format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\npath = {:?}\nmin_free_mb = 8\n\
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\npath = {:?}\nmin_free_mb = 24\n\
              [webhooks]\nallowed_networks = [\"127.0.0.0/8\"]\n\
              [webhooks.retry]\nmax_attempts = 1000\ninitial_delay = \"100ms\"\nmax_delay = \"200ms\"\n\
              [[observer]]\nname = \"o\"\nentity = \"order\"\n[[observer.webhook]]\nurl = \"{}\"\n",

@@ -311,7 +311,18 @@ fn resolve(
     let storage = StorageConfig {
         path: PathBuf::from(raw.storage.path.as_deref().unwrap_or("wasmhook-data")),
         cache_capacity_bytes: raw.storage.cache_capacity_mb.unwrap_or(64) * 1024 * 1024,
-        min_free_bytes: raw.storage.min_free_mb.unwrap_or(256) * 1024 * 1024,
+        min_free_bytes: match raw.storage.min_free_mb {
+            // sled writes in buffers of up to 8 MiB: a smaller reserve could
+            // be overrun by one write, and sled does not recover from that.
+            Some(mb) if mb > 0 && mb < 16 => {
+                return Err(invalid(
+                    "storage.min_free_mb",
+                    "must be 0 (no reserve) or at least 16 (sled writes in 8 MiB buffers)",
+                ))
+            }
+            Some(mb) => mb * 1024 * 1024,
+            None => 256 * 1024 * 1024,
+        },
     };
     let nats_url = raw
         .observers
