@@ -310,7 +310,10 @@ fn resolve(
     };
     let storage = StorageConfig {
         path: PathBuf::from(raw.storage.path.as_deref().unwrap_or("wasmhook-data")),
-        cache_capacity_bytes: raw.storage.cache_capacity_mb.unwrap_or(64) * 1024 * 1024,
+        cache_capacity_bytes: mebibytes(
+            raw.storage.cache_capacity_mb.unwrap_or(64),
+            "storage.cache_capacity_mb",
+        )?,
         min_free_bytes: match raw.storage.min_free_mb {
             // sled writes in buffers of up to 8 MiB: a smaller reserve could
             // be overrun by one write, and sled does not recover from that.
@@ -320,7 +323,7 @@ fn resolve(
                     "must be 0 (no reserve) or at least 16 (sled writes in 8 MiB buffers)",
                 ))
             }
-            Some(mb) => mb * 1024 * 1024,
+            Some(mb) => mebibytes(mb, "storage.min_free_mb")?,
             None => 256 * 1024 * 1024,
         },
     };
@@ -533,6 +536,13 @@ fn allowed_networks(raw: Option<&[String]>) -> Result<Vec<ipnet::IpNet>, ConfigE
         networks.push(network);
     }
     Ok(networks)
+}
+
+/// Sizes are written in MiB; a number too large for a byte count would
+/// otherwise wrap silently in release builds.
+fn mebibytes(mb: u64, key: &str) -> Result<u64, ConfigError> {
+    mb.checked_mul(1024 * 1024)
+        .ok_or_else(|| invalid(key, format!("{mb} MiB is too large (over 16 EiB)")))
 }
 
 fn positive<T: PartialOrd + Default>(

@@ -212,4 +212,14 @@ fn sizes_and_dlq_settings() {
         .unwrap()
         .to_string();
     assert!(error.contains("webhooks.dlq.max_size"), "{error}");
+    for key in ["cache_capacity_mb", "min_free_mb"] {
+        let error = load(&format!("[storage]\n{key} = 9223372036854775807\n"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            error.contains(&format!("storage.{key}")) && error.contains("too large"),
+            "{error}"
+        );
+    }
 }
