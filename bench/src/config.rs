@@ -52,6 +52,33 @@ pub enum Work {
     Template,
     /// Wasm condition (high-value-order) and Wasm transform (slack-message).
     Wasm,
+    /// `Wasm`, plus one observer per [`HOSTILE_MODES`] on the same events,
+    /// each with a `misbehave-MODE` transform that fails every call.
+    Hostile,
+}
+
+/// The misbehave test component's modes (plugins/misbehave), one hostile
+/// observer each in [`Work::Hostile`].
+pub const HOSTILE_MODES: &[&str] = &[
+    "loop",
+    "memory",
+    "recursion",
+    "trap",
+    "huge",
+    "slow",
+    "start",
+];
+
+/// `misbehave-MODE.toml`: the limits a careful operator would set (those of
+/// the hostile-plugin test), so each failure costs what it would in
+/// production; `slow` busy-waits ten times its timeout.
+pub fn hostile_manifest(mode: &str) -> String {
+    let ms = if mode == "slow" { "ms = 2000\n" } else { "" };
+    format!(
+        "[limits]\nfuel = 50000000\nmemory_mb = 32\ntimeout_ms = 200\nmax_output_bytes = 1048576\n\n\
+         [config]\nmode = {}\n{ms}",
+        quote(mode)
+    )
 }
 
 /// Everything a config depends on.
@@ -166,13 +193,25 @@ pub fn render(spec: &Spec<'_>) -> String {
                     quote(spec.url)
                 );
             }
-            Work::Wasm => {
+            Work::Wasm | Work::Hostile => {
                 let _ = writeln!(
                     toml,
                     "condition = \"plugin:high-value-order\"\n  [[observer.webhook]]\n  url = {}\n  {header}\n  transform = \"plugin:slack-message\"\n",
                     quote(spec.url)
                 );
             }
+        }
+    }
+    if spec.work == Work::Hostile {
+        // Their transforms never return a body, so nothing reaches the
+        // receiver from them: every delivery ends in the DLQ.
+        for mode in HOSTILE_MODES {
+            let _ = writeln!(
+                toml,
+                "[[observer]]\nname = \"hostile_{mode}\"\nentity = {}\n  [[observer.webhook]]\n  url = {}\n  transform = \"plugin:misbehave-{mode}\"\n",
+                quote(spec.entity),
+                quote(spec.url)
+            );
         }
     }
     toml
@@ -188,7 +227,7 @@ mod tests {
             url: "nats://127.0.0.1:4222".into(),
             subject: "fraiseql.s1.>".into(),
         };
-        for work in [Work::Template, Work::Wasm] {
+        for work in [Work::Template, Work::Wasm, Work::Hostile] {
             let text = render(&Spec {
                 listen: "127.0.0.1:8080".parse().unwrap(),
                 data_dir: Path::new("/tmp/x \"y\""),
@@ -202,7 +241,16 @@ mod tests {
                 batch: Some(50),
             });
             let value: toml::Table = toml::from_str(&text).unwrap();
-            assert_eq!(value["observer"].as_array().unwrap().len(), 3, "{text}");
+            let hostile = if work == Work::Hostile {
+                HOSTILE_MODES.len()
+            } else {
+                0
+            };
+            assert_eq!(
+                value["observer"].as_array().unwrap().len(),
+                3 + hostile,
+                "{text}"
+            );
             assert_eq!(value["storage"]["path"].as_str(), Some("/tmp/x \"y\""));
             let webhook = &value["observer"][0]["webhook"][0];
             assert_eq!(
@@ -217,6 +265,15 @@ mod tests {
                 value["webhooks"]["allowed_networks"][0].as_str(),
                 Some("127.0.0.0/8")
             );
+        }
+    }
+
+    #[test]
+    fn hostile_manifests_are_valid_toml() {
+        for mode in HOSTILE_MODES {
+            let value: toml::Table = toml::from_str(&hostile_manifest(mode)).unwrap();
+            assert_eq!(value["config"]["mode"].as_str(), Some(*mode));
+            assert_eq!(value["limits"]["timeout_ms"].as_integer(), Some(200));
         }
     }
 }

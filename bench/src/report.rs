@@ -65,6 +65,7 @@ fn raw_for(rows: &[Row], kind: &Kind) -> Option<f64> {
 fn judge(rows: &[Row]) -> Vec<Judged> {
     let reference = find(rows, "reference").and_then(Row::rate);
     let core = find(rows, "nats-template").and_then(Row::rate);
+    let wasm = find(rows, "nats-wasm").and_then(Row::rate);
     rows.iter()
         .map(|row| {
             let Some(measured) = row.measured() else {
@@ -86,7 +87,8 @@ fn judge(rows: &[Row]) -> Vec<Judged> {
                 _ => None,
             };
             let verdict = row.scenario.target.map(|target| {
-                let (met, text) = verdict(target, measured, of_raw, times_reference, core);
+                let bases = Bases { core, wasm };
+                let (met, text) = verdict(target, measured, of_raw, times_reference, bases);
                 if measured.stuck {
                     (false, "**STUCK**: see notes".into())
                 } else if measured.incomplete {
@@ -104,29 +106,39 @@ fn judge(rows: &[Row]) -> Vec<Judged> {
         .collect()
 }
 
+/// The rates of the rows others are judged against.
+#[derive(Debug, Clone, Copy)]
+struct Bases {
+    /// `nats-template`.
+    core: Option<f64>,
+    /// `nats-wasm`.
+    wasm: Option<f64>,
+}
+
 fn verdict(
     target: Target,
     m: &Measured,
     of_raw: Option<f64>,
     times_reference: Option<f64>,
-    core: Option<f64>,
+    bases: Bases,
 ) -> (bool, String) {
     let word = |met: bool| if met { "met" } else { "**missed**" };
-    let vs_core = |need: f64| match m.rate.zip(core) {
-        Some((rate, core)) => {
-            let f = rate / core;
+    let vs = |name: &str, base: Option<f64>, need: f64| match m.rate.zip(base) {
+        Some((rate, base)) => {
+            let f = rate / base;
             (
                 f >= need,
                 format!(
-                    "{}: {:.0}% of nats-template (≥ {:.0}%)",
+                    "{}: {:.0}% of {name} (≥ {:.0}%)",
                     word(f >= need),
                     f * 100.0,
                     need * 100.0
                 ),
             )
         }
-        None => (false, "n/a: no nats-template rate to compare with".into()),
+        None => (false, format!("n/a: no {name} rate to compare with")),
     };
+    let vs_core = |need: f64| vs("nats-template", bases.core, need);
     match target {
         Target::RawAndReference => {
             let raw_ok = of_raw.map(|f| f >= 0.6);
@@ -153,6 +165,7 @@ fn verdict(
             (met, format!("{label}: {}", parts.join(", ")))
         }
         Target::WasmVsTemplate => vs_core(0.8),
+        Target::HealthyVsWasm => vs("nats-wasm", bases.wasm, 0.9),
         Target::DurableVsCore => vs_core(0.5),
         Target::P99Under5ms => match m.latency {
             Some(l) => {

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 
-use crate::config::{self, Source, Work, SECRET};
+use crate::config::{self, hostile_manifest, Source, Work, HOSTILE_MODES, SECRET};
 use crate::events::{self, Events, Pace, Publisher, PG_TABLE};
 use crate::receiver::{now_ns, Receiver};
 use crate::scenarios::{Bus, Kind, Latency, Measured, Problem, Run, Scenario, Sizes, KB};
@@ -35,6 +35,7 @@ pub struct Bench {
     postgres: Option<Result<Postgres, Unavailable>>,
     python: Option<Result<(), Unavailable>>,
     plugins: Option<Result<PathBuf, Unavailable>>,
+    hostile_plugins: Option<Result<PathBuf, Unavailable>>,
     // Last, so it is removed after the servers using it have stopped.
     dir: tempfile::TempDir,
 }
@@ -91,6 +92,7 @@ impl Bench {
             postgres: None,
             python: None,
             plugins: None,
+            hostile_plugins: None,
         })
     }
 
@@ -218,6 +220,7 @@ impl Bench {
         } = run;
         let plugins = match work {
             Work::Wasm => Some(self.plugins()?),
+            Work::Hostile => Some(self.hostile_plugins()?),
             Work::Template => None,
         };
         let n = match pace {
@@ -393,16 +396,20 @@ impl Bench {
         let dist = self.root.join("plugins/dist");
         let target = self.dir.path().join("plugins");
         started(&mut self.plugins, || {
-            for name in ["high-value-order", "slack-message"] {
-                let wasm = dist.join(format!("{name}.wasm"));
-                if !wasm.exists() {
-                    return Err(Unavailable::Missing(format!(
-                        "{} is missing: run plugins/build.sh first",
-                        wasm.display()
-                    )));
-                }
-            }
-            copy_plugins(&dist, &target).map_err(broken)?;
+            copy_plugins(&dist, &target, false)?;
+            Ok(target.clone())
+        })
+        .cloned()
+    }
+
+    /// The same, plus a `misbehave-MODE` copy of the test component for
+    /// each hostile mode, in a folder of its own so that the plain Wasm rows
+    /// do not load them.
+    fn hostile_plugins(&mut self) -> Result<PathBuf, Problem> {
+        let dist = self.root.join("plugins/dist");
+        let target = self.dir.path().join("plugins-hostile");
+        started(&mut self.hostile_plugins, || {
+            copy_plugins(&dist, &target, true)?;
             Ok(target.clone())
         })
         .cloned()
@@ -604,17 +611,48 @@ impl Flow {
     }
 }
 
-fn copy_plugins(dist: &Path, target: &Path) -> Result<()> {
-    fs::create_dir_all(target)?;
-    for name in ["high-value-order", "slack-message"] {
-        for file in [format!("{name}.wasm"), format!("{name}.toml")] {
-            if dist.join(&file).exists() {
-                fs::copy(dist.join(&file), target.join(&file))
-                    .with_context(|| format!("copying {file}"))?;
-            }
+/// Copies the example plugins the Wasm rows use (and, for `hostile`, the
+/// misbehave copies) from `dist` into `target`.
+fn copy_plugins(dist: &Path, target: &Path, hostile: bool) -> Result<(), Unavailable> {
+    let needed: &[&str] = if hostile {
+        &["high-value-order", "slack-message", "misbehave"]
+    } else {
+        &["high-value-order", "slack-message"]
+    };
+    for name in needed {
+        let wasm = dist.join(format!("{name}.wasm"));
+        if !wasm.exists() {
+            return Err(Unavailable::Missing(format!(
+                "{} is missing: run plugins/build.sh first",
+                wasm.display()
+            )));
         }
     }
-    Ok(())
+    let copy = || -> Result<()> {
+        fs::create_dir_all(target)?;
+        for name in ["high-value-order", "slack-message"] {
+            for file in [format!("{name}.wasm"), format!("{name}.toml")] {
+                if dist.join(&file).exists() {
+                    fs::copy(dist.join(&file), target.join(&file))
+                        .with_context(|| format!("copying {file}"))?;
+                }
+            }
+        }
+        if hostile {
+            for mode in HOSTILE_MODES {
+                let name = format!("misbehave-{mode}");
+                fs::copy(
+                    dist.join("misbehave.wasm"),
+                    target.join(format!("{name}.wasm")),
+                )
+                .with_context(|| format!("copying misbehave.wasm as {name}.wasm"))?;
+                fs::write(target.join(format!("{name}.toml")), hostile_manifest(mode))
+                    .with_context(|| format!("writing {name}.toml"))?;
+            }
+        }
+        Ok(())
+    };
+    copy().map_err(broken)
 }
 
 /// Python 3 with nats-py and httpx, or why not.

@@ -52,6 +52,8 @@ pub enum Target {
     RawAndReference,
     /// >= 80% of `nats-template`.
     WasmVsTemplate,
+    /// >= 90% of `nats-wasm` (issue 8, hostile plugins).
+    HealthyVsWasm,
     /// >= 50% of `nats-template` (the core NATS path).
     DurableVsCore,
     /// p99 < 5 ms.
@@ -138,6 +140,13 @@ pub const ALL: &[Scenario] = &[
         kind: wasmhook(Bus::Nats, Work::Wasm, KB, 1, Pace::Flood),
         quick: true,
         target: Some(Target::WasmVsTemplate),
+    },
+    Scenario {
+        name: "nats-hostile",
+        what: "`nats-wasm` (the healthy observer) with 7 hostile observers on the same events, one per misbehave mode (loop, memory, recursion, trap, huge, slow, start; fuel 50M, 32 MiB, 200 ms): their deliveries go to the DLQ; the rate counts the healthy observer's",
+        kind: wasmhook(Bus::Nats, Work::Hostile, KB, 1, Pace::Flood),
+        quick: false,
+        target: Some(Target::HealthyVsWasm),
     },
     Scenario {
         name: "jetstream",

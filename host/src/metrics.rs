@@ -79,6 +79,7 @@ pub struct PluginCounters {
     ok: Counter,
     error: Counter,
     trap: Counter,
+    suspended: Counter,
     latency: Histogram,
 }
 
@@ -92,6 +93,11 @@ impl PluginCounters {
             (false, false) => self.error.inc(),
         };
         self.latency.observe(took.as_secs_f64() * 1000.0);
+    }
+
+    /// Counts a call refused because the plugin is suspended.
+    pub fn suspended(&self) {
+        self.suspended.inc();
     }
 }
 
@@ -306,6 +312,7 @@ impl Metrics {
             ok: counter("ok"),
             error: counter("error"),
             trap: counter("trap"),
+            suspended: counter("suspended"),
             latency: i
                 .plugin_latency
                 .get_or_create(&PluginName {

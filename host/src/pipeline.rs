@@ -28,6 +28,8 @@ use crate::source::envelope;
 pub struct Pipeline {
     metrics: Metrics,
     observers: Arc<[Observer]>,
+    /// Some observer calls a condition plugin while matching.
+    uses_plugins: bool,
     plugins: Plugins,
     store: Store,
     schedule: Schedule,
@@ -85,6 +87,14 @@ pub struct RoutedDelivery {
     pub url: String,
 }
 
+/// What [`Pipeline::build_all`] made of a set of events.
+struct Built {
+    routed: Vec<Routed>,
+    deliveries: Vec<Delivery>,
+    /// Deliveries that could not be built, with the reason: straight to the DLQ.
+    dead: Vec<(Delivery, String)>,
+}
+
 impl Pipeline {
     /// Wires the stages.
     pub fn new(
@@ -95,6 +105,7 @@ impl Pipeline {
         metrics: Metrics,
     ) -> Pipeline {
         Pipeline {
+            uses_plugins: observers.iter().any(Observer::matches_with_plugin),
             metrics,
             observers,
             plugins,
@@ -132,8 +143,9 @@ impl Pipeline {
 
     /// Matches and renders events, stores their deliveries durably, then
     /// schedules them. Events that match nothing are accepted and dropped.
-    /// A delivery whose condition or payload plugin fails is stored straight
-    /// in the DLQ with the reason.
+    /// A delivery whose condition plugin fails is stored straight in the DLQ
+    /// with the reason; one whose request a plugin builds is stored unbuilt,
+    /// and its first attempt builds it (or buries it with the reason).
     pub async fn accept(&self, events: &[Event]) -> Result<Vec<Routed>, StoreError> {
         self.store_matches(events, |event| {
             observer::matches(&self.observers, event, &self.plugins)
@@ -168,15 +180,48 @@ impl Pipeline {
         select: impl Fn(&Event) -> Vec<observer::Match<'a>>,
     ) -> Result<Vec<Routed>, StoreError> {
         let accepted_ms = now_ms();
+        let built = || self.build_all(events, select, accepted_ms);
+        let Built {
+            routed,
+            deliveries,
+            dead,
+        } = if self.uses_plugins {
+            crate::plugin::blocking(built)
+        } else {
+            built()
+        };
+        if deliveries.is_empty() && dead.is_empty() {
+            return Ok(routed);
+        }
+        let keys = self.store.enqueue(deliveries, dead).await?;
+        for key in keys {
+            // Held deliveries are skipped by the dispatcher until released.
+            self.schedule.at(accepted_ms, key);
+        }
+        Ok(routed)
+    }
+
+    /// Matches and renders: the part of acceptance that runs plugins.
+    fn build_all<'a>(
+        &'a self,
+        events: &[Event],
+        select: impl Fn(&Event) -> Vec<observer::Match<'a>>,
+        accepted_ms: u64,
+    ) -> Built {
         let mut routed = Vec::with_capacity(events.len());
         let mut deliveries = Vec::new();
         let mut dead = Vec::new();
         for event in events {
             let mut created = Vec::new();
             for matched in select(event) {
+                // A request built by a plugin is built when it is first
+                // attempted, in its destination's turn: a plugin that spends
+                // its whole budget then holds back only its own deliveries,
+                // not the acceptance of every event.
                 let built = match &matched.failed {
                     Some(e) => Err(payload::BuildError::Plugin(e.clone())),
-                    None => payload::build(&matched, event, &self.plugins),
+                    None if matched.webhook.builds_with_plugin() => Ok(None),
+                    None => payload::build(&matched, event, &self.plugins).map(Some),
                 };
                 let mut delivery = Delivery {
                     id: envelope::new_id(),
@@ -199,7 +244,7 @@ impl Pipeline {
                 });
                 match built {
                     Ok(payload) => {
-                        delivery.payload = Some(payload);
+                        delivery.payload = payload;
                         deliveries.push(delivery);
                     }
                     Err(e) => {
@@ -226,15 +271,11 @@ impl Pipeline {
                 deliveries: created,
             });
         }
-        if deliveries.is_empty() && dead.is_empty() {
-            return Ok(routed);
+        Built {
+            routed,
+            deliveries,
+            dead,
         }
-        let keys = self.store.enqueue(deliveries, dead).await?;
-        for key in keys {
-            // Held deliveries are skipped by the dispatcher until released.
-            self.schedule.at(accepted_ms, key);
-        }
-        Ok(routed)
     }
 
     /// Parses messages from a bus and accepts their events in one durable

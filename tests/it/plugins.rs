@@ -290,14 +290,27 @@ fn verifier_plugin_checks_shopify_signatures() {
     );
 }
 
-#[tokio::test]
+// A multi-threaded runtime, as `wasmhook run` has: a `wasm32-wasip2` guest
+// that panics (`start`) writes its message to stderr, and wasmtime-wasi's
+// blocking stream calls panic the host when a plugin runs on a
+// current-thread runtime's own thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_plugins_fail_only_their_own_deliveries() {
     let receiver = TestReceiver::start().await;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("plugins");
     let limits =
         "[limits]\nfuel = 50000000\nmemory_mb = 32\ntimeout_ms = 200\nmax_output_bytes = 1048576\n";
-    let modes = ["loop", "memory", "recursion", "trap", "huge", "slow"];
+    // `start` traps while its component is instantiated, before any export runs.
+    let modes = [
+        "loop",
+        "memory",
+        "recursion",
+        "trap",
+        "huge",
+        "slow",
+        "start",
+    ];
     for mode in modes {
         let extra = if mode == "slow" { "ms = 2000\n" } else { "" };
         install(
@@ -341,7 +354,7 @@ async fn hostile_plugins_fail_only_their_own_deliveries() {
         got.iter().all(|r| r.path == "/plain" || r.path == "/fine"),
         "only healthy observers deliver"
     );
-    let dlq = wait_dlq(&wasmhook, 18).await;
+    let dlq = wait_dlq(&wasmhook, 3 * modes.len()).await;
     let reason_of = |mode: &str| -> String {
         let reasons: Vec<&str> = dlq
             .iter()
@@ -358,6 +371,11 @@ async fn hostile_plugins_fail_only_their_own_deliveries() {
         ("trap", "trapped"),
         ("huge", ""),
         ("slow", "exceeded its timeout of 200 ms"),
+        // Every delivery tries a fresh instance, and each one panics again.
+        (
+            "start",
+            "trapped: unreachable code (a panic?) during instantiation",
+        ),
     ] {
         let reason = reason_of(mode);
         assert!(reason.contains(&format!("plugin \"{mode}\"")), "{reason}");
@@ -604,4 +622,121 @@ async fn wait_dlq(wasmhook: &InProcess, n: usize) -> Vec<serde_json::Value> {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     panic!("DLQ did not reach {n} entries: {list}");
+}
+
+/// Calls of one plugin counted in `/metrics`, by result.
+async fn plugin_calls(wasmhook: &InProcess, plugin: &str, result: &str) -> f64 {
+    let text = reqwest::get(wasmhook.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let labels = [
+        format!("plugin=\"{plugin}\""),
+        format!("result=\"{result}\""),
+    ];
+    text.lines()
+        .filter(|l| l.starts_with("wasmhook_plugin_calls_total{"))
+        .filter(|l| labels.iter().all(|label| l.contains(label.as_str())))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A transform that takes seconds holds back its own deliveries only: the
+/// event is accepted (and the plain observer served) before the plugin has
+/// finished, because a plugin-built request is built at its first attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_transform_does_not_hold_back_acceptance_or_other_observers() {
+    let receiver = TestReceiver::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("plugins");
+    install(
+        &dir,
+        "misbehave",
+        "slow",
+        Some("[limits]\ntimeout_ms = 20000\nfuel = 100000000000\n[config]\nmode = \"slow\"\nms = 3000\n"),
+    );
+    let observers = format!(
+        "[[observer]]\nname = \"slow\"\nentity = \"order\"\n[[observer.webhook]]\nurl = \"{}\"\ntransform = \"plugin:slow\"\n\
+         [[observer]]\nname = \"plain\"\nentity = \"order\"\n[[observer.webhook]]\nurl = \"{}\"\n",
+        receiver.url("/slow"),
+        receiver.url("/plain")
+    );
+    let wasmhook =
+        InProcess::start(&plugins_config(&dir, &tmp.path().join("cache"), &observers)).await;
+    let (status, answer) = wasmhook
+        .post_events(fraiseql_order("created", json!({"id": 1}), None).to_string())
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    // The plugin sleeps 3 s per call: had acceptance run it, the call
+    // would be counted by now.
+    assert_eq!(plugin_calls(&wasmhook, "slow", "ok").await, 0.0);
+    let got = receiver
+        .wait_until("the plain delivery", Duration::from_secs(30), |r| {
+            !r.is_empty()
+        })
+        .await;
+    assert_eq!(got[0].path, "/plain", "the plain observer is served first");
+    let got = receiver
+        .wait_until("both deliveries", Duration::from_secs(30), |r| r.len() == 2)
+        .await;
+    assert_eq!(got[1].path, "/slow");
+    assert_eq!(plugin_calls(&wasmhook, "slow", "ok").await, 1.0);
+    wasmhook.stop().await;
+}
+
+/// A plugin that fails `suspend_after` times in a row is suspended: its
+/// calls fail at once, with the last failure in the reason, and the
+/// deliveries still reach the DLQ.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_failing_in_a_row_is_suspended_and_its_deliveries_reach_the_dlq() {
+    let receiver = TestReceiver::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("plugins");
+    install(
+        &dir,
+        "misbehave",
+        "spin",
+        Some("[limits]\nfuel = 20000000\nsuspend_after = 2\n[config]\nmode = \"loop\"\n"),
+    );
+    let observers = format!(
+        "[[observer]]\nname = \"spin\"\nentity = \"order\"\n[[observer.webhook]]\nurl = \"{}\"\ntransform = \"plugin:spin\"\n\
+         [[observer]]\nname = \"plain\"\nentity = \"order\"\n[[observer.webhook]]\nurl = \"{}\"\n",
+        receiver.url("/spin"),
+        receiver.url("/plain")
+    );
+    let wasmhook =
+        InProcess::start(&plugins_config(&dir, &tmp.path().join("cache"), &observers)).await;
+    let post = |i: i64| fraiseql_order("created", json!({"id": i}), None).to_string();
+    // Two failures, one after the other.
+    for i in 0..2 {
+        assert_eq!(wasmhook.post_events(post(i)).await.0, 202);
+        wait_dlq(&wasmhook, i as usize + 1).await;
+    }
+    for i in 2..6 {
+        assert_eq!(wasmhook.post_events(post(i)).await.0, 202);
+    }
+    let dlq = wait_dlq(&wasmhook, 6).await;
+    let reasons: Vec<&str> = dlq.iter().map(|e| e["reason"].as_str().unwrap()).collect();
+    assert!(
+        reasons.iter().all(|r| r.contains("ran out of fuel")),
+        "every reason names the failure: {reasons:?}"
+    );
+    let suspended = reasons
+        .iter()
+        .filter(|r| r.contains("plugin \"spin\" is suspended for another"))
+        .count();
+    assert!(suspended >= 1, "{reasons:?}");
+    assert_eq!(
+        plugin_calls(&wasmhook, "spin", "suspended").await,
+        suspended as f64
+    );
+    assert!(plugin_calls(&wasmhook, "spin", "trap").await >= 2.0);
+    receiver
+        .wait_until("the plain deliveries", Duration::from_secs(30), |r| {
+            r.len() == 6
+        })
+        .await;
+    wasmhook.stop().await;
 }

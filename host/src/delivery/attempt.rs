@@ -119,7 +119,7 @@ impl Shared {
         let observer = self.observer(&delivery.observer);
         let payload = match delivery.payload.take() {
             Some(payload) => payload,
-            None => match self.rebuild(observer, &delivery) {
+            None => match crate::plugin::blocking(|| self.rebuild(observer, &delivery)) {
                 Ok(payload) => payload,
                 Err(reason) => {
                     let webhook = webhook_name(observer, delivery.webhook);
@@ -268,8 +268,9 @@ impl Shared {
         Ok(verdict)
     }
 
-    /// Builds the request of a delivery that died before it had one (a DLQ
-    /// retry after a plugin failure), with the current config and plugins.
+    /// Builds the request of a delivery that has none yet: one a plugin
+    /// builds (first attempt), or one that died before it had one (a DLQ
+    /// retry after a plugin failure); with the current config and plugins.
     fn rebuild(&self, observer: Option<&Observer>, delivery: &Delivery) -> Result<Payload, String> {
         let observer = observer
             .ok_or_else(|| format!("observer {:?} is no longer configured", delivery.observer))?;

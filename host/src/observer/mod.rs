@@ -88,6 +88,18 @@ pub struct Webhook {
     pub signing: Option<Option<crate::signing::Signer>>,
 }
 
+impl Webhook {
+    /// Whether building its request calls a plugin (transform or
+    /// encryption).
+    pub fn builds_with_plugin(&self) -> bool {
+        self.transform.is_some()
+            || matches!(
+                self.encryption,
+                Some(crate::payload::Encryption::Plugin { .. })
+            )
+    }
+}
+
 /// A webhook an event must be delivered to.
 #[derive(Debug, Clone)]
 pub struct Match<'a> {
@@ -103,7 +115,24 @@ pub struct Match<'a> {
     pub failed: Option<PluginError>,
 }
 
+impl Rule {
+    fn is_plugin(&self) -> bool {
+        matches!(self, Rule::Plugin(_))
+    }
+}
+
 impl Observer {
+    /// Whether matching an event for this observer may call a condition
+    /// plugin, which can take up to its budget: such work must not hold an
+    /// async worker (see [`crate::plugin::blocking`]).
+    pub fn matches_with_plugin(&self) -> bool {
+        self.condition.as_ref().is_some_and(Rule::is_plugin)
+            || self
+                .webhooks
+                .iter()
+                .any(|w| w.condition.as_ref().is_some_and(Rule::is_plugin))
+    }
+
     /// Whether this observer selects the event (before webhook conditions).
     pub fn selects(&self, event: &Event, plugins: &Plugins) -> Result<bool, PluginError> {
         if !event.entity.eq_ignore_ascii_case(&self.entity)

@@ -84,8 +84,10 @@ pub struct Delivery {
     pub webhook: usize,
     /// The event, kept for the DLQ and for plugins.
     pub event: Event,
-    /// The rendered request; `None` when the delivery died before it could be
-    /// built (a plugin failed), in which case a DLQ retry builds it again.
+    /// The rendered request. `None` until the first attempt builds it when
+    /// a plugin builds it (see `Pipeline::accept`), and when the delivery
+    /// died before it could be built (a plugin failed), in which case a DLQ
+    /// retry builds it again.
     pub payload: Option<Payload>,
     /// Every attempt of the current round (the retry budget counts these).
     pub attempts: Vec<Attempt>,

@@ -17,6 +17,11 @@ pub struct Limits {
     pub timeout: Duration,
     /// Largest body or output a plugin may return.
     pub max_output_bytes: usize,
+    /// Failed calls in a row (traps, refused output) after which the plugin
+    /// is suspended for a back-off; 0 never suspends it.
+    pub suspend_after: u32,
+    /// Calls of this plugin running at once; more wait for a free slot.
+    pub max_concurrency: usize,
 }
 
 impl Default for Limits {
@@ -26,6 +31,8 @@ impl Default for Limits {
             memory_bytes: 128 << 20,
             timeout: Duration::from_secs(1),
             max_output_bytes: 16 << 20,
+            suspend_after: 5,
+            max_concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }
 }
@@ -78,6 +85,8 @@ struct LimitsFile {
     memory_mb: Option<u64>,
     timeout_ms: Option<u64>,
     max_output_bytes: Option<usize>,
+    suspend_after: Option<u32>,
+    max_concurrency: Option<u64>,
 }
 
 impl Manifest {
@@ -117,6 +126,9 @@ impl Manifest {
                 .limits
                 .max_output_bytes
                 .unwrap_or(defaults.max_output_bytes),
+            suspend_after: file.limits.suspend_after.unwrap_or(defaults.suspend_after),
+            max_concurrency: positive(file.limits.max_concurrency, "max_concurrency")?
+                .map_or(defaults.max_concurrency, |n| n as usize),
         };
         let isolation = match file.isolation.as_deref().unwrap_or("warm") {
             "warm" => Isolation::Warm,
@@ -140,13 +152,14 @@ mod tests {
     #[test]
     fn reads_limits_isolation_and_config() {
         let m = Manifest::parse(
-            "isolation = \"fresh\"\n[limits]\nfuel = 1000\nmemory_mb = 8\ntimeout_ms = 50\n[config]\nthreshold = 1000\nname = \"x\"\n",
+            "isolation = \"fresh\"\n[limits]\nfuel = 1000\nmemory_mb = 8\ntimeout_ms = 50\nsuspend_after = 0\n[config]\nthreshold = 1000\nname = \"x\"\n",
         )
         .unwrap();
         assert_eq!(m.isolation, Isolation::Fresh);
         assert_eq!(m.limits.fuel, 1000);
         assert_eq!(m.limits.memory_bytes, 8 << 20);
         assert_eq!(m.limits.timeout, Duration::from_millis(50));
+        assert_eq!(m.limits.suspend_after, 0);
         assert_eq!(m.config_json, r#"{"threshold":1000,"name":"x"}"#);
         assert_eq!(Manifest::parse("").unwrap(), Manifest::default());
     }

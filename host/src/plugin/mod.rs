@@ -9,6 +9,7 @@
 //! version keeps serving. Calls in flight hold their own `Arc` of the version
 //! they started on.
 
+mod admission;
 mod bindings;
 pub mod manifest;
 mod runtime;
@@ -20,10 +21,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 use tokio::sync::watch;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::event::Event;
 use crate::metrics::Metrics;
+use admission::{Admission, Outcome};
 use bindings::types;
 pub use manifest::{Isolation, Limits, Manifest};
 use runtime::{Bound, Loaded, Runtime};
@@ -148,6 +150,22 @@ pub enum PluginError {
         /// What was wrong with it.
         message: String,
     },
+    /// The plugin failed too often in a row and is not called for a while
+    /// (see `admission`).
+    #[error(
+        "plugin {plugin:?} is suspended for another {} ms after {failures} failed calls in a row (last: {last})",
+        remaining.as_millis()
+    )]
+    Suspended {
+        /// Plugin name.
+        plugin: String,
+        /// Until the next probe call.
+        remaining: Duration,
+        /// Failed calls in a row.
+        failures: u32,
+        /// The last failure.
+        last: String,
+    },
     /// wasmtime itself could not be set up.
     #[error("plugin runtime: {0}")]
     Runtime(String),
@@ -201,6 +219,19 @@ pub struct PluginInfo {
     pub limits: Limits,
     /// Instance reuse.
     pub isolation: Isolation,
+}
+
+/// Runs `work`, which may call plugins, from async code. A plugin call can
+/// take its whole budget (a timeout of a second, by default); on a
+/// multi-threaded runtime the worker hands its other tasks to another thread
+/// meanwhile (`block_in_place`), so ingest, sources and deliveries that need
+/// no plugin keep running. A current-thread runtime (tests, the CLI) has
+/// nobody to hand them to and runs `work` in place.
+pub fn blocking<R>(work: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
+    }
 }
 
 /// Modification stamp of a plugin's two files.
@@ -274,7 +305,32 @@ impl Plugins {
                 return Err(e);
             }
         };
+        // Suspension is checked once a slot is free: a plugin suspended
+        // while this call waited fails it at once.
+        let _slot = plugin.slots.take();
+        let probe = match plugin.suspension.admit(name, Instant::now()) {
+            Admission::Run { probe } => probe,
+            Admission::Refused(e) => {
+                if let Some(counters) = &plugin.counters {
+                    counters.suspended();
+                }
+                return Err(e);
+            }
+        };
         let result = call(&plugin);
+        let threshold = plugin.manifest.limits.suspend_after;
+        match plugin
+            .suspension
+            .record(&result, probe, threshold, Instant::now())
+        {
+            Outcome::Unchanged => {}
+            Outcome::Suspended(backoff) => {
+                warn!(plugin = %name, seconds = backoff.as_secs(), failures = threshold, error = %result.as_ref().err().map(ToString::to_string).unwrap_or_default(), "plugin suspended after failing calls in a row; its calls fail until a probe call succeeds");
+            }
+            Outcome::Resumed => {
+                info!(plugin = %name, "plugin serves again: a probe call succeeded")
+            }
+        }
         if let Some(counters) = &plugin.counters {
             let trapped = matches!(result, Err(PluginError::Trap { .. }));
             counters.record(result.is_ok(), trapped, started.elapsed());

@@ -190,6 +190,7 @@ impl Runtime {
             Role::Verifier => verifier::VerifierPluginPre::new(pre).map(RolePre::Verifier),
         }
         .map_err(|e| load_error(format!("does not match the {role} world: {e:#}")))?;
+        let slots = super::admission::Slots::new(manifest.limits.max_concurrency);
         Ok(Loaded {
             name: Arc::from(name),
             role,
@@ -198,6 +199,8 @@ impl Runtime {
             config_json: Arc::from(manifest.config_json.as_str()),
             manifest,
             counters: None,
+            suspension: Default::default(),
+            slots,
             pre,
             pool: Mutex::new(Vec::new()),
         })
@@ -338,6 +341,10 @@ pub(crate) struct Loaded {
     pub(crate) manifest: Manifest,
     /// Set when the plugin joins the registry.
     pub(crate) counters: Option<crate::metrics::PluginCounters>,
+    /// Its failure record (a new version starts clean).
+    pub(crate) suspension: super::admission::Suspension,
+    /// Bounds its concurrent calls.
+    pub(crate) slots: super::admission::Slots,
     config_json: Arc<str>,
     pre: RolePre,
     pool: Mutex<Vec<Warm>>,

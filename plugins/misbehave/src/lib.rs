@@ -1,5 +1,8 @@
 //! TEST FIXTURE, not an example: a transform that misbehaves in the way
 //! `config.mode` names, so the host's sandbox limits can be tested.
+//!
+//! Every mode but `start` misbehaves when `transform` is called; `start`
+//! panics while the component is being instantiated (see [`_initialize`]).
 
 use std::hint::black_box;
 
@@ -30,6 +33,7 @@ enum Mode {
     Huge,
     Slow,
     Escape,
+    Start,
 }
 
 /// The size of the `huge` body.
@@ -45,6 +49,8 @@ fn misbehave(event: &Event, body: Option<&[u8]>) -> Result<Payload, Error> {
         Mode::Trap => trap(),
         Mode::Huge => Ok(Payload::new(vec![b'x'; HUGE_BYTES]).with_content_type("text/plain")),
         Mode::Escape => escape(),
+        // Unreachable in a component: instantiation already trapped.
+        Mode::Start => echo(event, body),
         Mode::Slow => {
             let start = wasmhook_sdk::now_ms();
             while wasmhook_sdk::now_ms().saturating_sub(start) < config.ms {
@@ -56,6 +62,31 @@ fn misbehave(event: &Event, body: Option<&[u8]>) -> Result<Payload, Error> {
 }
 
 transform!(misbehave);
+
+/// Runs while the component is instantiated, before any export is called:
+/// wit-component (inside `wasm-component-ld` for `wasm32-wasip2`, and
+/// `xtask componentize` for the fallback) sees a core export named
+/// `_initialize` and adds a start function calling it, as the last step of
+/// instantiation. A trap here fails the instantiation itself.
+///
+/// It panics when the config says `mode = "start"`; the host's `config`
+/// import already works at this point. Any other mode, or a config that does
+/// not parse (the call reports that), does nothing.
+///
+/// Static constructors (`.init_array`) would not do: neither target links
+/// an `_initialize` of its own, and wit-bindgen runs the constructors at the
+/// first export call, not at instantiation. So this is a plain export,
+/// and it leaves `__wasm_call_ctors` to wit-bindgen.
+#[cfg(target_arch = "wasm32")]
+#[no_mangle]
+extern "C" fn _initialize() {
+    if let Ok(Config {
+        mode: Mode::Start, ..
+    }) = wasmhook_sdk::config()
+    {
+        panic!("misbehave: mode = \"start\" panics while the component is instantiated");
+    }
+}
 
 /// Tries every way out of the sandbox and reports what happened: a file,
 /// the environment, arguments, a socket. The host grants none of them.

@@ -1,0 +1,315 @@
+//! Whether and when a plugin call may run: at most `max_concurrency` calls
+//! of one plugin at a time ([`Slots`]), and none while it is suspended
+//! ([`Suspension`]).
+//!
+//! Slots keep one plugin from taking every core: a plugin spending its
+//! whole budget on every call would otherwise be run by as many threads as
+//! deliveries in flight.
+//!
+//! The sandbox stops a hostile call within its budget, but a plugin that
+//! loops, hogs memory or overruns its timeout on every event would still
+//! spend a whole budget of CPU per event, on the same cores every healthy
+//! observer needs. After `suspend_after` failed calls in a row (traps and
+//! refused output: what costs the host, not a plugin's own `error` answer)
+//! the plugin is suspended: calls fail at once with a reason that names the
+//! last failure, so their deliveries still reach the DLQ, where `dlq retry`
+//! replays them once the plugin is fixed. When the back-off ends, one probe
+//! call runs; a success lifts the suspension, a failure doubles the
+//! back-off. Replacing the file starts a new version with a clean record.
+
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::PluginError;
+
+/// The first suspension; each failed probe doubles it.
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+/// The longest suspension.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// Concurrent calls of one plugin version.
+#[derive(Debug)]
+pub(crate) struct Slots {
+    free: Mutex<usize>,
+    freed: Condvar,
+}
+
+/// A taken slot, given back on drop.
+pub(crate) struct Slot<'a>(&'a Slots);
+
+impl Slots {
+    pub(crate) fn new(count: usize) -> Slots {
+        Slots {
+            free: Mutex::new(count.max(1)),
+            freed: Condvar::new(),
+        }
+    }
+
+    /// Waits for a free slot. Blocking: callers run on a thread that may
+    /// block (see [`super::blocking`]).
+    pub(crate) fn take(&self) -> Slot<'_> {
+        let mut free = lock(&self.free);
+        while *free == 0 {
+            free = self.freed.wait(free).unwrap_or_else(|p| p.into_inner());
+        }
+        *free -= 1;
+        Slot(self)
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        *lock(&self.0.free) += 1;
+        self.0.freed.notify_one();
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One plugin version's failure record.
+#[derive(Debug, Default)]
+pub(crate) struct Suspension {
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Failed calls in a row.
+    failures: u32,
+    /// Set while suspended: calls are refused until then.
+    until: Option<Instant>,
+    /// The current suspension's length.
+    backoff: Duration,
+    /// A probe call is running: others are still refused.
+    probing: bool,
+    /// The last failure, for the reason of refused calls.
+    last: String,
+}
+
+/// Whether a call may run.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Admission {
+    /// Run it; `probe` when it decides whether a suspension ends.
+    Run {
+        /// The call ends or extends a suspension.
+        probe: bool,
+    },
+    /// Suspended: fail the call with this error.
+    Refused(PluginError),
+}
+
+/// What [`Suspension::record`] changed, for logs.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Outcome {
+    /// Nothing to report.
+    Unchanged,
+    /// The plugin was suspended for this long.
+    Suspended(Duration),
+    /// A probe succeeded: the plugin serves again.
+    Resumed,
+}
+
+impl Suspension {
+    /// Decides whether a call of `plugin` may run at `now`.
+    pub(crate) fn admit(&self, plugin: &str, now: Instant) -> Admission {
+        let mut state = self.lock();
+        let Some(until) = state.until else {
+            return Admission::Run { probe: false };
+        };
+        if now >= until && !state.probing {
+            state.probing = true;
+            return Admission::Run { probe: true };
+        }
+        Admission::Refused(PluginError::Suspended {
+            plugin: plugin.to_string(),
+            remaining: until.saturating_duration_since(now),
+            failures: state.failures,
+            last: state.last.clone(),
+        })
+    }
+
+    /// Records a call's result; `threshold` is the manifest's
+    /// `suspend_after` (0: never suspend).
+    pub(crate) fn record<T>(
+        &self,
+        result: &Result<T, PluginError>,
+        probe: bool,
+        threshold: u32,
+        now: Instant,
+    ) -> Outcome {
+        let failed = match result {
+            Err(e @ (PluginError::Trap { .. } | PluginError::Output { .. })) => Some(e),
+            _ => None,
+        };
+        let mut state = self.lock();
+        if probe {
+            state.probing = false;
+        }
+        let Some(error) = failed else {
+            let was_suspended = state.until.is_some();
+            *state = State::default();
+            return if was_suspended {
+                Outcome::Resumed
+            } else {
+                Outcome::Unchanged
+            };
+        };
+        state.failures = state.failures.saturating_add(1);
+        state.last = error.to_string();
+        if threshold == 0 || state.failures < threshold {
+            return Outcome::Unchanged;
+        }
+        if state.until.is_some() && !probe {
+            // A call admitted before the suspension began; the suspension
+            // already counts it.
+            return Outcome::Unchanged;
+        }
+        state.backoff = if probe {
+            (state.backoff * 2).min(MAX_BACKOFF)
+        } else {
+            FIRST_BACKOFF
+        };
+        state.until = Some(now + state.backoff);
+        Outcome::Suspended(state.backoff)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::TrapKind;
+
+    fn trap() -> Result<(), PluginError> {
+        Err(PluginError::Trap {
+            plugin: "spin".into(),
+            during: "transform".into(),
+            kind: TrapKind::OutOfFuel { fuel: 10 },
+        })
+    }
+
+    fn guest_error() -> Result<(), PluginError> {
+        Err(PluginError::Guest {
+            plugin: "spin".into(),
+            kind: "invalid-input",
+            message: "no total".into(),
+        })
+    }
+
+    #[test]
+    fn suspends_after_failures_in_a_row_and_a_probe_lifts_it() {
+        let s = Suspension::default();
+        let t0 = Instant::now();
+        for _ in 0..2 {
+            assert_eq!(s.admit("spin", t0), Admission::Run { probe: false });
+            assert_eq!(s.record(&trap(), false, 3, t0), Outcome::Unchanged);
+        }
+        // A plugin's own error answer is not a failure of the sandbox's
+        // kind: it resets the count.
+        assert_eq!(s.record(&guest_error(), false, 3, t0), Outcome::Unchanged);
+        for _ in 0..2 {
+            assert_eq!(s.record(&trap(), false, 3, t0), Outcome::Unchanged);
+        }
+        assert_eq!(
+            s.record(&trap(), false, 3, t0),
+            Outcome::Suspended(FIRST_BACKOFF)
+        );
+        let Admission::Refused(refused) = s.admit("spin", t0 + Duration::from_millis(400)) else {
+            panic!("not refused");
+        };
+        let reason = refused.to_string();
+        assert!(
+            reason.contains("plugin \"spin\" is suspended for another 600 ms")
+                && reason.contains("3 failed calls in a row")
+                && reason.contains("ran out of fuel (10 units) during transform"),
+            "{reason}"
+        );
+        // After the back-off one probe runs; others wait for its verdict.
+        let later = t0 + FIRST_BACKOFF;
+        assert_eq!(s.admit("spin", later), Admission::Run { probe: true });
+        assert!(matches!(s.admit("spin", later), Admission::Refused(_)));
+        assert_eq!(
+            s.record(&trap(), true, 3, later),
+            Outcome::Suspended(2 * FIRST_BACKOFF)
+        );
+        let again = later + 2 * FIRST_BACKOFF;
+        assert_eq!(s.admit("spin", again), Admission::Run { probe: true });
+        assert_eq!(s.record(&Ok(()), true, 3, again), Outcome::Resumed);
+        assert_eq!(s.admit("spin", again), Admission::Run { probe: false });
+        // The record starts over.
+        assert_eq!(s.record(&trap(), false, 3, again), Outcome::Unchanged);
+    }
+
+    #[test]
+    fn backoff_is_capped_and_zero_never_suspends() {
+        let s = Suspension::default();
+        let mut now = Instant::now();
+        assert_eq!(
+            s.record(&trap(), false, 1, now),
+            Outcome::Suspended(FIRST_BACKOFF)
+        );
+        let mut last = FIRST_BACKOFF;
+        for _ in 0..10 {
+            now += last;
+            assert_eq!(s.admit("spin", now), Admission::Run { probe: true });
+            let Outcome::Suspended(next) = s.record(&trap(), true, 1, now) else {
+                panic!("probe failure must extend the suspension");
+            };
+            assert!(next <= MAX_BACKOFF && next >= last);
+            last = next;
+        }
+        assert_eq!(last, MAX_BACKOFF);
+
+        let never = Suspension::default();
+        for _ in 0..100 {
+            assert_eq!(never.record(&trap(), false, 0, now), Outcome::Unchanged);
+            assert_eq!(never.admit("spin", now), Admission::Run { probe: false });
+        }
+    }
+
+    #[test]
+    fn slots_bound_concurrent_calls() {
+        let slots = std::sync::Arc::new(Slots::new(2));
+        let running = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let peak = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (slots, running, peak) = (slots.clone(), running.clone(), peak.clone());
+                std::thread::spawn(move || {
+                    let _slot = slots.take();
+                    let now = running.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                    peak.fetch_max(now, std::sync::atomic::Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(20));
+                    running.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(peak.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn calls_admitted_before_the_suspension_do_not_extend_it() {
+        let s = Suspension::default();
+        let now = Instant::now();
+        assert_eq!(s.record(&trap(), false, 2, now), Outcome::Unchanged);
+        assert_eq!(
+            s.record(&trap(), false, 2, now),
+            Outcome::Suspended(FIRST_BACKOFF)
+        );
+        let late = now + Duration::from_millis(10);
+        assert_eq!(s.record(&trap(), false, 2, late), Outcome::Unchanged);
+        assert!(matches!(s.admit("spin", late), Admission::Refused(_)));
+        assert_eq!(
+            s.admit("spin", now + FIRST_BACKOFF),
+            Admission::Run { probe: true }
+        );
+    }
+}
