@@ -52,13 +52,13 @@ pub enum Work {
     Template,
     /// Wasm condition (high-value-order) and Wasm transform (slack-message).
     Wasm,
-    /// `Wasm`, plus one observer per [`HOSTILE_MODES`] on the same events,
-    /// each with a `misbehave-MODE` transform that fails every call.
-    Hostile,
+    /// `Wasm`, plus one observer per mode (of [`HOSTILE_MODES`]) on the
+    /// same events, each with a `misbehave-MODE` transform that fails every
+    /// call.
+    Hostile(&'static [&'static str]),
 }
 
-/// The misbehave test component's modes (plugins/misbehave), one hostile
-/// observer each in [`Work::Hostile`].
+/// The misbehave test component's hostile modes (plugins/misbehave).
 pub const HOSTILE_MODES: &[&str] = &[
     "loop",
     "memory",
@@ -193,7 +193,7 @@ pub fn render(spec: &Spec<'_>) -> String {
                     quote(spec.url)
                 );
             }
-            Work::Wasm | Work::Hostile => {
+            Work::Wasm | Work::Hostile(_) => {
                 let _ = writeln!(
                     toml,
                     "condition = \"plugin:high-value-order\"\n  [[observer.webhook]]\n  url = {}\n  {header}\n  transform = \"plugin:slack-message\"\n",
@@ -202,10 +202,10 @@ pub fn render(spec: &Spec<'_>) -> String {
             }
         }
     }
-    if spec.work == Work::Hostile {
+    if let Work::Hostile(modes) = spec.work {
         // Their transforms never return a body, so nothing reaches the
         // receiver from them: every delivery ends in the DLQ.
-        for mode in HOSTILE_MODES {
+        for mode in modes {
             let _ = writeln!(
                 toml,
                 "[[observer]]\nname = \"hostile_{mode}\"\nentity = {}\n  [[observer.webhook]]\n  url = {}\n  transform = \"plugin:misbehave-{mode}\"\n",
@@ -227,7 +227,7 @@ mod tests {
             url: "nats://127.0.0.1:4222".into(),
             subject: "fraiseql.s1.>".into(),
         };
-        for work in [Work::Template, Work::Wasm, Work::Hostile] {
+        for work in [Work::Template, Work::Wasm, Work::Hostile(HOSTILE_MODES)] {
             let text = render(&Spec {
                 listen: "127.0.0.1:8080".parse().unwrap(),
                 data_dir: Path::new("/tmp/x \"y\""),
@@ -241,10 +241,9 @@ mod tests {
                 batch: Some(50),
             });
             let value: toml::Table = toml::from_str(&text).unwrap();
-            let hostile = if work == Work::Hostile {
-                HOSTILE_MODES.len()
-            } else {
-                0
+            let hostile = match work {
+                Work::Hostile(modes) => modes.len(),
+                _ => 0,
             };
             assert_eq!(
                 value["observer"].as_array().unwrap().len(),

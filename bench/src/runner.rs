@@ -220,7 +220,7 @@ impl Bench {
         } = run;
         let plugins = match work {
             Work::Wasm => Some(self.plugins()?),
-            Work::Hostile => Some(self.hostile_plugins()?),
+            Work::Hostile(_) => Some(self.hostile_plugins()?),
             Work::Template => None,
         };
         let n = match pace {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 
-use crate::config::Work;
+use crate::config::{Work, HOSTILE_MODES};
 use crate::events::Pace;
 
 /// A scenario's bus.
@@ -142,11 +142,60 @@ pub const ALL: &[Scenario] = &[
         target: Some(Target::WasmVsTemplate),
     },
     Scenario {
-        name: "nats-hostile",
-        what: "`nats-wasm` (the healthy observer) with 7 hostile observers on the same events, one per misbehave mode (loop, memory, recursion, trap, huge, slow, start; fuel 50M, 32 MiB, 200 ms): their deliveries go to the DLQ; the rate counts the healthy observer's",
-        kind: wasmhook(Bus::Nats, Work::Hostile, KB, 1, Pace::Flood),
+        name: "nats-hostile-loop",
+        what: "`nats-wasm` (the healthy observer) beside a hostile observer on the same events whose transform spins until its fuel (50M) runs out; its deliveries go to the DLQ; the rate counts the healthy observer's",
+        kind: wasmhook(Bus::Nats, Work::Hostile(&["loop"]), KB, 1, Pace::Flood),
         quick: false,
         target: Some(Target::HealthyVsWasm),
+    },
+    Scenario {
+        name: "nats-hostile-memory",
+        what: "`nats-wasm` (the healthy observer) beside a hostile observer on the same events whose transform grows its memory to the 32 MiB cap; its deliveries go to the DLQ; the rate counts the healthy observer's",
+        kind: wasmhook(Bus::Nats, Work::Hostile(&["memory"]), KB, 1, Pace::Flood),
+        quick: false,
+        target: Some(Target::HealthyVsWasm),
+    },
+    Scenario {
+        name: "nats-hostile-recursion",
+        what: "`nats-wasm` (the healthy observer) beside a hostile observer on the same events whose transform recurses until the stack is exhausted; its deliveries go to the DLQ; the rate counts the healthy observer's",
+        kind: wasmhook(Bus::Nats, Work::Hostile(&["recursion"]), KB, 1, Pace::Flood),
+        quick: false,
+        target: Some(Target::HealthyVsWasm),
+    },
+    Scenario {
+        name: "nats-hostile-trap",
+        what: "`nats-wasm` (the healthy observer) beside a hostile observer on the same events whose transform traps at once; its deliveries go to the DLQ; the rate counts the healthy observer's",
+        kind: wasmhook(Bus::Nats, Work::Hostile(&["trap"]), KB, 1, Pace::Flood),
+        quick: false,
+        target: Some(Target::HealthyVsWasm),
+    },
+    Scenario {
+        name: "nats-hostile-huge",
+        what: "`nats-wasm` (the healthy observer) beside a hostile observer on the same events whose transform returns a 64 MiB body (limit 1 MiB); its deliveries go to the DLQ; the rate counts the healthy observer's",
+        kind: wasmhook(Bus::Nats, Work::Hostile(&["huge"]), KB, 1, Pace::Flood),
+        quick: false,
+        target: Some(Target::HealthyVsWasm),
+    },
+    Scenario {
+        name: "nats-hostile-slow",
+        what: "`nats-wasm` (the healthy observer) beside a hostile observer on the same events whose transform busy-waits 2 s against a 200 ms timeout; its deliveries go to the DLQ; the rate counts the healthy observer's",
+        kind: wasmhook(Bus::Nats, Work::Hostile(&["slow"]), KB, 1, Pace::Flood),
+        quick: false,
+        target: Some(Target::HealthyVsWasm),
+    },
+    Scenario {
+        name: "nats-hostile-start",
+        what: "`nats-wasm` (the healthy observer) beside a hostile observer on the same events whose transform panics while it is instantiated; its deliveries go to the DLQ; the rate counts the healthy observer's",
+        kind: wasmhook(Bus::Nats, Work::Hostile(&["start"]), KB, 1, Pace::Flood),
+        quick: false,
+        target: Some(Target::HealthyVsWasm),
+    },
+    Scenario {
+        name: "nats-hostile-all",
+        what: "`nats-wasm` beside all seven hostile observers at once (8 deliveries per event, 7 of them to the DLQ); for information",
+        kind: wasmhook(Bus::Nats, Work::Hostile(HOSTILE_MODES), KB, 1, Pace::Flood),
+        quick: false,
+        target: None,
     },
     Scenario {
         name: "jetstream",

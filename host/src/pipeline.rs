@@ -20,7 +20,7 @@ use crate::metrics::{Failure, Metrics};
 use crate::observer::{self, Observer};
 use crate::outbox::{now_ms, Delivery, Store, StoreError};
 use crate::payload;
-use crate::plugin::Plugins;
+use crate::plugin::{PluginError, Plugins};
 use crate::source::envelope;
 
 /// The part of the process every source and the admin API talk to.
@@ -218,9 +218,22 @@ impl Pipeline {
                 // attempted, in its destination's turn: a plugin that spends
                 // its whole budget then holds back only its own deliveries,
                 // not the acceptance of every event.
+                //
+                // A delivery whose building plugin is suspended right now
+                // would only be moved from the outbox to the DLQ at its
+                // first attempt: it goes there at once, in this write.
                 let built = match &matched.failed {
                     Some(e) => Err(payload::BuildError::Plugin(e.clone())),
-                    None if matched.webhook.builds_with_plugin() => Ok(None),
+                    None if matched.webhook.builds_with_plugin() => {
+                        match matched
+                            .webhook
+                            .build_plugins()
+                            .find_map(|name| self.plugins.refusal(name))
+                        {
+                            Some(refused) => Err(payload::BuildError::Plugin(refused)),
+                            None => Ok(None),
+                        }
+                    }
                     None => payload::build(&matched, event, &self.plugins).map(Some),
                 };
                 let mut delivery = Delivery {
@@ -258,7 +271,16 @@ impl Pipeline {
                             &matched.webhook.name,
                             failure,
                         );
-                        warn!(observer = %delivery.observer, delivery = %delivery.id, error = %e, "cannot build the request; delivery moved to the DLQ");
+                        // A suspension was logged when it began; its
+                        // refusals are counted, not logged one by one.
+                        if matches!(
+                            &e,
+                            payload::BuildError::Plugin(PluginError::Suspended { .. })
+                        ) {
+                            debug!(observer = %delivery.observer, delivery = %delivery.id, error = %e, "plugin suspended; delivery moved to the DLQ");
+                        } else {
+                            warn!(observer = %delivery.observer, delivery = %delivery.id, error = %e, "cannot build the request; delivery moved to the DLQ");
+                        }
                         dead.push((delivery, e.to_string()));
                     }
                 }

@@ -17,7 +17,7 @@ use crate::metrics::{Failure, Metrics};
 use crate::observer::{Match, Observer};
 use crate::outbox::{now_ms, Delivery, Store, StoreError};
 use crate::payload::{self, Payload};
-use crate::plugin::Plugins;
+use crate::plugin::{PluginError, Plugins};
 
 /// What the attempt tasks share.
 pub(super) struct Shared {
@@ -121,11 +121,17 @@ impl Shared {
             Some(payload) => payload,
             None => match crate::plugin::blocking(|| self.rebuild(observer, &delivery)) {
                 Ok(payload) => payload,
-                Err(reason) => {
+                Err(Unbuilt { reason, suspended }) => {
                     let webhook = webhook_name(observer, delivery.webhook);
                     self.metrics
                         .failure(&delivery.observer, &webhook, Failure::Plugin(&reason));
-                    warn!(observer = %delivery.observer, delivery = %delivery.id, %reason, "cannot build the request; moved to the DLQ");
+                    // A suspension was logged when it began; its refusals
+                    // are counted, not logged one by one.
+                    if suspended {
+                        debug!(observer = %delivery.observer, delivery = %delivery.id, %reason, "plugin suspended; moved to the DLQ");
+                    } else {
+                        warn!(observer = %delivery.observer, delivery = %delivery.id, %reason, "cannot build the request; moved to the DLQ");
+                    }
                     self.store.bury(key, delivery, reason)?;
                     return Ok(Err(Verdict::Finished { healthy: true }));
                 }
@@ -271,14 +277,22 @@ impl Shared {
     /// Builds the request of a delivery that has none yet: one a plugin
     /// builds (first attempt), or one that died before it had one (a DLQ
     /// retry after a plugin failure); with the current config and plugins.
-    fn rebuild(&self, observer: Option<&Observer>, delivery: &Delivery) -> Result<Payload, String> {
-        let observer = observer
-            .ok_or_else(|| format!("observer {:?} is no longer configured", delivery.observer))?;
+    fn rebuild(
+        &self,
+        observer: Option<&Observer>,
+        delivery: &Delivery,
+    ) -> Result<Payload, Unbuilt> {
+        let observer = observer.ok_or_else(|| {
+            Unbuilt::from(format!(
+                "observer {:?} is no longer configured",
+                delivery.observer
+            ))
+        })?;
         let webhook = observer.webhooks.get(delivery.webhook).ok_or_else(|| {
-            format!(
+            Unbuilt::from(format!(
                 "observer {:?} has no webhook #{} any more",
                 observer.name, delivery.webhook
-            )
+            ))
         })?;
         let matched = Match {
             observer,
@@ -286,6 +300,28 @@ impl Shared {
             webhook,
             failed: None,
         };
-        payload::build(&matched, &delivery.event, &self.plugins).map_err(|e| e.to_string())
+        payload::build(&matched, &delivery.event, &self.plugins).map_err(|e| Unbuilt {
+            suspended: matches!(
+                e,
+                payload::BuildError::Plugin(PluginError::Suspended { .. })
+            ),
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// Why a delivery's request could not be built: its DLQ reason.
+struct Unbuilt {
+    reason: String,
+    /// A suspended plugin refused the call.
+    suspended: bool,
+}
+
+impl From<String> for Unbuilt {
+    fn from(reason: String) -> Unbuilt {
+        Unbuilt {
+            reason,
+            suspended: false,
+        }
     }
 }

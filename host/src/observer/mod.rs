@@ -92,11 +92,17 @@ impl Webhook {
     /// Whether building its request calls a plugin (transform or
     /// encryption).
     pub fn builds_with_plugin(&self) -> bool {
-        self.transform.is_some()
-            || matches!(
-                self.encryption,
-                Some(crate::payload::Encryption::Plugin { .. })
-            )
+        self.build_plugins().next().is_some()
+    }
+
+    /// The plugins building its request calls: its transform, then its
+    /// encryption plugin.
+    pub fn build_plugins(&self) -> impl Iterator<Item = &str> {
+        let encryption = match &self.encryption {
+            Some(crate::payload::Encryption::Plugin { name, .. }) => Some(name.as_str()),
+            _ => None,
+        };
+        self.transform.as_deref().into_iter().chain(encryption)
     }
 }
 

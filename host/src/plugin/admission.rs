@@ -84,6 +84,9 @@ struct State {
     backoff: Duration,
     /// A probe call is running: others are still refused.
     probing: bool,
+    /// When [`Suspension::refusal`] last let work through to be the probe
+    /// (during this suspension).
+    let_through: Option<Instant>,
     /// The last failure, for the reason of refused calls.
     last: String,
 }
@@ -115,19 +118,48 @@ impl Suspension {
     /// Decides whether a call of `plugin` may run at `now`.
     pub(crate) fn admit(&self, plugin: &str, now: Instant) -> Admission {
         let mut state = self.lock();
-        let Some(until) = state.until else {
-            return Admission::Run { probe: false };
-        };
-        if now >= until && !state.probing {
-            state.probing = true;
-            return Admission::Run { probe: true };
+        if let Some(refused) = Self::refusal_of(&state, plugin, now) {
+            return Admission::Refused(refused);
         }
-        Admission::Refused(PluginError::Suspended {
+        if state.until.is_none() {
+            return Admission::Run { probe: false };
+        }
+        state.probing = true;
+        Admission::Run { probe: true }
+    }
+
+    /// The error a call made now would fail with, for work that can skip
+    /// the call (acceptance, which would otherwise store a delivery only to
+    /// bury it at its first attempt). Once the plugin is due for a probe,
+    /// it lets one piece of work through per back-off period to carry the
+    /// probe, and refuses the rest.
+    pub(crate) fn refusal(&self, plugin: &str, now: Instant) -> Option<PluginError> {
+        let mut state = self.lock();
+        if let Some(refused) = Self::refusal_of(&state, plugin, now) {
+            return Some(refused);
+        }
+        state.until?;
+        if state.let_through.is_some_and(|at| now < at + state.backoff) {
+            return Some(Self::refused(&state, plugin, Duration::ZERO));
+        }
+        state.let_through = Some(now);
+        None
+    }
+
+    /// Suspended, and either not yet due for a probe or with one running.
+    fn refusal_of(state: &State, plugin: &str, now: Instant) -> Option<PluginError> {
+        let until = state.until?;
+        (now < until || state.probing)
+            .then(|| Self::refused(state, plugin, until.saturating_duration_since(now)))
+    }
+
+    fn refused(state: &State, plugin: &str, remaining: Duration) -> PluginError {
+        PluginError::Suspended {
             plugin: plugin.to_string(),
-            remaining: until.saturating_duration_since(now),
+            remaining,
             failures: state.failures,
             last: state.last.clone(),
-        })
+        }
     }
 
     /// Records a call's result; `threshold` is the manifest's
@@ -172,6 +204,7 @@ impl Suspension {
             FIRST_BACKOFF
         };
         state.until = Some(now + state.backoff);
+        state.let_through = None;
         Outcome::Suspended(state.backoff)
     }
 
@@ -243,6 +276,44 @@ mod tests {
         assert_eq!(s.admit("spin", again), Admission::Run { probe: false });
         // The record starts over.
         assert_eq!(s.record(&trap(), false, 3, again), Outcome::Unchanged);
+    }
+
+    #[test]
+    fn refusal_lets_one_through_per_backoff_to_carry_the_probe() {
+        let s = Suspension::default();
+        let t0 = Instant::now();
+        assert!(s.refusal("spin", t0).is_none());
+        assert!(
+            s.refusal("spin", t0).is_none(),
+            "not suspended: never refused"
+        );
+        s.record(&trap(), false, 1, t0);
+        let Some(PluginError::Suspended { remaining, .. }) = s.refusal("spin", t0) else {
+            panic!("a suspended plugin's calls are refused");
+        };
+        assert_eq!(remaining, FIRST_BACKOFF);
+        // Due for a probe: one piece of work goes through, the rest is
+        // refused until the back-off passes again.
+        let due = t0 + FIRST_BACKOFF;
+        assert!(s.refusal("spin", due).is_none());
+        assert!(s.refusal("spin", due).is_some());
+        assert!(s.refusal("spin", due + FIRST_BACKOFF / 2).is_some());
+        assert!(s.refusal("spin", due + FIRST_BACKOFF).is_none());
+        // While the probe runs, everything is refused.
+        assert_eq!(s.admit("spin", due), Admission::Run { probe: true });
+        assert!(s.refusal("spin", due + 3 * FIRST_BACKOFF).is_some());
+        // A failed probe starts a new suspension, with its own let-through.
+        let failed = due + FIRST_BACKOFF;
+        s.record(&trap(), true, 1, failed);
+        assert!(s.refusal("spin", failed + FIRST_BACKOFF).is_some());
+        let due = failed + 2 * FIRST_BACKOFF;
+        assert!(s.refusal("spin", due).is_none());
+        assert!(s.refusal("spin", due).is_some());
+        // A successful call ends it.
+        assert_eq!(s.admit("spin", due), Admission::Run { probe: true });
+        s.record(&Ok(()), true, 1, due);
+        assert!(s.refusal("spin", due).is_none());
+        assert!(s.refusal("spin", due).is_none());
     }
 
     #[test]

@@ -288,6 +288,20 @@ impl Plugins {
         Ok((plugins, changes))
     }
 
+    /// The error a call of `name` would fail with now because the plugin is
+    /// suspended, without calling it (`None` if it would run, or is not
+    /// loaded: the call itself reports that). Lets work that would only
+    /// call a suspended plugin skip its storage round trips; the refusal is
+    /// counted as a suspended call.
+    pub fn refusal(&self, name: &str) -> Option<PluginError> {
+        let plugin = self.read().get(name).cloned()?;
+        let refused = plugin.suspension.refusal(name, Instant::now())?;
+        if let Some(counters) = &plugin.counters {
+            counters.suspended();
+        }
+        Some(refused)
+    }
+
     /// Looks the plugin up once, runs `call` on it, and counts the call by
     /// result in the plugin's own counters.
     fn measured<T>(
