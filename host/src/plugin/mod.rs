@@ -289,10 +289,11 @@ impl Plugins {
     }
 
     /// The error a call of `name` would fail with now because the plugin is
-    /// suspended, without calling it (`None` if it would run, or is not
-    /// loaded: the call itself reports that). Lets work that would only
-    /// call a suspended plugin skip its storage round trips; the refusal is
-    /// counted as a suspended call.
+    /// suspended, without calling it: lets work that would only call a
+    /// suspended plugin skip its storage round trips. `None` if the call
+    /// should be made: the plugin is not suspended, or this work is let
+    /// through to carry the next probe (see `admission`), or it is not
+    /// loaded (the call reports that). A refusal counts as a suspended call.
     pub fn refusal(&self, name: &str) -> Option<PluginError> {
         let plugin = self.read().get(name).cloned()?;
         let refused = plugin.suspension.refusal(name, Instant::now())?;
