@@ -30,8 +30,17 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// Concurrent calls of one plugin version.
 #[derive(Debug)]
 pub(crate) struct Slots {
-    free: Mutex<usize>,
+    state: Mutex<SlotState>,
     freed: Condvar,
+}
+
+#[derive(Debug)]
+struct SlotState {
+    free: usize,
+    /// Callers blocked in `take`: a slot given back wakes one only when
+    /// there is one, since `notify_one` costs a system call even with
+    /// nobody waiting (half a microsecond on a warm call of ~3 µs).
+    waiting: usize,
 }
 
 /// A taken slot, given back on drop.
@@ -40,7 +49,10 @@ pub(crate) struct Slot<'a>(&'a Slots);
 impl Slots {
     pub(crate) fn new(count: usize) -> Slots {
         Slots {
-            free: Mutex::new(count.max(1)),
+            state: Mutex::new(SlotState {
+                free: count.max(1),
+                waiting: 0,
+            }),
             freed: Condvar::new(),
         }
     }
@@ -48,22 +60,31 @@ impl Slots {
     /// Waits for a free slot. Blocking: callers run on a thread that may
     /// block (see [`super::blocking`]).
     pub(crate) fn take(&self) -> Slot<'_> {
-        let mut free = lock(&self.free);
-        while *free == 0 {
-            free = self.freed.wait(free).unwrap_or_else(|p| p.into_inner());
+        let mut state = lock(&self.state);
+        while state.free == 0 {
+            state.waiting += 1;
+            state = self.freed.wait(state).unwrap_or_else(|p| p.into_inner());
+            state.waiting -= 1;
         }
-        *free -= 1;
+        state.free -= 1;
         Slot(self)
     }
 }
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        *lock(&self.0.free) += 1;
-        self.0.freed.notify_one();
+        let mut state = lock(&self.0.state);
+        state.free += 1;
+        let wake = state.waiting > 0;
+        drop(state);
+        if wake {
+            self.0.freed.notify_one();
+        }
     }
 }
 
+/// A poisoned lock still holds consistent counters: every critical
+/// section here is a few assignments that cannot panic halfway.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
