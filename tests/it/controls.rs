@@ -24,12 +24,7 @@ fn ids(requests: &[crate::utils::Received]) -> HashSet<i64> {
 }
 
 async fn metric(wasmhook: &InProcess, name: &str) -> f64 {
-    let text = reqwest::get(wasmhook.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = wasmhook.metrics().await;
     metric_sum(&text, name).unwrap_or(0.0)
 }
 
@@ -208,12 +203,7 @@ async fn the_breaker_opens_on_a_failing_destination_then_probes_and_closes() {
         longest >= Duration::from_millis(600),
         "longest gap {longest:?}"
     );
-    let text = reqwest::get(wasmhook.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = wasmhook.metrics().await;
     assert!(text.contains("state=\"open\""), "{text}");
     assert!(text.contains("state=\"closed\""), "{text}");
     wasmhook.stop().await;

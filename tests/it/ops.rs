@@ -39,12 +39,7 @@ async fn metrics_add_up_after_a_known_workload() {
         .await;
     let mut text = String::new();
     for _ in 0..100 {
-        text = reqwest::get(wasmhook.url("/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        text = wasmhook.metrics().await;
         if text.contains("hooks_dlq_size 1") {
             break;
         }
@@ -263,12 +258,7 @@ print(json.dumps({"id": "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W", "ts": str(int(now.tim
         .wait_until("the event", Duration::from_secs(10), |r| r.len() == 1)
         .await;
     assert_eq!(got[0].json()["amount"], 1200);
-    let text = reqwest::get(wasmhook.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = wasmhook.metrics().await;
     assert_eq!(
         metric(
             &text,
@@ -328,12 +318,7 @@ async fn a_disabled_webhook_keeps_its_deliveries_until_enabled() {
         listed["disabled"],
         json!([{"observer": "orders", "webhook": 1, "parked": 4}])
     );
-    let text = reqwest::get(wasmhook.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = wasmhook.metrics().await;
     assert_eq!(
         metric(&text, "wasmhook_outbox_size"),
         4.0,

@@ -114,12 +114,7 @@ async fn condition_and_transform_plugins_select_and_build_the_request() {
         reason.contains("plugin \"high-value-order\" returned invalid-input error"),
         "{reason}"
     );
-    let text = reqwest::get(wasmhook.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = wasmhook.metrics().await;
     for line in [
         r#"wasmhook_plugin_calls_total{plugin="high-value-order",result="ok"} 4"#,
         r#"wasmhook_plugin_calls_total{plugin="high-value-order",result="error"} 1"#,
@@ -626,12 +621,7 @@ async fn wait_dlq(wasmhook: &InProcess, n: usize) -> Vec<serde_json::Value> {
 
 /// Calls of one plugin counted in `/metrics`, by result.
 async fn plugin_calls(wasmhook: &InProcess, plugin: &str, result: &str) -> f64 {
-    let text = reqwest::get(wasmhook.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = wasmhook.metrics().await;
     let labels = [
         format!("plugin=\"{plugin}\""),
         format!("result=\"{result}\""),
@@ -641,6 +631,17 @@ async fn plugin_calls(wasmhook: &InProcess, plugin: &str, result: &str) -> f64 {
         .filter(|l| labels.iter().all(|label| l.contains(label.as_str())))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// Two observers of every order: `plugin`'s transform to `/PLUGIN`, and a
+/// plain webhook to `/plain`.
+fn beside_a_plain_observer(receiver: &TestReceiver, plugin: &str) -> String {
+    format!(
+        "[[observer]]\nname = \"{plugin}\"\nentity = \"order\"\n[[observer.webhook]]\nurl = \"{}\"\ntransform = \"plugin:{plugin}\"\n\
+         [[observer]]\nname = \"plain\"\nentity = \"order\"\n[[observer.webhook]]\nurl = \"{}\"\n",
+        receiver.url(&format!("/{plugin}")),
+        receiver.url("/plain")
+    )
 }
 
 /// A transform that takes seconds holds back its own deliveries only: the
@@ -657,12 +658,7 @@ async fn a_slow_transform_does_not_hold_back_acceptance_or_other_observers() {
         "slow",
         Some("[limits]\ntimeout_ms = 20000\nfuel = 100000000000\n[config]\nmode = \"slow\"\nms = 3000\n"),
     );
-    let observers = format!(
-        "[[observer]]\nname = \"slow\"\nentity = \"order\"\n[[observer.webhook]]\nurl = \"{}\"\ntransform = \"plugin:slow\"\n\
-         [[observer]]\nname = \"plain\"\nentity = \"order\"\n[[observer.webhook]]\nurl = \"{}\"\n",
-        receiver.url("/slow"),
-        receiver.url("/plain")
-    );
+    let observers = beside_a_plain_observer(&receiver, "slow");
     let wasmhook =
         InProcess::start(&plugins_config(&dir, &tmp.path().join("cache"), &observers)).await;
     let (status, answer) = wasmhook
@@ -700,12 +696,7 @@ async fn a_plugin_failing_in_a_row_is_suspended_and_its_deliveries_reach_the_dlq
         "spin",
         Some("[limits]\nfuel = 20000000\nsuspend_after = 2\n[config]\nmode = \"loop\"\n"),
     );
-    let observers = format!(
-        "[[observer]]\nname = \"spin\"\nentity = \"order\"\n[[observer.webhook]]\nurl = \"{}\"\ntransform = \"plugin:spin\"\n\
-         [[observer]]\nname = \"plain\"\nentity = \"order\"\n[[observer.webhook]]\nurl = \"{}\"\n",
-        receiver.url("/spin"),
-        receiver.url("/plain")
-    );
+    let observers = beside_a_plain_observer(&receiver, "spin");
     let wasmhook =
         InProcess::start(&plugins_config(&dir, &tmp.path().join("cache"), &observers)).await;
     let post = |i: i64| fraiseql_order("created", json!({"id": i}), None).to_string();

@@ -60,12 +60,7 @@ async fn a_receiver_slower_than_the_timeout_gets_retried_until_it_keeps_up() {
     wasmhook.post_events(orders(0..20)).await;
     // The first attempts time out (300 ms) while the receiver takes 600 ms.
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    let text = reqwest::get(wasmhook.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = wasmhook.metrics().await;
     let timeouts = crate::utils::metric_sum(&text, "wasmhook_webhook_failure_total").unwrap_or(0.0);
     assert!(timeouts >= 20.0, "attempts timed out: {timeouts}");
     receiver.set_delay(Duration::ZERO);
@@ -178,12 +173,7 @@ async fn connections_reset_mid_request_are_retried() {
         .as_array()
         .unwrap()
         .is_empty());
-    let text = reqwest::get(wasmhook.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = wasmhook.metrics().await;
     assert_eq!(
         crate::utils::metric_sum(&text, "wasmhook_webhook_success_total"),
         Some(1.0)

@@ -255,6 +255,16 @@ impl InProcess {
             .unwrap()
     }
 
+    /// The `/metrics` page, as text.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(self.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Stops gracefully and returns the temp dir (the database survives).
     pub async fn stop(self) -> tempfile::TempDir {
         let InProcess {
