@@ -4,6 +4,7 @@ use std::fmt;
 
 use serde_json::Value;
 
+use crate::row::Row;
 use crate::Error;
 
 /// What a mutation did to its row.
@@ -61,7 +62,8 @@ pub(crate) struct Meta {
 }
 
 /// A database event: metadata plus the row after (and maybe before) the
-/// mutation, parsed from JSON once, when the event arrives.
+/// mutation. The rows are checked when the event arrives and parsed as far
+/// as they are read (see `row.rs`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
     id: String,
@@ -70,18 +72,18 @@ pub struct Event {
     entity_id: Option<String>,
     timestamp: String,
     source: String,
-    new: Value,
-    old: Option<Value>,
+    new: Row,
+    old: Option<Row>,
 }
 
 impl Event {
     /// Parses the rows; a row that is not JSON is an `invalid-input` error
     /// (the host only sends JSON, so this means a broken host or source).
     pub(crate) fn from_parts(meta: Meta, data: String, old: Option<String>) -> Result<Self, Error> {
-        let new = serde_json::from_str(&data)
+        let new = Row::parse(data)
             .map_err(|e| Error::invalid_input(format!("event data is not JSON: {e}")))?;
         let old = old
-            .map(|old| serde_json::from_str(&old))
+            .map(Row::parse)
             .transpose()
             .map_err(|e| Error::invalid_input(format!("event old data is not JSON: {e}")))?;
         Ok(Self {
@@ -106,7 +108,7 @@ impl Event {
                 entity_id: None,
                 timestamp: "1970-01-01T00:00:00Z".into(),
                 source: "test".into(),
-                new: Value::Object(serde_json::Map::new()),
+                new: Row::from_value(Value::Object(serde_json::Map::new())),
                 old: None,
             },
         }
@@ -145,28 +147,28 @@ impl Event {
     /// The row after the mutation (for a DELETE, the row before it).
     #[allow(clippy::new_ret_no_self, clippy::wrong_self_convention)]
     pub fn new(&self) -> &Value {
-        &self.new
+        self.new.value()
     }
 
     /// The row before the mutation, when the event carries it.
     pub fn old(&self) -> Option<&Value> {
-        self.old.as_ref()
+        self.old.as_ref().map(Row::value)
     }
 
     /// A value in the new row by dotted path: `customer.email`, `items.0.sku`
     /// (a numeric segment indexes an array). `""` is the whole row.
     pub fn get(&self, path: &str) -> Option<&Value> {
-        get_path(&self.new, path)
+        self.new.get(path)
     }
 
     /// Like [`Event::get`], in the old row.
     pub fn get_old(&self, path: &str) -> Option<&Value> {
-        self.old.as_ref().and_then(|old| get_path(old, path))
+        self.old.as_ref().and_then(|old| old.get(path))
     }
 
     /// Takes the rows out, for a plugin that rebuilds them.
     pub fn into_rows(self) -> (Value, Option<Value>) {
-        (self.new, self.old)
+        (self.new.into_value(), self.old.map(Row::into_value))
     }
 }
 
@@ -208,14 +210,14 @@ impl EventBuilder {
     /// Sets the new row.
     #[must_use]
     pub fn data(mut self, new: Value) -> Self {
-        self.event.new = new;
+        self.event.new = Row::from_value(new);
         self
     }
 
     /// Sets the old row.
     #[must_use]
     pub fn old(mut self, old: Value) -> Self {
-        self.event.old = Some(old);
+        self.event.old = Some(Row::from_value(old));
         self
     }
 

@@ -42,6 +42,7 @@ mod host;
 mod payload;
 mod request;
 mod roles;
+mod row;
 
 pub use error::{Error, ResultExt};
 pub use event::{get_path, get_path_mut, Event, EventBuilder, Operation};

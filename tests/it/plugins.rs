@@ -384,6 +384,20 @@ async fn hostile_plugins_fail_only_their_own_deliveries() {
     wasmhook.stop().await;
 }
 
+fn empty_event() -> wasmhook::event::Event {
+    wasmhook::event::Event {
+        id: "e".into(),
+        entity: "order".into(),
+        operation: wasmhook::event::Operation::Insert,
+        entity_id: None,
+        timestamp: "2026-03-02T14:00:00Z".into(),
+        envelope: wasmhook::event::Envelope::Native,
+        source: "test".into(),
+        data: json!({}),
+        old: None,
+    }
+}
+
 #[test]
 fn the_sandbox_grants_no_filesystem_environment_or_network() {
     let tmp = tempfile::tempdir().unwrap();
@@ -395,18 +409,7 @@ fn the_sandbox_grants_no_filesystem_environment_or_network() {
     );
     std::env::set_var("WASMHOOK_TEST_SECRET_ENV", "leak");
     let (plugins, _) = Plugins::load(tmp.path(), None).unwrap();
-    let event = wasmhook::event::Event {
-        id: "e".into(),
-        entity: "order".into(),
-        operation: wasmhook::event::Operation::Insert,
-        entity_id: None,
-        timestamp: "2026-03-02T14:00:00Z".into(),
-        envelope: wasmhook::event::Envelope::Native,
-        source: "test".into(),
-        data: json!({}),
-        old: None,
-    };
-    let out = plugins.transform("escape", &event, None).unwrap();
+    let out = plugins.transform("escape", &empty_event(), None).unwrap();
     let report: serde_json::Value = serde_json::from_slice(&out.body).unwrap();
     for key in ["file", "dir", "network"] {
         assert!(
@@ -416,6 +419,44 @@ fn the_sandbox_grants_no_filesystem_environment_or_network() {
     }
     assert_eq!(report["env"], 0, "{report}");
     assert_eq!(report["args"], 0, "{report}");
+}
+
+/// Instance slots are reused, and the memory a call touched is reset in
+/// place rather than unmapped (`plugin/runtime.rs`): a fresh instance must
+/// still start from the component's initial memory, static data and heap
+/// alike, while a warm one keeps its state between calls.
+#[test]
+fn a_fresh_instance_never_sees_what_an_earlier_call_left_in_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, isolation) in [("warm", "warm"), ("fresh", "fresh")] {
+        install(
+            tmp.path(),
+            "misbehave",
+            name,
+            Some(&format!(
+                "isolation = \"{isolation}\"\n[config]\nmode = \"remember\"\n"
+            )),
+        );
+    }
+    let (plugins, _) = Plugins::load(tmp.path(), None).unwrap();
+    let event = empty_event();
+    let call = |name: &str| -> serde_json::Value {
+        let out = plugins.transform(name, &event, None).unwrap();
+        serde_json::from_slice(&out.body).unwrap()
+    };
+    for i in 0..20u64 {
+        // One caller at a time: the warm pool hands back the same instance.
+        assert_eq!(
+            call("warm"),
+            json!({"calls_before": i, "kept_before": i}),
+            "warm call {i}"
+        );
+        assert_eq!(
+            call("fresh"),
+            json!({"calls_before": 0, "kept_before": 0}),
+            "fresh call {i}"
+        );
+    }
 }
 
 #[tokio::test]

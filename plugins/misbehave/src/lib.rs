@@ -34,6 +34,7 @@ enum Mode {
     Slow,
     Escape,
     Start,
+    Remember,
 }
 
 /// The size of the `huge` body.
@@ -49,6 +50,7 @@ fn misbehave(event: &Event, body: Option<&[u8]>) -> Result<Payload, Error> {
         Mode::Trap => trap(),
         Mode::Huge => Ok(Payload::new(vec![b'x'; HUGE_BYTES]).with_content_type("text/plain")),
         Mode::Escape => escape(),
+        Mode::Remember => remember(),
         // Unreachable in a component: instantiation already trapped.
         Mode::Start => echo(event, body),
         Mode::Slow => {
@@ -112,6 +114,25 @@ fn escape() -> Result<Payload, Error> {
     }))
 }
 
+/// What earlier calls on this instance left behind: a counter in static
+/// memory and a list on the heap, both grown by each call. A warm instance
+/// reports its earlier calls; a fresh one (`isolation = "fresh"`) must
+/// always start from the component's initial memory and report none.
+fn remember() -> Result<Payload, Error> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Mutex;
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    static KEPT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let calls_before = CALLS.fetch_add(1, Ordering::Relaxed);
+    let mut kept = KEPT.lock().unwrap_or_else(|p| p.into_inner());
+    let kept_before = kept.len();
+    kept.push(format!("call {calls_before}"));
+    Payload::json(&wasmhook_sdk::json!({
+        "calls_before": calls_before,
+        "kept_before": kept_before,
+    }))
+}
+
 /// The rendered body if there is one, else the event's row as JSON.
 fn echo(event: &Event, body: Option<&[u8]>) -> Result<Payload, Error> {
     match body {
@@ -162,7 +183,7 @@ fn trap() -> ! {
 
 #[cfg(test)]
 mod tests {
-    use wasmhook_sdk::{json, testing};
+    use wasmhook_sdk::{json, serde_json, testing, Value};
 
     use super::*;
 
@@ -185,6 +206,24 @@ mod tests {
         assert!(wasmhook_sdk::now_ms() - start >= 20);
         testing::set_config(r#"{"mode": "huge"}"#);
         assert_eq!(misbehave(&event, None).unwrap().body.len(), 64 << 20);
+    }
+
+    #[test]
+    fn remember_counts_the_calls_before_it() {
+        testing::set_config(r#"{"mode": "remember"}"#);
+        let event = Event::builder("Order", "INSERT").build();
+        let read =
+            || -> Value { serde_json::from_slice(&misbehave(&event, None).unwrap().body).unwrap() };
+        let first = read();
+        let second = read();
+        assert_eq!(
+            second["calls_before"],
+            first["calls_before"].as_u64().unwrap() + 1
+        );
+        assert_eq!(
+            second["kept_before"],
+            first["kept_before"].as_u64().unwrap() + 1
+        );
     }
 
     #[test]
