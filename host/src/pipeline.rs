@@ -28,8 +28,8 @@ use crate::source::envelope;
 pub struct Pipeline {
     metrics: Metrics,
     observers: Arc<[Observer]>,
-    /// Some observer calls a condition plugin while matching.
-    uses_plugins: bool,
+    /// The condition plugins matching may call.
+    condition_plugins: Arc<[String]>,
     plugins: Plugins,
     store: Store,
     schedule: Schedule,
@@ -105,7 +105,16 @@ impl Pipeline {
         metrics: Metrics,
     ) -> Pipeline {
         Pipeline {
-            uses_plugins: observers.iter().any(Observer::matches_with_plugin),
+            condition_plugins: {
+                let mut names: Vec<String> = observers
+                    .iter()
+                    .flat_map(Observer::condition_plugins)
+                    .map(str::to_string)
+                    .collect();
+                names.sort();
+                names.dedup();
+                names.into()
+            },
             metrics,
             observers,
             plugins,
@@ -185,10 +194,11 @@ impl Pipeline {
             routed,
             deliveries,
             dead,
-        } = if self.uses_plugins {
-            crate::plugin::blocking(built)
-        } else {
+        } = if self.condition_plugins.is_empty() {
             built()
+        } else {
+            let using = self.condition_plugins.iter().map(String::as_str);
+            self.plugins.run(using, built)
         };
         if deliveries.is_empty() && dead.is_empty() {
             return Ok(routed);

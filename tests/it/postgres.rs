@@ -571,7 +571,12 @@ async fn event_log_survives_kill_9_and_two_processes_share_it() {
     let before = receiver.requests().len();
     let _a = Running::start(&path, tmp.path(), port).await;
     let _b = Running::start(&path_b, tmp.path(), port_b).await;
-    insert(&db, rows..rows + 2000, 50).await;
+    // Paced, so that sharing does not hang on which process wakes first for
+    // a burst: inserted back to back, one process could claim all of it.
+    for from in (rows..rows + 2000).step_by(20) {
+        insert(&db, from..from + 20, 20).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let got = receiver
         .wait_until("every row", Duration::from_secs(180), |r| {
             delivered(r).len() as i64 == rows + 2000

@@ -14,7 +14,7 @@ use super::retry::{AttemptResult, Hints, RetryAction, RetryPolicy};
 use super::switches::Switches;
 use super::Sender;
 use crate::metrics::{Failure, Metrics};
-use crate::observer::{Match, Observer};
+use crate::observer::{Match, Observer, Webhook};
 use crate::outbox::{now_ms, Delivery, Store, StoreError};
 use crate::payload::{self, Payload};
 use crate::plugin::{PluginError, Plugins};
@@ -119,7 +119,13 @@ impl Shared {
         let observer = self.observer(&delivery.observer);
         let payload = match delivery.payload.take() {
             Some(payload) => payload,
-            None => match crate::plugin::blocking(|| self.rebuild(observer, &delivery)) {
+            None => match self.plugins.run(
+                observer
+                    .and_then(|o| o.webhooks.get(delivery.webhook))
+                    .into_iter()
+                    .flat_map(Webhook::build_plugins),
+                || self.rebuild(observer, &delivery),
+            ) {
                 Ok(payload) => payload,
                 Err(Unbuilt { reason, suspended }) => {
                     let webhook = webhook_name(observer, delivery.webhook);

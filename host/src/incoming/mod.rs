@@ -98,7 +98,9 @@ impl Receiver {
                 };
                 let mut last = Refusal::Plugin("no secret configured".into());
                 for secret in &self.secrets {
-                    match crate::plugin::blocking(|| plugins.verify(name, &request, secret, now)) {
+                    match plugins.run([name.as_str()], || {
+                        plugins.verify(name, &request, secret, now)
+                    }) {
                         Ok(Verdict::Ok) => return Ok(()),
                         Ok(Verdict::Rejected(reason)) => last = Refusal::Plugin(reason),
                         Err(e) => return Err(Refusal::PluginFailed(e.to_string())),

@@ -122,21 +122,22 @@ pub struct Match<'a> {
 }
 
 impl Rule {
-    fn is_plugin(&self) -> bool {
-        matches!(self, Rule::Plugin(_))
+    fn plugin(&self) -> Option<&str> {
+        match self {
+            Rule::Plugin(name) => Some(name),
+            Rule::Expr(_) => None,
+        }
     }
 }
 
 impl Observer {
-    /// Whether matching an event for this observer may call a condition
-    /// plugin, which can take up to its budget: such work must not hold an
-    /// async worker (see [`crate::plugin::blocking`]).
-    pub fn matches_with_plugin(&self) -> bool {
-        self.condition.as_ref().is_some_and(Rule::is_plugin)
-            || self
-                .webhooks
-                .iter()
-                .any(|w| w.condition.as_ref().is_some_and(Rule::is_plugin))
+    /// The condition plugins matching an event for this observer may call
+    /// (each can take up to its budget: see [`crate::plugin::Plugins::run`]).
+    pub fn condition_plugins(&self) -> impl Iterator<Item = &str> {
+        self.condition
+            .iter()
+            .chain(self.webhooks.iter().filter_map(|w| w.condition.as_ref()))
+            .filter_map(Rule::plugin)
     }
 
     /// Whether this observer selects the event (before webhook conditions).

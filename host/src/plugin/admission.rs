@@ -1,6 +1,6 @@
 //! Whether and when a plugin call may run: at most `max_concurrency` calls
-//! of one plugin at a time ([`Slots`]), and none while it is suspended
-//! ([`Suspension`]).
+//! of one plugin at a time ([`Slots`]), none while it is suspended
+//! ([`Suspension`]), and on which thread ([`Pace`]).
 //!
 //! Slots keep one plugin from taking every core: a plugin spending its
 //! whole budget on every call would otherwise be run by as many threads as
@@ -17,6 +17,7 @@
 //! call runs; a success lifts the suspension, a failure doubles the
 //! back-off. Replacing the file starts a new version with a clean record.
 
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -87,6 +88,67 @@ impl Drop for Slot<'_> {
 /// section here is a few assignments that cannot panic halfway.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Guest work (fuel: about one unit per Wasm instruction) a call may do and
+/// still count as quick: well under a millisecond of CPU. Fuel, not the
+/// clock, because on a busy machine any call can be preempted for
+/// milliseconds.
+const QUICK_FUEL: u64 = 1_000_000;
+/// A call that takes longer than this by the clock was not quick whatever
+/// its fuel says: it waited in a host call, or the machine is overloaded.
+const SLOW_WALL: Duration = Duration::from_millis(50);
+/// Calls a new version makes off the async workers before it may run on
+/// them: its first calls include instantiation and show how it behaves.
+const PROVEN_AFTER: u32 = 8;
+
+/// Whether a plugin version's calls may run on the async worker that needs
+/// them, rather than behind `block_in_place`.
+///
+/// Handing the worker's other tasks to another thread costs a thread
+/// wake-up per call (tokio spawns the worker loop on its blocking pool):
+/// measured end to end, more CPU than the warm calls themselves, and far
+/// more threads, so more concurrent instances and memory. A call that may
+/// take its whole budget must still not hold a worker, so a version runs in
+/// place only once its first [`PROVEN_AFTER`] calls were quick (at most
+/// [`QUICK_FUEL`] of guest work, instantiation included, and at most
+/// [`SLOW_WALL`] by the clock), and never again after a call that was not:
+/// a plugin can hold a worker that way at most once per version (or once
+/// per concurrent call, up to `max_concurrency`, if they start together).
+#[derive(Debug, Default)]
+pub(crate) struct Pace {
+    quick_calls: AtomicU32,
+    slow: AtomicBool,
+}
+
+impl Pace {
+    /// Records the fuel a call (or an instantiation) used; true when this
+    /// made the version slow.
+    pub(crate) fn used(&self, fuel: u64) -> bool {
+        fuel > QUICK_FUEL && self.mark_slow()
+    }
+
+    /// Records a finished call that took `took`; true when this made the
+    /// version slow.
+    pub(crate) fn took(&self, took: Duration) -> bool {
+        if took > SLOW_WALL {
+            return self.mark_slow();
+        }
+        if self.quick_calls.load(Ordering::Relaxed) < PROVEN_AFTER {
+            self.quick_calls.fetch_add(1, Ordering::Relaxed);
+        }
+        false
+    }
+
+    fn mark_slow(&self) -> bool {
+        !self.slow.swap(true, Ordering::Relaxed)
+    }
+
+    /// Whether its calls may run on an async worker.
+    pub(crate) fn proven_quick(&self) -> bool {
+        !self.slow.load(Ordering::Relaxed)
+            && self.quick_calls.load(Ordering::Relaxed) >= PROVEN_AFTER
+    }
 }
 
 /// One plugin version's failure record.
@@ -362,6 +424,45 @@ mod tests {
             assert_eq!(never.record(&trap(), false, 0, now), Outcome::Unchanged);
             assert_eq!(never.admit("spin", now), Admission::Run { probe: false });
         }
+    }
+
+    #[test]
+    fn pace_proves_quick_after_quick_calls_and_one_slow_call_revokes_it_for_good() {
+        let quick = Duration::from_micros(5);
+        let pace = Pace::default();
+        for _ in 0..PROVEN_AFTER - 1 {
+            assert!(!pace.used(5_000));
+            assert!(!pace.took(quick));
+            assert!(!pace.proven_quick());
+        }
+        assert!(!pace.used(QUICK_FUEL));
+        assert!(!pace.took(SLOW_WALL));
+        assert!(pace.proven_quick());
+        assert!(pace.used(QUICK_FUEL + 1), "the first slow call flips it");
+        assert!(!pace.proven_quick());
+        assert!(!pace.used(u64::MAX), "already slow");
+        for _ in 0..1000 {
+            pace.took(quick);
+        }
+        assert!(!pace.proven_quick());
+
+        let waited = Pace::default();
+        for _ in 0..PROVEN_AFTER {
+            waited.took(quick);
+        }
+        assert!(waited.proven_quick());
+        assert!(
+            waited.took(SLOW_WALL + Duration::from_millis(1)),
+            "slow by the clock"
+        );
+        assert!(!waited.proven_quick());
+
+        let early = Pace::default();
+        early.used(50_000_000);
+        for _ in 0..PROVEN_AFTER * 2 {
+            early.took(quick);
+        }
+        assert!(!early.proven_quick(), "slow before it was proven");
     }
 
     #[test]

@@ -226,7 +226,8 @@ pub struct PluginInfo {
 /// multi-threaded runtime the worker hands its other tasks to another thread
 /// meanwhile (`block_in_place`), so ingest, sources and deliveries that need
 /// no plugin keep running. A current-thread runtime (tests, the CLI) has
-/// nobody to hand them to and runs `work` in place.
+/// nobody to hand them to and runs `work` in place. See also
+/// [`Plugins::run`], which skips the hand-over for plugins proven quick.
 pub fn blocking<R>(work: impl FnOnce() -> R) -> R {
     match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
         Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
@@ -303,6 +304,27 @@ impl Plugins {
         Some(refused)
     }
 
+    /// Runs `work`, which calls (at most) the plugins named in `using`, from
+    /// async code: in place when every one of them has proven quick (see
+    /// `admission::Pace`), else through [`blocking`].
+    pub fn run<'a, R>(
+        &self,
+        using: impl IntoIterator<Item = &'a str>,
+        work: impl FnOnce() -> R,
+    ) -> R {
+        let quick = {
+            let loaded = self.read();
+            using
+                .into_iter()
+                .all(|name| loaded.get(name).is_some_and(|p| p.pace.proven_quick()))
+        };
+        if quick {
+            work()
+        } else {
+            blocking(work)
+        }
+    }
+
     /// Looks the plugin up once, runs `call` on it, and counts the call by
     /// result in the plugin's own counters.
     fn measured<T>(
@@ -335,6 +357,9 @@ impl Plugins {
         };
         let result = call(&plugin);
         let ended = Instant::now();
+        if plugin.pace.took(ended - started) {
+            info!(plugin = %name, ms = (ended - started).as_millis() as u64, "plugin call was slow: this version's calls now run off the async workers");
+        }
         let threshold = plugin.manifest.limits.suspend_after;
         match plugin.suspension.record(&result, probe, threshold, ended) {
             Outcome::Unchanged => {}

@@ -220,6 +220,7 @@ impl Runtime {
             manifest,
             counters: None,
             suspension: Default::default(),
+            pace: Default::default(),
             slots,
             pre,
             pool: Mutex::new(Vec::new()),
@@ -363,6 +364,8 @@ pub(crate) struct Loaded {
     pub(crate) counters: Option<crate::metrics::PluginCounters>,
     /// Its failure record (a new version starts clean).
     pub(crate) suspension: super::admission::Suspension,
+    /// Whether its calls may run on an async worker.
+    pub(crate) pace: super::admission::Pace,
     /// Bounds its concurrent calls.
     pub(crate) slots: super::admission::Slots,
     config_json: Arc<str>,
@@ -377,22 +380,33 @@ impl Loaded {
 
     fn instantiate(&self, runtime: &Runtime) -> Result<Warm, PluginError> {
         let mut store = runtime.new_store(self);
-        self.arm(&mut store, INSTANTIATE_FUEL_FACTOR)?;
+        let armed = self.arm(&mut store, INSTANTIATE_FUEL_FACTOR)?;
         let bound = match &self.pre {
             RolePre::Condition(pre) => pre.instantiate(&mut store).map(Bound::Condition),
             RolePre::Transform(pre) => pre.instantiate(&mut store).map(Bound::Transform),
             RolePre::Encryption(pre) => pre.instantiate(&mut store).map(Bound::Encryption),
             RolePre::Verifier(pre) => pre.instantiate(&mut store).map(Bound::Verifier),
-        }
-        .map_err(|e| self.trap(&e, "instantiation"))?;
+        };
+        self.used(&store, armed);
+        let bound = bound.map_err(|e| self.trap(&e, "instantiation"))?;
         Ok(Warm { store, bound })
     }
 
-    /// Sets the budgets for the next call: fuel and the wall-clock deadline.
-    fn arm(&self, store: &mut Store<State>, factor: u64) -> Result<(), PluginError> {
+    /// Tells [`Loaded::pace`] how much guest work the store's last run did.
+    fn used(&self, store: &Store<State>, armed: u64) {
+        let left = store.get_fuel().unwrap_or(0);
+        if self.pace.used(armed.saturating_sub(left)) {
+            debug!(plugin = %self.name, "plugin used more than a quick call's fuel: its calls run off the async workers");
+        }
+    }
+
+    /// Sets the budgets for the next call: fuel and the wall-clock
+    /// deadline. Returns the fuel given.
+    fn arm(&self, store: &mut Store<State>, factor: u64) -> Result<u64, PluginError> {
         let limits = self.limits();
+        let fuel = limits.fuel.saturating_mul(factor);
         store
-            .set_fuel(limits.fuel.saturating_mul(factor))
+            .set_fuel(fuel)
             .map_err(|e| PluginError::Runtime(format!("{e:#}")))?;
         let ticks = limits
             .timeout
@@ -400,7 +414,7 @@ impl Loaded {
             .div_ceil(EPOCH_TICK.as_millis())
             .max(1) as u64;
         store.set_epoch_deadline(ticks.saturating_mul(factor.min(10)) + 1);
-        Ok(())
+        Ok(fuel)
     }
 
     /// Runs `call` on an instance under the plugin's budgets. A trap drops the
@@ -421,8 +435,10 @@ impl Loaded {
             Some(warm) => warm,
             None => self.instantiate(runtime)?,
         };
-        self.arm(&mut warm.store, 1)?;
-        match call(&mut warm.store, &warm.bound) {
+        let armed = self.arm(&mut warm.store, 1)?;
+        let result = call(&mut warm.store, &warm.bound);
+        self.used(&warm.store, armed);
+        match result {
             Ok(result) => {
                 if !fresh {
                     if let Ok(mut pool) = self.pool.lock() {
