@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::json;
-use wasmhook::plugin::{Change, IncomingRequest, PluginError, Plugins, Role, Verdict};
+use wasmhook::plugin::{Change, IncomingRequest, PluginError, Plugins, Role, TrapKind, Verdict};
 
 use crate::utils::{fraiseql_order, InProcess, TestReceiver};
 
@@ -419,6 +419,32 @@ fn the_sandbox_grants_no_filesystem_environment_or_network() {
     }
     assert_eq!(report["env"], 0, "{report}");
     assert_eq!(report["args"], 0, "{report}");
+}
+
+/// A plugin that waits in a host call (a WASI sleep: `subscribe-duration`,
+/// then `pollable.block`) spends no fuel and meets no epoch check, so
+/// neither budget would stop it: the wait must be refused outright.
+#[test]
+fn a_plugin_that_sleeps_is_stopped_not_waited_for() {
+    let tmp = tempfile::tempdir().unwrap();
+    install(
+        tmp.path(),
+        "misbehave",
+        "sleeper",
+        Some("[limits]\ntimeout_ms = 200\n[config]\nmode = \"sleep\"\nms = 5000\n"),
+    );
+    let (plugins, _) = Plugins::load(tmp.path(), None).unwrap();
+    let result = plugins.transform("sleeper", &empty_event(), None);
+    let error = result.expect_err("the sleep must not be waited out");
+    let text = error.to_string();
+    // Waited out, the call would end as a timeout once the sleep returned.
+    // A wasip2 build is told waits are refused; the fallback target's std
+    // cannot sleep at all and panics.
+    assert!(
+        matches!(&error, PluginError::Trap { plugin, kind, .. }
+            if plugin == "sleeper" && !matches!(kind, TrapKind::Timeout { .. })),
+        "{text}"
+    );
 }
 
 /// Instance slots are reused, and the memory a call touched is reset in

@@ -152,6 +152,7 @@ impl Runtime {
         };
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .and_then(|()| refuse_waits(&mut linker))
             .map_err(|e| PluginError::Runtime(format!("{e:#}")))?;
         host::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)
             .and_then(|()| types::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s))
@@ -283,6 +284,30 @@ impl Runtime {
         store.limiter(|state| &mut state.limits);
         store
     }
+}
+
+/// The `wasi:io` version wasmtime-wasi links (its `wit/deps/io.wit`); a
+/// component importing any 0.2.x resolves to it.
+const WASI_IO_POLL: &str = "wasi:io/poll@0.2.12";
+
+/// What a plugin that tries to wait is told.
+const WAIT_REFUSED: &str =
+    "waiting (wasi:io/poll, e.g. a sleep) is not granted to plugins: a wait would outlast the call's timeout";
+
+/// Replaces WASI's two blocking waits with a trap. A guest blocked in a
+/// host call spends no fuel and meets no epoch check, so a sleep would
+/// hold its thread for as long as it asked, whatever the plugin's timeout
+/// (measured: a 5 s sleep under a 200 ms timeout took 5 s, then failed).
+/// Nothing a plugin is granted can become ready by waiting anyway: it has
+/// no files, sockets or stdin.
+fn refuse_waits(linker: &mut Linker<State>) -> wasmtime::Result<()> {
+    linker.allow_shadowing(true);
+    let mut poll = linker.instance(WASI_IO_POLL)?;
+    for name in ["poll", "[method]pollable.block"] {
+        poll.func_new(name, |_, _, _, _| Err(wasmtime::Error::msg(WAIT_REFUSED)))?;
+    }
+    linker.allow_shadowing(false);
+    Ok(())
 }
 
 fn describe_compile_error(error: &wasmtime::Error) -> String {

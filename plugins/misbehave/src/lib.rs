@@ -13,7 +13,7 @@ use wasmhook_sdk::{transform, Error, Event, Payload};
 #[serde(deny_unknown_fields)]
 struct Config {
     mode: Mode,
-    /// For `slow`: how long to busy-wait, in milliseconds.
+    /// For `slow` and `sleep`: how long to wait, in milliseconds.
     #[serde(default = "default_ms")]
     ms: u64,
 }
@@ -35,6 +35,7 @@ enum Mode {
     Escape,
     Start,
     Remember,
+    Sleep,
 }
 
 /// The size of the `huge` body.
@@ -51,6 +52,13 @@ fn misbehave(event: &Event, body: Option<&[u8]>) -> Result<Payload, Error> {
         Mode::Huge => Ok(Payload::new(vec![b'x'; HUGE_BYTES]).with_content_type("text/plain")),
         Mode::Escape => escape(),
         Mode::Remember => remember(),
+        Mode::Sleep => {
+            // A WASI sleep (`monotonic-clock.subscribe-duration`, then
+            // `pollable.block`): the guest waits in a host call, where no
+            // fuel is spent and no epoch check runs.
+            std::thread::sleep(std::time::Duration::from_millis(config.ms));
+            echo(event, body)
+        }
         // Unreachable in a component: instantiation already trapped.
         Mode::Start => echo(event, body),
         Mode::Slow => {
