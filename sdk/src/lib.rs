@@ -39,14 +39,16 @@ compile_error!(
 mod error;
 mod event;
 mod host;
+mod path;
 mod payload;
 mod request;
 mod roles;
 mod row;
 
 pub use error::{Error, ResultExt};
-pub use event::{get_path, get_path_mut, Event, EventBuilder, Operation};
+pub use event::{Event, EventBuilder, Operation};
 pub use host::{config, config_value, log, now_ms, random_bytes};
+pub use path::{get_path, get_path_mut};
 pub use payload::Payload;
 pub use request::{Request, Verdict};
 

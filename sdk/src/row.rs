@@ -12,7 +12,7 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
-use crate::event::get_path;
+use crate::path::get_path;
 
 #[derive(Clone)]
 pub(crate) struct Row {
