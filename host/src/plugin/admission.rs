@@ -119,6 +119,8 @@ const PROVEN_AFTER: u32 = 8;
 pub(crate) struct Pace {
     quick_calls: AtomicU32,
     slow: AtomicBool,
+    /// [`Pace::took`] has reported the version slow.
+    reported: AtomicBool,
 }
 
 impl Pace {
@@ -128,11 +130,16 @@ impl Pace {
         fuel > QUICK_FUEL && self.mark_slow()
     }
 
-    /// Records a finished call that took `took`; true when this made the
-    /// version slow.
+    /// Records a finished call that took `took`. True once per version: at
+    /// the first call that ends with the version slow, by this call's time
+    /// or by the fuel it (or its instantiation) used, so that the caller
+    /// reports it in one place.
     pub(crate) fn took(&self, took: Duration) -> bool {
         if took > SLOW_WALL {
-            return self.mark_slow();
+            self.mark_slow();
+        }
+        if self.slow.load(Ordering::Relaxed) {
+            return !self.reported.swap(true, Ordering::Relaxed);
         }
         if self.quick_calls.load(Ordering::Relaxed) < PROVEN_AFTER {
             self.quick_calls.fetch_add(1, Ordering::Relaxed);

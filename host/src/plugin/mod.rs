@@ -358,7 +358,7 @@ impl Plugins {
         let result = call(&plugin);
         let ended = Instant::now();
         if plugin.pace.took(ended - started) {
-            info!(plugin = %name, ms = (ended - started).as_millis() as u64, "plugin call was slow: this version's calls now run off the async workers");
+            info!(plugin = %name, ms = (ended - started).as_millis() as u64, "plugin call was slow (by its fuel or its time): this version's calls now run off the async workers");
         }
         let threshold = plugin.manifest.limits.suspend_after;
         match plugin.suspension.record(&result, probe, threshold, ended) {

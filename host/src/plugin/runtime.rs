@@ -137,19 +137,16 @@ impl Runtime {
             pooled.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
             Engine::new(&pooled)
         };
-        let engine = match with_pool(scanned) {
-            Ok(engine) => engine,
-            Err(e) => {
+        let engine = with_pool(scanned)
+            .or_else(|e| {
                 debug!(error = %format!("{e:#}"), "no PAGEMAP_SCAN: instance memory is reset with madvise");
-                match with_pool(pool) {
-                    Ok(engine) => engine,
-                    Err(e) => {
-                        warn!(error = %format!("{e:#}"), "cannot reserve the plugin instance pool; allocating instances on demand");
-                        Engine::new(&config).map_err(|e| PluginError::Runtime(format!("{e:#}")))?
-                    }
-                }
-            }
-        };
+                with_pool(pool)
+            })
+            .or_else(|e| {
+                warn!(error = %format!("{e:#}"), "cannot reserve the plugin instance pool; allocating instances on demand");
+                Engine::new(&config)
+            })
+            .map_err(|e| PluginError::Runtime(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .and_then(|()| refuse_waits(&mut linker))
@@ -417,12 +414,11 @@ impl Loaded {
         Ok(Warm { store, bound })
     }
 
-    /// Tells [`Loaded::pace`] how much guest work the store's last run did.
+    /// Tells [`Loaded::pace`] how much guest work the store's last run did
+    /// (the call's caller reports a change).
     fn used(&self, store: &Store<State>, armed: u64) {
         let left = store.get_fuel().unwrap_or(0);
-        if self.pace.used(armed.saturating_sub(left)) {
-            debug!(plugin = %self.name, "plugin used more than a quick call's fuel: its calls run off the async workers");
-        }
+        self.pace.used(armed.saturating_sub(left));
     }
 
     /// Sets the budgets for the next call: fuel and the wall-clock
