@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::json;
 use wasmhook::plugin::{Change, IncomingRequest, PluginError, Plugins, Role, TrapKind, Verdict};
 
-use crate::utils::{fraiseql_order, InProcess, TestReceiver};
+use crate::utils::{fraiseql_order, wasmhook, InProcess, TestReceiver};
 
 /// Where `plugins/build.sh` puts its output.
 fn dist() -> PathBuf {
@@ -483,6 +483,102 @@ fn a_fresh_instance_never_sees_what_an_earlier_call_left_in_memory() {
             "fresh call {i}"
         );
     }
+}
+
+/// `wasmhook plugin list` and `plugin test`, run as a user would, on a
+/// folder with a condition, a working transform and a trapping one.
+#[test]
+fn the_plugin_cli_lists_plugins_and_runs_one_on_an_event() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("plugins");
+    install(
+        &dir,
+        "high-value-order",
+        "high-value-order",
+        Some("[config]\nthreshold = 1000\n"),
+    );
+    install(
+        &dir,
+        "misbehave",
+        "echo",
+        Some("isolation = \"fresh\"\n[config]\nmode = \"ok\"\n"),
+    );
+    install(
+        &dir,
+        "misbehave",
+        "trapper",
+        Some("[limits]\nfuel = 1000000\n[config]\nmode = \"trap\"\n"),
+    );
+    let order = |total: u32| {
+        format!(
+            r#"{{"event":"fraiseql.order.updated","entity_type":"Order","operation":"updated","entity_id":"o1","entity":{{"id":"o1","total":{total}}}}}"#
+        )
+    };
+    std::fs::write(tmp.path().join("big.json"), order(1500)).unwrap();
+    std::fs::write(tmp.path().join("small.json"), order(10)).unwrap();
+    std::fs::write(tmp.path().join("broken.json"), "{oops").unwrap();
+    let run = |args: &[&str]| {
+        let mut all = vec!["plugin", "--dir", "plugins"];
+        all.extend_from_slice(args);
+        wasmhook(&all, tmp.path())
+    };
+
+    let (code, out, err) = run(&["list", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let entry = |name: &str| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("{name} missing from {list}"))
+            .clone()
+    };
+    let condition = entry("high-value-order");
+    assert_eq!(condition["role"], "condition");
+    assert_eq!(
+        condition["size"],
+        std::fs::metadata(dir.join("high-value-order.wasm"))
+            .unwrap()
+            .len()
+    );
+    assert_eq!(entry("echo")["role"], "transform");
+    assert_eq!(entry("echo")["isolation"], "fresh");
+    assert_eq!(entry("trapper")["limits"]["fuel"], 1_000_000);
+    let (code, out, _) = run(&["list"]);
+    assert_eq!(code, 0);
+    for name in [
+        "high-value-order",
+        "echo",
+        "trapper",
+        "condition",
+        "transform",
+    ] {
+        assert!(out.contains(name), "{name} not in:\n{out}");
+    }
+
+    let (code, out, err) = run(&["test", "high-value-order", "--event", "big.json"]);
+    assert_eq!((code, out.trim()), (0, "true"), "{err}");
+    let (code, out, err) = run(&["test", "high-value-order", "--event", "small.json"]);
+    assert_eq!((code, out.trim()), (0, "false"), "{err}");
+    let (code, out, err) = run(&["test", "echo", "--event", "big.json"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("content-type: application/json"), "{out}");
+    assert!(out.contains(r#""total":1500"#), "{out}");
+
+    // Errors name what went wrong, and exit non-zero.
+    let (code, _, err) = run(&["test", "trapper", "--event", "big.json"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("trapper") && err.contains("trapped"), "{err}");
+    let (code, _, err) = run(&["test", "high-value-order", "--event", "broken.json"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("not JSON"), "{err}");
+    let (code, _, err) = run(&["test", "nope", "--event", "big.json"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("\"nope\" is not loaded"), "{err}");
+    let (code, _, err) = run(&["test", "high-value-order"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--event"), "{err}");
 }
 
 #[tokio::test]
