@@ -545,6 +545,7 @@ fn the_plugin_cli_lists_plugins_and_runs_one_on_an_event() {
     assert_eq!(entry("echo")["role"], "transform");
     assert_eq!(entry("echo")["isolation"], "fresh");
     assert_eq!(entry("trapper")["limits"]["fuel"], 1_000_000);
+    assert_eq!(entry("trapper")["limits"]["timeout_ms"], 1_000);
     let (code, out, _) = run(&["list"]);
     assert_eq!(code, 0);
     for name in [

@@ -14,6 +14,8 @@ pub struct Limits {
     /// Linear-memory cap, bytes.
     pub memory_bytes: usize,
     /// Wall-clock deadline per call (enforced by epoch interruption).
+    /// Listed as `timeout_ms`, the manifest's own key.
+    #[serde(rename = "timeout_ms", serialize_with = "millis")]
     pub timeout: Duration,
     /// Largest body or output a plugin may return.
     pub max_output_bytes: usize,
@@ -22,6 +24,10 @@ pub struct Limits {
     pub suspend_after: u32,
     /// Calls of this plugin running at once; more wait for a free slot.
     pub max_concurrency: usize,
+}
+
+fn millis<S: serde::Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_u64(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl Default for Limits {
