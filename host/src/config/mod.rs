@@ -311,7 +311,7 @@ fn resolve(
     let storage = StorageConfig {
         path: PathBuf::from(raw.storage.path.as_deref().unwrap_or("wasmhook-data")),
         cache_capacity_bytes: mebibytes(
-            raw.storage.cache_capacity_mb.unwrap_or(64),
+            raw.storage.cache_capacity_mb.unwrap_or(16),
             "storage.cache_capacity_mb",
         )?,
         min_free_bytes: match raw.storage.min_free_mb {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use std::time::Duration;
 
-use crate::outbox::{decode, now_ms, Delivery, Store, StoreError};
+use crate::outbox::{decode, existed, now_ms, Delivery, Store, StoreError};
 
 /// What died.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -162,7 +162,7 @@ impl Store {
     pub async fn dlq_purge(&self, filter: &Filter) -> Result<usize, StoreError> {
         let doomed = self.dlq_list(filter)?;
         for letter in &doomed {
-            self.dlq.remove(letter.id.as_bytes())?;
+            self.dlq_remove(letter.id.as_bytes())?;
         }
         self.flush().await?;
         Ok(doomed.len())
@@ -203,7 +203,7 @@ impl Store {
                 ..Filter::default()
             };
             for letter in self.dlq_list(&filter)? {
-                self.dlq.remove(letter.id.as_bytes())?;
+                self.dlq_remove(letter.id.as_bytes())?;
                 removed += 1;
             }
         }
@@ -219,7 +219,7 @@ impl Store {
             while total > max {
                 let Some(item) = entries.next() else { break };
                 let (key, value) = item?;
-                self.dlq.remove(&key)?;
+                self.dlq_remove(&key)?;
                 total = total.saturating_sub(value.len() as u64);
                 removed += 1;
             }
@@ -229,7 +229,13 @@ impl Store {
 
     /// Number of entries.
     pub fn dlq_len(&self) -> usize {
-        self.dlq.len()
+        self.counts.dlq_len()
+    }
+
+    fn dlq_remove(&self, key: &[u8]) -> Result<(), StoreError> {
+        let previous = self.dlq.remove(key)?;
+        self.counts.dlq(0, existed(&previous));
+        Ok(())
     }
 }
 
@@ -266,9 +272,72 @@ mod tests {
                 .dlq
                 .insert(letter.id.as_bytes(), crate::outbox::encode(&letter))
                 .unwrap();
+            store.counts.dlq(1, 0);
             ids.push(letter.id);
         }
         ids
+    }
+
+    /// The kept counts against sled's own (which walks the tree) after
+    /// every kind of write, and after reopening.
+    #[tokio::test]
+    async fn kept_counts_follow_every_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let check = |store: &Store, step: &str| {
+            assert_eq!(
+                (store.outbox_len(), store.dlq_len()),
+                (store.outbox.len(), store.dlq.len()),
+                "after {step}"
+            );
+        };
+        let delivery = |i: usize| Delivery {
+            id: crate::source::envelope::new_id(),
+            observer: "o".into(),
+            webhook: i,
+            event: order_update(serde_json::json!({}), serde_json::json!({"i": i})),
+            payload: None,
+            attempts: Vec::new(),
+            earlier_attempts: Vec::new(),
+            due_ms: 0,
+            accepted_ms: 0,
+            after: None,
+            next: None,
+            held: false,
+        };
+        let keys = store
+            .enqueue(
+                (0..5).map(delivery).collect(),
+                vec![(delivery(9), "refused".into())],
+            )
+            .await
+            .unwrap();
+        check(&store, "enqueue");
+        assert_eq!((store.outbox_len(), store.dlq_len()), (5, 1));
+        store.release(keys[1]).unwrap();
+        let first = store.get(keys[0]).unwrap().unwrap();
+        store.reschedule(keys[0], &first).unwrap();
+        check(&store, "release and reschedule");
+        store.complete(keys[0]).unwrap();
+        store.complete(keys[0]).unwrap();
+        check(&store, "complete, twice");
+        let dead = store.get(keys[1]).unwrap().unwrap();
+        let letter = store.bury(keys[1], dead, "gone".into()).unwrap();
+        check(&store, "bury");
+        store.requeue(&letter.id).unwrap();
+        check(&store, "requeue");
+        store
+            .reject_input("http", b"nonsense", "not an envelope".into())
+            .await
+            .unwrap();
+        check(&store, "reject_input");
+        assert_eq!((store.outbox_len(), store.dlq_len()), (4, 2));
+        store.dlq_purge(&Filter::default()).await.unwrap();
+        check(&store, "purge");
+        drop(store);
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        check(&store, "reopen");
+        assert_eq!((store.outbox_len(), store.dlq_len()), (4, 0));
     }
 
     #[test]
