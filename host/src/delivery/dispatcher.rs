@@ -344,10 +344,6 @@ impl State {
                     .unwrap_or("");
                 host_of(url)
             };
-            let dest: DestId = match self.dests.get_key_value(dest_name.as_str()) {
-                Some((name, _)) => name.clone(),
-                None => Arc::from(dest_name),
-            };
             let lane = webhook.filter(|w| w.controls.ordered).map(|_| {
                 Box::new((
                     observer_name.clone(),
@@ -365,30 +361,36 @@ impl State {
                 .filter(|_| lane.is_none())
                 .and_then(|w| w.controls.batch.or(self.controls.batch))
                 .map(|config| Box::new(((observer_name, delivery.webhook), config)));
-            if !self.dests.contains_key(&dest) {
-                let controls = webhook.map(|w| &w.controls);
-                let rate = controls
-                    .and_then(|c| c.rate_limit)
-                    .or(self.controls.rate_limit);
-                let limit = controls
-                    .and_then(|c| c.max_concurrent)
-                    .unwrap_or(self.controls.max_concurrent_per_destination);
-                let breaker = controls
-                    .and_then(|c| c.breaker)
-                    .unwrap_or(self.controls.breaker);
-                self.dests.insert(
-                    dest.clone(),
-                    Destination {
-                        ready: VecDeque::new(),
-                        in_flight: 0,
-                        limit,
-                        bucket: rate.map(|r| TokenBucket::new(r, std::time::Instant::now())),
-                        breaker: Breaker::new(breaker),
-                        wake: None,
-                        routed: 0,
-                    },
-                );
-            }
+            // The queue's name is shared by every route to it.
+            let dest: DestId = match self.dests.get_key_value(dest_name.as_str()) {
+                Some((name, _)) => name.clone(),
+                None => {
+                    let dest: DestId = Arc::from(dest_name);
+                    let controls = webhook.map(|w| &w.controls);
+                    let rate = controls
+                        .and_then(|c| c.rate_limit)
+                        .or(self.controls.rate_limit);
+                    let limit = controls
+                        .and_then(|c| c.max_concurrent)
+                        .unwrap_or(self.controls.max_concurrent_per_destination);
+                    let breaker = controls
+                        .and_then(|c| c.breaker)
+                        .unwrap_or(self.controls.breaker);
+                    self.dests.insert(
+                        dest.clone(),
+                        Destination {
+                            ready: VecDeque::new(),
+                            in_flight: 0,
+                            limit,
+                            bucket: rate.map(|r| TokenBucket::new(r, std::time::Instant::now())),
+                            breaker: Breaker::new(breaker),
+                            wake: None,
+                            routed: 0,
+                        },
+                    );
+                    dest
+                }
+            };
             if let Some(d) = self.dests.get_mut(&dest) {
                 d.routed += 1;
             }

@@ -245,23 +245,28 @@ mod tests {
     use crate::event::test_support::order_update;
     use crate::outbox::Delivery;
 
+    /// A fresh, never attempted delivery of event `i`.
+    fn delivery(observer: &str, webhook: usize, i: usize) -> Delivery {
+        Delivery {
+            id: crate::source::envelope::new_id(),
+            observer: observer.into(),
+            webhook,
+            event: order_update(serde_json::json!({}), serde_json::json!({"i": i})),
+            payload: None,
+            attempts: Vec::new(),
+            earlier_attempts: Vec::new(),
+            due_ms: 0,
+            accepted_ms: 0,
+            after: None,
+            next: None,
+            held: false,
+        }
+    }
+
     fn bury(store: &Store, n: usize, failed_at_ms: u64) -> Vec<String> {
         let mut ids = Vec::new();
         for i in 0..n {
-            let delivery = Delivery {
-                id: crate::source::envelope::new_id(),
-                observer: format!("o{}", i % 2),
-                webhook: 0,
-                event: order_update(serde_json::json!({}), serde_json::json!({"i": i})),
-                payload: None,
-                attempts: Vec::new(),
-                earlier_attempts: Vec::new(),
-                due_ms: 0,
-                accepted_ms: 0,
-                after: None,
-                next: None,
-                held: false,
-            };
+            let delivery = delivery(&format!("o{}", i % 2), 0, i);
             let letter = DeadLetter {
                 id: delivery.id.clone(),
                 failed_at_ms,
@@ -291,24 +296,10 @@ mod tests {
                 "after {step}"
             );
         };
-        let delivery = |i: usize| Delivery {
-            id: crate::source::envelope::new_id(),
-            observer: "o".into(),
-            webhook: i,
-            event: order_update(serde_json::json!({}), serde_json::json!({"i": i})),
-            payload: None,
-            attempts: Vec::new(),
-            earlier_attempts: Vec::new(),
-            due_ms: 0,
-            accepted_ms: 0,
-            after: None,
-            next: None,
-            held: false,
-        };
         let keys = store
             .enqueue(
-                (0..5).map(delivery).collect(),
-                vec![(delivery(9), "refused".into())],
+                (0..5).map(|i| delivery("o", i, i)).collect(),
+                vec![(delivery("o", 9, 9), "refused".into())],
             )
             .await
             .unwrap();

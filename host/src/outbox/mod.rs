@@ -145,6 +145,11 @@ impl Counts {
         Self::shift(&self.dlq, added, removed);
     }
 
+    /// Pending deliveries.
+    pub(crate) fn outbox_len(&self) -> usize {
+        self.outbox.load(Ordering::Relaxed) as usize
+    }
+
     /// Entries in the DLQ.
     pub(crate) fn dlq_len(&self) -> usize {
         self.dlq.load(Ordering::Relaxed) as usize
@@ -504,7 +509,7 @@ impl Store {
 
     /// Number of pending deliveries.
     pub fn outbox_len(&self) -> usize {
-        self.counts.outbox.load(Ordering::Relaxed) as usize
+        self.counts.outbox_len()
     }
 
     /// Writes everything written so far to disk, and waits for it.
