@@ -4,7 +4,11 @@
 //! observers, templates and plugins never look at an envelope again, so adding a
 //! source never touches matching or rendering.
 
-use serde::{Deserialize, Serialize};
+use std::ops::Deref;
+use std::sync::{Arc, OnceLock};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 /// The kind of mutation, in the SQL spelling observers are written in.
@@ -156,6 +160,64 @@ pub fn lookup<'a>(root: &'a Value, path: &str) -> Option<&'a Value> {
     Some(current)
 }
 
+/// An accepted event as its deliveries hold it: one copy for all the
+/// deliveries of the event, written as JSON once however many records hold
+/// it in one write (the outbox's and the DLQ's). A deep copy per delivery,
+/// and encoding the event again for each record, each cost about as much as
+/// the sled insert of the record.
+#[derive(Debug, Clone)]
+pub struct SharedEvent(Arc<Shared>);
+
+#[derive(Debug)]
+struct Shared {
+    event: Event,
+    /// The event as JSON, once written; `None` inside if it could not be
+    /// (it is then written field by field, and fails there).
+    json: OnceLock<Option<Box<RawValue>>>,
+}
+
+impl From<Event> for SharedEvent {
+    fn from(event: Event) -> SharedEvent {
+        SharedEvent(Arc::new(Shared {
+            event,
+            json: OnceLock::new(),
+        }))
+    }
+}
+
+impl Deref for SharedEvent {
+    type Target = Event;
+
+    fn deref(&self) -> &Event {
+        &self.0.event
+    }
+}
+
+impl PartialEq for SharedEvent {
+    fn eq(&self, other: &SharedEvent) -> bool {
+        self.0.event == other.0.event
+    }
+}
+
+impl Serialize for SharedEvent {
+    fn serialize<S: Serializer>(&self, to: S) -> Result<S::Ok, S::Error> {
+        let json = self
+            .0
+            .json
+            .get_or_init(|| serde_json::value::to_raw_value(&self.0.event).ok());
+        match json {
+            Some(raw) => raw.serialize(to),
+            None => self.0.event.serialize(to),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SharedEvent {
+    fn deserialize<D: Deserializer<'de>>(from: D) -> Result<SharedEvent, D::Error> {
+        Event::deserialize(from).map(SharedEvent::from)
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod test_support {
     use super::*;
@@ -180,6 +242,23 @@ pub(crate) mod test_support {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// The shared event is written as the event itself, the same the first
+    /// time and the second (from the kept JSON), and read back whole.
+    #[test]
+    fn a_shared_event_is_written_as_the_event() {
+        let event = test_support::order_update(json!({"n": "a\"b"}), json!({"n": "{{ x }}"}));
+        let shared = SharedEvent::from(event.clone());
+        let plain = serde_json::to_string(&event).unwrap();
+        assert_eq!(serde_json::to_string(&shared).unwrap(), plain);
+        assert_eq!(serde_json::to_string(&shared.clone()).unwrap(), plain);
+        assert_eq!(
+            serde_json::to_value(&shared).unwrap(),
+            serde_json::to_value(&event).unwrap()
+        );
+        let back: SharedEvent = serde_json::from_str(&plain).unwrap();
+        assert_eq!(*back, event);
+    }
 
     #[test]
     fn operation_spellings() {

@@ -14,8 +14,8 @@ use serde_json::Value;
 use tracing::{debug, warn};
 
 use crate::delivery::dispatcher::Schedule;
-use crate::dlq::Filter;
-use crate::event::Event;
+use crate::dlq::{grave, Filter};
+use crate::event::{Event, SharedEvent};
 use crate::metrics::{Failure, Metrics};
 use crate::observer::{self, Observer};
 use crate::outbox::{now_ms, Delivery, Store, StoreError};
@@ -221,8 +221,12 @@ impl Pipeline {
         let mut routed = Vec::with_capacity(events.len());
         let mut deliveries = Vec::new();
         let mut dead = Vec::new();
+        // The ids of deliveries that die here come from families, so that
+        // their letters share DLQ records (`dlq::grave`).
+        let mut family: Option<grave::Family> = None;
         for event in events {
             let mut created = Vec::new();
+            let mut shared: Option<SharedEvent> = None;
             for matched in select(event) {
                 // A request built by a plugin is built when it is first
                 // attempted, in its destination's turn: a plugin that spends
@@ -246,11 +250,17 @@ impl Pipeline {
                     }
                     None => payload::build(&matched, event, &self.plugins).map(Some),
                 };
+                let id = match built {
+                    Ok(_) => envelope::new_id(),
+                    Err(_) => family.get_or_insert_with(Default::default).next_id(),
+                };
                 let mut delivery = Delivery {
-                    id: envelope::new_id(),
+                    id,
                     observer: matched.observer.name.clone(),
                     webhook: matched.webhook_index,
-                    event: event.clone(),
+                    event: shared
+                        .get_or_insert_with(|| SharedEvent::from(event.clone()))
+                        .clone(),
                     payload: None,
                     attempts: Vec::new(),
                     earlier_attempts: Vec::new(),
@@ -291,7 +301,7 @@ impl Pipeline {
                         } else {
                             warn!(observer = %delivery.observer, delivery = %delivery.id, error = %e, "cannot build the request; delivery moved to the DLQ");
                         }
-                        dead.push((delivery, e.to_string()));
+                        dead.push((delivery, reason));
                     }
                 }
             }

@@ -3,13 +3,18 @@
 //! until they are retried or purged; the key is the delivery id (a v7 UUID),
 //! so iteration order is the order in which events were accepted.
 
+pub mod grave;
 pub mod redact;
 
 use serde::{Deserialize, Serialize};
 
+use std::cell::Cell;
 use std::time::Duration;
 
-use crate::outbox::{decode, existed, now_ms, Delivery, Store, StoreError};
+use sled::transaction::ConflictableTransactionError;
+use sled::Transactional;
+
+use crate::outbox::{created, encode, now_ms, tx_error, Delivery, Store, StoreError};
 
 /// What died.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -137,13 +142,24 @@ impl DeadLetter {
 impl Store {
     /// Entries matching the filter, oldest first.
     pub fn dlq_list(&self, filter: &Filter) -> Result<Vec<DeadLetter>, StoreError> {
+        Ok(self
+            .dlq_scan(filter)?
+            .into_iter()
+            .flat_map(|(_, letters)| letters)
+            .collect())
+    }
+
+    /// The entries matching the filter with the key of the record holding
+    /// them, oldest first.
+    fn dlq_scan(&self, filter: &Filter) -> Result<Vec<(sled::IVec, Vec<DeadLetter>)>, StoreError> {
         let now = now_ms();
         let mut out = Vec::new();
         for item in self.dlq.iter() {
             let (key, bytes) = item?;
-            let letter: DeadLetter = decode(&key, &bytes)?;
-            if filter.admits(&letter, now) {
-                out.push(letter);
+            let mut letters = grave::letters(&key, &bytes)?;
+            letters.retain(|letter| filter.admits(letter, now));
+            if !letters.is_empty() {
+                out.push((key, letters));
             }
         }
         Ok(out)
@@ -151,46 +167,124 @@ impl Store {
 
     /// One entry.
     pub fn dlq_get(&self, id: &str) -> Result<DeadLetter, StoreError> {
+        let key = self.dlq_record_of(id)?;
         let bytes = self
             .dlq
-            .get(id.as_bytes())?
+            .get(&key)?
             .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
-        decode(id.as_bytes(), &bytes)
+        grave::letters(&key, &bytes)?
+            .into_iter()
+            .find(|letter| letter.id == id)
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))
+    }
+
+    /// The key of the record holding the entry `id`: its own, or its grave's.
+    fn dlq_record_of(&self, id: &str) -> Result<Vec<u8>, StoreError> {
+        if self.dlq.contains_key(id.as_bytes())? {
+            return Ok(id.as_bytes().to_vec());
+        }
+        match grave::key_of(id) {
+            Some(key) if self.dlq.contains_key(&key)? => Ok(key),
+            _ => Err(StoreError::NotFound(id.to_string())),
+        }
     }
 
     /// Removes matching entries; returns how many.
     pub async fn dlq_purge(&self, filter: &Filter) -> Result<usize, StoreError> {
-        let doomed = self.dlq_list(filter)?;
-        for letter in &doomed {
-            self.dlq_remove(letter.id.as_bytes())?;
-        }
+        let removed = self.dlq_remove_matching(filter)?;
         self.flush().await?;
-        Ok(doomed.len())
+        Ok(removed)
+    }
+
+    /// Puts a DLQ entry back into the outbox, due now, with a fresh attempt
+    /// budget (its earlier attempts move to `earlier_attempts`). Returns its key.
+    pub fn requeue(&self, id: &str) -> Result<u64, StoreError> {
+        self.requeue_at(id, now_ms())
+    }
+
+    /// Like [`Store::requeue`], due at `due_ms`.
+    pub fn requeue_at(&self, id: &str, due_ms: u64) -> Result<u64, StoreError> {
+        let record = self.dlq_record_of(id)?;
+        self.dlq_requeue(&record, &[(id, due_ms)])?
+            .pop()
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))
     }
 
     /// Puts every matching delivery back into the outbox (rejected input
     /// cannot be retried and is skipped), the n-th due `n * spacing` from
     /// now so a large replay does not hit receivers at once; returns the new
-    /// outbox keys with their due times.
+    /// outbox keys with their due times. A grave is rewritten once, not
+    /// once per letter.
     pub fn requeue_all(
         &self,
         filter: &Filter,
         spacing: Duration,
     ) -> Result<Vec<(u64, u64)>, StoreError> {
-        let mut keys = Vec::new();
-        let now = now_ms();
-        for letter in self.dlq_list(filter)? {
-            if matches!(letter.failure, Failure::Delivery(_)) {
-                let due = now + spacing.as_millis() as u64 * keys.len() as u64;
-                keys.push((self.requeue_at(&letter.id, due)?, due));
+        let mut out = Vec::new();
+        let (now, step) = (now_ms(), spacing.as_millis() as u64);
+        for (record, letters) in self.dlq_scan(filter)? {
+            let picks: Vec<(&str, u64)> = letters
+                .iter()
+                .filter(|letter| matches!(letter.failure, Failure::Delivery(_)))
+                .enumerate()
+                .map(|(i, letter)| (letter.id.as_str(), now + step * (out.len() + i) as u64))
+                .collect();
+            if picks.is_empty() {
+                continue;
             }
+            let keys = self.dlq_requeue(&record, &picks)?;
+            out.extend(keys.into_iter().zip(picks.iter().map(|&(_, due)| due)));
         }
+        Ok(out)
+    }
+
+    /// Moves these entries of one record into the outbox, each due at its
+    /// time, in one transaction; returns their outbox keys in order.
+    fn dlq_requeue(&self, record: &[u8], picks: &[(&str, u64)]) -> Result<Vec<u64>, StoreError> {
+        let keys = picks
+            .iter()
+            .map(|_| self.db.generate_id())
+            .collect::<Result<Vec<u64>, _>>()?;
+        let abort = ConflictableTransactionError::Abort;
+        let missing = |id: &str| abort(StoreError::NotFound(id.to_string()));
+        // What the transaction's last (committed) run found.
+        let (left, arrived) = (Cell::new(0), Cell::new(0));
+        (&self.outbox, &self.dlq)
+            .transaction(|(outbox, dlq)| {
+                let Some(bytes) = dlq.get(record)? else {
+                    return Err(missing(picks.first().map_or("", |p| p.0)));
+                };
+                let mut letters = grave::letters(record, &bytes).map_err(abort)?;
+                let mut created_now = 0;
+                for (&(id, due_ms), key) in picks.iter().zip(&keys) {
+                    let Some(at) = letters.iter().position(|letter| letter.id == id) else {
+                        return Err(missing(id));
+                    };
+                    let Failure::Delivery(delivery) = letters.remove(at).failure else {
+                        return Err(abort(StoreError::NotRetryable(id.to_string())));
+                    };
+                    let delivery = delivery.revived(due_ms);
+                    created_now += created(&outbox.insert(&key.to_be_bytes(), encode(&delivery))?);
+                }
+                match grave::rest(record, &letters) {
+                    Some(rest) => dlq.insert(record, rest)?,
+                    None => dlq.remove(record)?,
+                };
+                left.set(picks.len() as u64);
+                arrived.set(created_now);
+                Ok(())
+            })
+            .map_err(tx_error)?;
+        self.counts.dlq(0, left.get());
+        self.counts.outbox(arrived.get(), 0);
         Ok(keys)
     }
 
     /// Enforces `retention` (entries older are deleted) and `max_bytes`
     /// (the oldest entries go first until the DLQ fits); returns how many
-    /// were deleted. Oldest first is the key order: ids are v7 UUIDs.
+    /// were deleted. Oldest first is the key order: ids are v7 UUIDs. A
+    /// grave goes whole for `max_bytes`, so up to [`grave::PER_GRAVE`]
+    /// entries more than needed may go.
     pub fn dlq_enforce(
         &self,
         retention: Option<Duration>,
@@ -198,14 +292,10 @@ impl Store {
     ) -> Result<usize, StoreError> {
         let mut removed = 0;
         if let Some(retention) = retention {
-            let filter = Filter {
+            removed += self.dlq_remove_matching(&Filter {
                 older_than_ms: Some(retention.as_millis() as u64),
                 ..Filter::default()
-            };
-            for letter in self.dlq_list(&filter)? {
-                self.dlq_remove(letter.id.as_bytes())?;
-                removed += 1;
-            }
+            })?;
         }
         if let Some(max) = max_bytes {
             let mut total: u64 = self
@@ -215,13 +305,16 @@ impl Store {
                 .filter_map(Result::ok)
                 .map(|v| v.len() as u64)
                 .sum();
-            let mut entries = self.dlq.iter();
+            let mut records = self.dlq.iter();
             while total > max {
-                let Some(item) = entries.next() else { break };
+                let Some(item) = records.next() else { break };
                 let (key, value) = item?;
-                self.dlq_remove(&key)?;
+                if let Some(gone) = self.dlq.remove(&key)? {
+                    let n = grave::count(&key, &gone);
+                    self.counts.dlq(0, n);
+                    removed += n as usize;
+                }
                 total = total.saturating_sub(value.len() as u64);
-                removed += 1;
             }
         }
         Ok(removed)
@@ -232,11 +325,51 @@ impl Store {
         self.counts.dlq_len()
     }
 
-    fn dlq_remove(&self, key: &[u8]) -> Result<(), StoreError> {
-        let previous = self.dlq.remove(key)?;
-        self.counts.dlq(0, existed(&previous));
-        Ok(())
+    /// Removes the entries matching the filter; returns how many.
+    fn dlq_remove_matching(&self, filter: &Filter) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        for (record, letters) in self.dlq_scan(filter)? {
+            let doomed: Vec<&str> = letters.iter().map(|l| l.id.as_str()).collect();
+            removed += self.dlq_take(&record, &doomed)?;
+        }
+        Ok(removed)
     }
+
+    /// Removes these entries from one record (the record goes when none is
+    /// left); returns how many were there.
+    fn dlq_take(&self, record: &[u8], ids: &[&str]) -> Result<usize, StoreError> {
+        let removed = self
+            .dlq
+            .transaction(|dlq| {
+                let Some(bytes) = dlq.get(record)? else {
+                    return Ok(0);
+                };
+                let mut letters =
+                    grave::letters(record, &bytes).map_err(ConflictableTransactionError::Abort)?;
+                let before = letters.len();
+                letters.retain(|letter| !ids.contains(&letter.id.as_str()));
+                if letters.len() < before {
+                    match grave::rest(record, &letters) {
+                        Some(rest) => dlq.insert(record, rest)?,
+                        None => dlq.remove(record)?,
+                    };
+                }
+                Ok(before - letters.len())
+            })
+            .map_err(tx_error)?;
+        self.counts.dlq(0, removed as u64);
+        Ok(removed)
+    }
+}
+
+/// Entries in a DLQ tree, counted once at open.
+pub(crate) fn count_all(dlq: &sled::Tree) -> Result<u64, StoreError> {
+    let mut n = 0;
+    for item in dlq.iter() {
+        let (key, bytes) = item?;
+        n += grave::count(&key, &bytes);
+    }
+    Ok(n)
 }
 
 #[cfg(test)]
@@ -251,7 +384,7 @@ mod tests {
             id: crate::source::envelope::new_id(),
             observer: observer.into(),
             webhook,
-            event: order_update(serde_json::json!({}), serde_json::json!({"i": i})),
+            event: order_update(serde_json::json!({}), serde_json::json!({"i": i})).into(),
             payload: None,
             attempts: Vec::new(),
             earlier_attempts: Vec::new(),
@@ -283,6 +416,107 @@ mod tests {
         ids
     }
 
+    /// `n` deliveries of one family (one accepted batch), of observers o0
+    /// and o1 in turn, refused at acceptance.
+    fn refused(family: &mut grave::Family, n: usize) -> Vec<(Delivery, String)> {
+        (0..n)
+            .map(|i| {
+                let mut refused = delivery(&format!("o{}", i % 2), 0, i);
+                refused.id = family.next_id();
+                (refused, format!("refused {i}"))
+            })
+            .collect()
+    }
+
+    /// The letters of one accepted batch share a record, and every DLQ
+    /// operation still works letter by letter.
+    #[tokio::test]
+    async fn a_batch_of_letters_is_one_record_and_each_letter_still_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let mut family = grave::Family::default();
+        let dead = refused(&mut family, 6);
+        let ids: Vec<String> = dead.iter().map(|(d, _)| d.id.clone()).collect();
+        store
+            .enqueue(vec![delivery("o", 0, 0)], dead)
+            .await
+            .unwrap();
+        assert_eq!(
+            (store.dlq.len(), store.dlq_len()),
+            (1, 6),
+            "one record, six letters"
+        );
+        let listed: Vec<String> = store
+            .dlq_list(&Filter::default())
+            .unwrap()
+            .into_iter()
+            .map(|l| l.id)
+            .collect();
+        assert_eq!(listed, ids);
+        let third = store.dlq_get(&ids[2]).unwrap();
+        assert_eq!(
+            (third.id.as_str(), third.reason.as_str()),
+            (ids[2].as_str(), "refused 2")
+        );
+        assert!(matches!(
+            store.dlq_get(&grave::Family::default().next_id()),
+            Err(StoreError::NotFound(_))
+        ));
+
+        // Retry one: it leaves the grave for the outbox, with its id.
+        let key = store.requeue(&ids[2]).unwrap();
+        assert_eq!(store.get(key).unwrap().unwrap().id, ids[2]);
+        assert!(matches!(
+            store.dlq_get(&ids[2]),
+            Err(StoreError::NotFound(_))
+        ));
+        assert!(matches!(
+            store.requeue(&ids[2]),
+            Err(StoreError::NotFound(_))
+        ));
+        assert_eq!((store.outbox_len(), store.dlq_len()), (2, 5));
+
+        // Purge one observer's: the others stay in the grave.
+        let o1 = Filter {
+            observer: Some("o1".into()),
+            ..Filter::default()
+        };
+        assert_eq!(store.dlq_purge(&o1).await.unwrap(), 3);
+        let left: Vec<String> = store
+            .dlq_list(&Filter::default())
+            .unwrap()
+            .into_iter()
+            .map(|l| l.id)
+            .collect();
+        assert_eq!(left, vec![ids[0].clone(), ids[4].clone()]);
+
+        // Retry the rest at once, spaced: the grave goes.
+        let requeued = store
+            .requeue_all(&Filter::default(), Duration::from_millis(10))
+            .unwrap();
+        assert_eq!(requeued.len(), 2);
+        assert_eq!(requeued[1].1 - requeued[0].1, 10);
+        assert_eq!(
+            (store.dlq.len(), store.dlq_len(), store.outbox_len()),
+            (0, 0, 4)
+        );
+
+        // Counted again at open, letter by letter.
+        store
+            .enqueue(Vec::new(), refused(&mut family, 3))
+            .await
+            .unwrap();
+        drop(store);
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(store.dlq_len(), 3);
+        assert_eq!(
+            store.dlq_enforce(None, Some(1)).unwrap(),
+            3,
+            "a grave goes whole"
+        );
+        assert_eq!(store.dlq_len(), 0);
+    }
+
     /// The kept counts against sled's own (which walks the tree) after
     /// every kind of write, and after reopening.
     #[tokio::test]
@@ -290,21 +524,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), 1 << 20).unwrap();
         let check = |store: &Store, step: &str| {
+            let letters = store.dlq_list(&Filter::default()).unwrap().len();
             assert_eq!(
                 (store.outbox_len(), store.dlq_len()),
-                (store.outbox.len(), store.dlq.len()),
+                (store.outbox.len(), letters),
                 "after {step}"
             );
         };
         let keys = store
             .enqueue(
                 (0..5).map(|i| delivery("o", i, i)).collect(),
-                vec![(delivery("o", 9, 9), "refused".into())],
+                refused(&mut grave::Family::default(), 2),
             )
             .await
             .unwrap();
         check(&store, "enqueue");
-        assert_eq!((store.outbox_len(), store.dlq_len()), (5, 1));
+        assert_eq!((store.outbox_len(), store.dlq_len()), (5, 2));
         store.release(keys[1]).unwrap();
         let first = store.get(keys[0]).unwrap().unwrap();
         store.reschedule(keys[0], &first).unwrap();
@@ -322,7 +557,7 @@ mod tests {
             .await
             .unwrap();
         check(&store, "reject_input");
-        assert_eq!((store.outbox_len(), store.dlq_len()), (4, 2));
+        assert_eq!((store.outbox_len(), store.dlq_len()), (4, 3));
         store.dlq_purge(&Filter::default()).await.unwrap();
         check(&store, "purge");
         drop(store);

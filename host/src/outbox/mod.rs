@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
-use crate::dlq::{DeadLetter, Failure};
-use crate::event::Event;
+use crate::dlq::{grave, DeadLetter, Failure};
+use crate::event::SharedEvent;
 use crate::payload::Payload;
 
 /// A storage failure.
@@ -86,7 +86,7 @@ pub struct Delivery {
     /// Index of the webhook in the observer.
     pub webhook: usize,
     /// The event, kept for the DLQ and for plugins.
-    pub event: Event,
+    pub event: SharedEvent,
     /// The rendered request. `None` until the first attempt builds it when
     /// a plugin builds it (see `Pipeline::accept`), and when the delivery
     /// died before it could be built (a plugin failed), in which case a DLQ
@@ -110,10 +110,25 @@ pub struct Delivery {
     pub held: bool,
 }
 
+impl Delivery {
+    /// This delivery put back from the DLQ: due at `due_ms`, on its own (no
+    /// chain), with a fresh attempt budget; the attempts so far move to
+    /// `earlier_attempts`.
+    pub(crate) fn revived(mut self: Box<Self>, due_ms: u64) -> Delivery {
+        self.due_ms = due_ms;
+        self.held = false;
+        self.after = None;
+        self.next = None;
+        let round = std::mem::take(&mut self.attempts);
+        self.earlier_attempts.extend(round);
+        *self
+    }
+}
+
 /// The sled database with the outbox and DLQ trees.
 #[derive(Clone)]
 pub struct Store {
-    db: sled::Db,
+    pub(crate) db: sled::Db,
     pub(crate) outbox: sled::Tree,
     pub(crate) dlq: sled::Tree,
     /// See [`Store::reserve`].
@@ -222,7 +237,7 @@ pub(crate) fn decode<T: for<'de> Deserialize<'de>>(
     })
 }
 
-fn tx_error(error: TransactionError<StoreError>) -> StoreError {
+pub(crate) fn tx_error(error: TransactionError<StoreError>) -> StoreError {
     match error {
         TransactionError::Abort(e) => e,
         TransactionError::Storage(e) => StoreError::Sled(e),
@@ -247,7 +262,7 @@ impl Store {
         let dlq = db.open_tree("dlq")?;
         let counts = Counts {
             outbox: AtomicU64::new(outbox.len() as u64),
-            dlq: AtomicU64::new(dlq.len() as u64),
+            dlq: AtomicU64::new(crate::dlq::count_all(&dlq)?),
         };
         Ok(Store {
             outbox,
@@ -290,7 +305,8 @@ impl Store {
     }
 
     /// Stores the deliveries of one accepted batch, and those that died
-    /// before their first attempt (straight into the DLQ), and waits until
+    /// before their first attempt (straight into the DLQ, one record for
+    /// each family of ids: see `crate::dlq::grave`), and waits until
     /// they are on disk. Deliveries of one observer and event, given
     /// consecutively, are chained so that they run in order. Returns the keys
     /// of the live ones.
@@ -324,16 +340,17 @@ impl Store {
         // Fresh ids: every key is new.
         self.counts.outbox(keys.len() as u64, 0);
         if !dead.is_empty() {
-            let mut graves = sled::Batch::default();
+            let failed_at_ms = now_ms();
             let buried = dead.len() as u64;
-            for (delivery, reason) in dead {
-                let letter = DeadLetter {
-                    id: delivery.id.clone(),
-                    failed_at_ms: now_ms(),
-                    reason,
-                    failure: Failure::Delivery(Box::new(delivery)),
-                };
-                graves.insert(letter.id.as_bytes(), encode(&letter));
+            let letters = dead.into_iter().map(|(delivery, reason)| DeadLetter {
+                id: delivery.id.clone(),
+                failed_at_ms,
+                reason,
+                failure: Failure::Delivery(Box::new(delivery)),
+            });
+            let mut graves = sled::Batch::default();
+            for (key, bytes) in grave::records(letters.collect()) {
+                graves.insert(key, bytes);
             }
             self.dlq.apply_batch(graves)?;
             // Fresh v7 ids: every letter is new.
@@ -433,50 +450,6 @@ impl Store {
         self.counts.outbox(0, left.get());
         self.counts.dlq(arrived.get(), 0);
         Ok(letter)
-    }
-
-    /// Puts a DLQ entry back into the outbox, due now, with a fresh attempt
-    /// budget (its earlier attempts move to `earlier_attempts`). Returns its key.
-    pub fn requeue(&self, id: &str) -> Result<u64, StoreError> {
-        self.requeue_at(id, now_ms())
-    }
-
-    /// Like [`Store::requeue`], due at `due_ms`.
-    pub fn requeue_at(&self, id: &str, due_ms: u64) -> Result<u64, StoreError> {
-        let key = self.db.generate_id()?;
-        // What the transaction's last (committed) run found.
-        let (left, arrived) = (Cell::new(0), Cell::new(0));
-        (&self.outbox, &self.dlq)
-            .transaction(|(outbox, dlq)| {
-                let Some(bytes) = dlq.get(id.as_bytes())? else {
-                    return Err(ConflictableTransactionError::Abort(StoreError::NotFound(
-                        id.to_string(),
-                    )));
-                };
-                let letter: DeadLetter =
-                    decode(id.as_bytes(), &bytes).map_err(ConflictableTransactionError::Abort)?;
-                let Failure::Delivery(mut delivery) = letter.failure else {
-                    return Err(ConflictableTransactionError::Abort(
-                        StoreError::NotRetryable(id.to_string()),
-                    ));
-                };
-                delivery.due_ms = due_ms;
-                delivery.held = false;
-                delivery.after = None;
-                delivery.next = None;
-                let round = std::mem::take(&mut delivery.attempts);
-                delivery.earlier_attempts.extend(round);
-                let delivery = *delivery;
-                left.set(existed(&dlq.remove(id.as_bytes())?));
-                arrived.set(created(
-                    &outbox.insert(&key.to_be_bytes(), encode(&delivery))?,
-                ));
-                Ok(())
-            })
-            .map_err(tx_error)?;
-        self.counts.dlq(0, left.get());
-        self.counts.outbox(arrived.get(), 0);
-        Ok(key)
     }
 
     /// Records input that never became an event (unknown envelope) in the DLQ.
