@@ -1,7 +1,9 @@
 //! The dead-letter queue: deliveries that will not be retried any more, and
 //! input that never became an event, each with the reason. Entries are kept
-//! until they are retried or purged; the key is the delivery id (a v7 UUID),
-//! so iteration order is the order in which events were accepted.
+//! until they are retried or purged. An entry's key is its delivery id (a v7
+//! UUID), or, for the letters of one accepted batch, the part of their ids
+//! they share ([`grave`]); either way iteration order is the order in which
+//! events were accepted.
 
 pub mod grave;
 pub mod redact;
