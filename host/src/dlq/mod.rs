@@ -167,17 +167,18 @@ impl Store {
         Ok(out)
     }
 
-    /// One entry.
+    /// One entry: under its own id, or in its grave.
     pub fn dlq_get(&self, id: &str) -> Result<DeadLetter, StoreError> {
-        let key = self.dlq_record_of(id)?;
-        let bytes = self
-            .dlq
-            .get(&key)?
-            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
-        grave::letters(&key, &bytes)?
-            .into_iter()
-            .find(|letter| letter.id == id)
-            .ok_or_else(|| StoreError::NotFound(id.to_string()))
+        let own = id.as_bytes().to_vec();
+        for key in std::iter::once(own).chain(grave::key_of(id)) {
+            if let Some(bytes) = self.dlq.get(&key)? {
+                let mut letters = grave::letters(&key, &bytes)?.into_iter();
+                if let Some(letter) = letters.find(|letter| letter.id == id) {
+                    return Ok(letter);
+                }
+            }
+        }
+        Err(StoreError::NotFound(id.to_string()))
     }
 
     /// The key of the record holding the entry `id`: its own, or its grave's.
@@ -418,6 +419,16 @@ mod tests {
         ids
     }
 
+    /// The ids of every entry, in listing order.
+    fn listed(store: &Store) -> Vec<String> {
+        store
+            .dlq_list(&Filter::default())
+            .unwrap()
+            .into_iter()
+            .map(|l| l.id)
+            .collect()
+    }
+
     /// `n` deliveries of one family (one accepted batch), of observers o0
     /// and o1 in turn, refused at acceptance.
     fn refused(family: &mut grave::Family, n: usize) -> Vec<(Delivery, String)> {
@@ -448,13 +459,7 @@ mod tests {
             (1, 6),
             "one record, six letters"
         );
-        let listed: Vec<String> = store
-            .dlq_list(&Filter::default())
-            .unwrap()
-            .into_iter()
-            .map(|l| l.id)
-            .collect();
-        assert_eq!(listed, ids);
+        assert_eq!(listed(&store), ids);
         let third = store.dlq_get(&ids[2]).unwrap();
         assert_eq!(
             (third.id.as_str(), third.reason.as_str()),
@@ -484,13 +489,7 @@ mod tests {
             ..Filter::default()
         };
         assert_eq!(store.dlq_purge(&o1).await.unwrap(), 3);
-        let left: Vec<String> = store
-            .dlq_list(&Filter::default())
-            .unwrap()
-            .into_iter()
-            .map(|l| l.id)
-            .collect();
-        assert_eq!(left, vec![ids[0].clone(), ids[4].clone()]);
+        assert_eq!(listed(&store), vec![ids[0].clone(), ids[4].clone()]);
 
         // Retry the rest at once, spaced: the grave goes.
         let requeued = store
@@ -583,13 +582,7 @@ mod tests {
         let one = store.dlq.get(recent[0].as_bytes()).unwrap().unwrap().len() as u64;
         let removed = store.dlq_enforce(None, Some(one * 2)).unwrap();
         assert_eq!(removed, 2);
-        let left: Vec<String> = store
-            .dlq_list(&Filter::default())
-            .unwrap()
-            .into_iter()
-            .map(|l| l.id)
-            .collect();
-        assert_eq!(left, recent[2..].to_vec(), "the oldest go first");
+        assert_eq!(listed(&store), recent[2..].to_vec(), "the oldest go first");
     }
 
     #[test]
