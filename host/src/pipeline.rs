@@ -156,10 +156,20 @@ impl Pipeline {
     /// with the reason; one whose request a plugin builds is stored unbuilt,
     /// and its first attempt builds it (or buries it with the reason).
     pub async fn accept(&self, events: &[Event]) -> Result<Vec<Routed>, StoreError> {
-        self.store_matches(events, |event| {
+        let routed = self.stage(events)?;
+        if routed.iter().any(|r| !r.deliveries.is_empty()) {
+            self.store.flush().await?;
+        }
+        Ok(routed)
+    }
+
+    /// [`Pipeline::accept`] up to the disk: the deliveries are stored in
+    /// sled's memory and scheduled; they are on disk after the next
+    /// [`Store::flush`] (see `Store::write`).
+    fn stage(&self, events: &[Event]) -> Result<Vec<Routed>, StoreError> {
+        self.stage_matches(events, |event| {
             observer::matches(&self.observers, event, &self.plugins)
         })
-        .await
     }
 
     /// Accepts one run of a schedule for its own observer, which no bus
@@ -173,17 +183,16 @@ impl Pipeline {
             warn!(observer, event = %event.id, "no such scheduled observer; run dropped");
             return Ok(0);
         };
-        let routed = self
-            .store_matches(std::slice::from_ref(&event), |event| {
-                observer::scheduled(observer, event, &self.plugins)
-            })
-            .await?;
+        let routed = self.stage_matches(std::slice::from_ref(&event), |event| {
+            observer::scheduled(observer, event, &self.plugins)
+        })?;
+        self.store.flush().await?;
         Ok(routed.iter().map(|r| r.deliveries.len()).sum())
     }
 
-    /// Renders and stores what `select` matched for each event (see
-    /// [`Pipeline::accept`]).
-    async fn store_matches<'a>(
+    /// Renders, stores (not yet flushed) and schedules what `select` matched
+    /// for each event (see [`Pipeline::accept`]).
+    fn stage_matches<'a>(
         &'a self,
         events: &[Event],
         select: impl Fn(&Event) -> Vec<observer::Match<'a>>,
@@ -203,7 +212,10 @@ impl Pipeline {
         if deliveries.is_empty() && dead.is_empty() {
             return Ok(routed);
         }
-        let keys = self.store.enqueue(deliveries, dead).await?;
+        let keys = self.store.write(deliveries, dead)?;
+        // Attempts start while the write goes to disk: the disk's latency
+        // (an fsync takes tens of milliseconds when the disk is busy) delays
+        // the answer to the source, not the delivery. See `Store::write`.
         for key in keys {
             // Held deliveries are skipped by the dispatcher until released.
             self.schedule.at(accepted_ms, key);
@@ -325,6 +337,16 @@ impl Pipeline {
     /// DLQ as undeliverable input with the reason: a bus has nobody to answer
     /// an error to. Returns the number of events accepted.
     pub async fn ingest_messages(&self, messages: &[Message]) -> Result<usize, StoreError> {
+        let accepted = self.stage_messages(messages).await?;
+        self.store.flush().await?;
+        Ok(accepted)
+    }
+
+    /// [`Pipeline::ingest_messages`] up to the disk: the events' deliveries
+    /// are stored in sled's memory and scheduled, and on disk after the
+    /// next [`Store::flush`]. For buses that are never answered (see
+    /// `source::Unanswered`).
+    pub async fn stage_messages(&self, messages: &[Message]) -> Result<usize, StoreError> {
         let mut events = Vec::with_capacity(messages.len());
         for message in messages {
             match parse_message(message) {
@@ -338,7 +360,7 @@ impl Pipeline {
                 }
             }
         }
-        self.accept(&events).await?;
+        self.stage(&events)?;
         Ok(events.len())
     }
 

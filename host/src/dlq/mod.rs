@@ -378,26 +378,7 @@ pub(crate) fn count_all(dlq: &sled::Tree) -> Result<u64, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::test_support::order_update;
-    use crate::outbox::Delivery;
-
-    /// A fresh, never attempted delivery of event `i`.
-    fn delivery(observer: &str, webhook: usize, i: usize) -> Delivery {
-        Delivery {
-            id: crate::source::envelope::new_id(),
-            observer: observer.into(),
-            webhook,
-            event: order_update(serde_json::json!({}), serde_json::json!({"i": i})).into(),
-            payload: None,
-            attempts: Vec::new(),
-            earlier_attempts: Vec::new(),
-            due_ms: 0,
-            accepted_ms: 0,
-            after: None,
-            next: None,
-            held: false,
-        }
-    }
+    use crate::outbox::test_support::delivery;
 
     fn bury(store: &Store, n: usize, failed_at_ms: u64) -> Vec<String> {
         let mut ids = Vec::new();

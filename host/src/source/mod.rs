@@ -7,12 +7,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
-use tracing::error;
+use tracing::{error, warn};
 
 use crate::config::SourceConfig;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Message, Pipeline};
 
 pub mod envelope;
 pub mod http;
@@ -94,6 +94,83 @@ pub(crate) async fn pause(delay: Duration, shutdown: &mut watch::Receiver<bool>)
     tokio::select! {
         _ = shutdown.wait_for(|stop| *stop) => true,
         _ = tokio::time::sleep(delay) => false,
+    }
+}
+
+/// Messages from one source's bus that may wait for the disk at once (see
+/// [`Unanswered`]). Counted in messages, not batches: at a low rate every
+/// message is a batch of its own, and an `fsync` that takes 40 ms on a busy
+/// disk is 40 batches at 1,000 messages/s.
+const UNFLUSHED: u32 = 8192;
+
+/// Stores the messages of a bus that is never answered and never sends a
+/// message again: core NATS, Redis pub/sub, PostgreSQL `LISTEN`.
+///
+/// Nobody waits for an acknowledgement, so a batch's wait for the disk
+/// overlaps the next batches (up to [`UNFLUSHED`] messages): a stalled
+/// `fsync` (tens of milliseconds on a busy disk) then holds back neither the
+/// next events nor their deliveries, which start before their flush (see
+/// `Store::write`). Storage failures are retried with backoff, never
+/// dropped: the messages exist nowhere else.
+pub(crate) struct Unanswered {
+    pipeline: Pipeline,
+    /// The bus, for the logs ("NATS messages").
+    what: &'static str,
+    flushing: Arc<Semaphore>,
+}
+
+impl Unanswered {
+    pub(crate) fn new(pipeline: Pipeline, what: &'static str) -> Unanswered {
+        Unanswered {
+            pipeline,
+            what,
+            flushing: Arc::new(Semaphore::new(UNFLUSHED as usize)),
+        }
+    }
+
+    /// Stores one batch, retrying storage failures until they pass; false
+    /// if shutdown came first (the batch is then lost, and logged so).
+    pub(crate) async fn store(
+        &self,
+        batch: &[Message],
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> bool {
+        // A batch is never larger than a source's BATCH (512), far below.
+        let size = u32::try_from(batch.len())
+            .unwrap_or(UNFLUSHED)
+            .min(UNFLUSHED);
+        let Ok(permit) = self.flushing.clone().acquire_many_owned(size).await else {
+            // Never closed.
+            return false;
+        };
+        let what = self.what;
+        let mut delay = Duration::from_millis(100);
+        while let Err(e) = self.pipeline.stage_messages(batch).await {
+            error!(error = %e, messages = batch.len(), "cannot store {what}; retrying");
+            if pause(delay, shutdown).await {
+                warn!(
+                    messages = batch.len(),
+                    "shutting down with {what} not stored; they are lost"
+                );
+                return false;
+            }
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+        let store = self.pipeline.store().clone();
+        tokio::spawn(async move {
+            // sled fails a flush only when its log cannot be written; the
+            // next batch's write then fails too and is retried above.
+            if let Err(e) = store.flush().await {
+                error!(error = %e, "cannot flush {what} to disk");
+            }
+            drop(permit);
+        });
+        true
+    }
+
+    /// Waits for the flushes still running (at shutdown).
+    pub(crate) async fn finish(&self) {
+        let _ = self.flushing.acquire_many(UNFLUSHED).await;
     }
 }
 

@@ -7,9 +7,9 @@
 
 use futures::StreamExt;
 use tokio::sync::watch;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
-use super::Connected;
+use super::{Connected, Unanswered};
 use crate::pipeline::{Message, Pipeline};
 
 /// Messages per durable write.
@@ -97,6 +97,7 @@ pub async fn run(
     }
     info!(url = %crate::config::redact(url), ?subjects, "NATS source subscribed");
     let mut messages = futures::stream::select_all(streams).ready_chunks(BATCH);
+    let storing = Unanswered::new(pipeline, "NATS messages");
     loop {
         let batch = tokio::select! {
             _ = shutdown.wait_for(|stop| *stop) => break,
@@ -113,14 +114,10 @@ pub async fn run(
                 key: None,
             })
             .collect();
-        // Storage failures are retried: the messages are in our hands and
-        // core NATS will not send them again.
-        let mut delay = std::time::Duration::from_millis(100);
-        while let Err(e) = pipeline.ingest_messages(&batch).await {
-            error!(error = %e, messages = batch.len(), "cannot store NATS messages; retrying");
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(std::time::Duration::from_secs(5));
+        if !storing.store(&batch, &mut shutdown).await {
+            break;
         }
     }
+    storing.finish().await;
     Ok(())
 }

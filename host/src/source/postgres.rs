@@ -18,9 +18,9 @@ use futures::StreamExt;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, Client, Notification};
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, info};
 
-use super::Connected;
+use super::{Connected, Unanswered};
 use crate::pipeline::{Message, Pipeline};
 
 /// Notifications per durable write.
@@ -212,30 +212,30 @@ pub async fn run(
     let pg = client_config(&config.url)
         .map_err(|e| ListenError(format!("{}: {}", display_dsn(&config.url), describe(&e))))?;
     let mut link = super::Link::new(Some(connected));
-    loop {
-        if *shutdown.borrow() {
-            return Ok(());
-        }
-        let session = listen(config, &pg, &pipeline, &mut link, &mut shutdown);
+    let storing = Unanswered::new(pipeline, "PostgreSQL notifications");
+    while !*shutdown.borrow() {
+        let session = listen(config, &pg, &storing, &mut link, &mut shutdown);
         match session.await {
-            Ok(()) => return Ok(()),
+            Ok(()) => break,
             Err(e) => {
                 let delay = link.down();
                 // Notifications sent until we listen again are lost: that is
                 // what at-most-once means here.
                 error!(error = %e, retry_in = ?delay, channel = %config.channel, "PostgreSQL LISTEN connection lost; reconnecting");
                 if super::pause(delay, &mut shutdown).await {
-                    return Ok(());
+                    break;
                 }
             }
         }
     }
+    storing.finish().await;
+    Ok(())
 }
 
 async fn listen(
     config: &ListenConfig,
     pg: &tokio_postgres::Config,
-    pipeline: &Pipeline,
+    storing: &Unanswered,
     link: &mut super::Link,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), SessionError> {
@@ -266,19 +266,8 @@ async fn listen(
                 key: None,
             })
             .collect();
-        // PostgreSQL will not send these again: storage failures are
-        // retried, never dropped, until shutdown.
-        let mut delay = Duration::from_millis(100);
-        while let Err(e) = pipeline.ingest_messages(&batch).await {
-            error!(error = %e, messages = batch.len(), "cannot store PostgreSQL notifications; retrying");
-            tokio::select! {
-                _ = shutdown.wait_for(|stop| *stop) => {
-                    warn!(messages = batch.len(), "shutting down with PostgreSQL notifications not stored; they are lost");
-                    return Ok(());
-                }
-                _ = tokio::time::sleep(delay) => {}
-            }
-            delay = (delay * 2).min(Duration::from_secs(5));
+        if !storing.store(&batch, shutdown).await {
+            return Ok(());
         }
     }
 }

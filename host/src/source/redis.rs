@@ -4,13 +4,11 @@
 //! Pub/sub is at-most-once: a message published while wasmhook is down or
 //! reconnecting is gone. Use `redis-streams` where that matters.
 
-use std::time::Duration;
-
 use futures::StreamExt;
 use tokio::sync::watch;
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
-use super::Connected;
+use super::{Connected, Unanswered};
 use crate::pipeline::{Message, Pipeline};
 
 /// Messages per durable write.
@@ -55,25 +53,28 @@ pub async fn run(
 ) -> Result<(), RedisError> {
     let client = client(&config.url)?;
     let mut link = super::Link::new(Some(connected));
+    let storing = Unanswered::new(pipeline, "Redis messages");
     loop {
-        let session = subscribe_and_read(config, &client, &pipeline, &mut link, &mut shutdown);
+        let session = subscribe_and_read(config, &client, &storing, &mut link, &mut shutdown);
         match session.await {
-            Ok(()) => return Ok(()),
+            Ok(()) => break,
             Err(e) => {
                 let delay = link.down();
                 error!(error = %e, retry_in = ?delay, "Redis subscription lost; reconnecting");
                 if super::pause(delay, &mut shutdown).await {
-                    return Ok(());
+                    break;
                 }
             }
         }
     }
+    storing.finish().await;
+    Ok(())
 }
 
 async fn subscribe_and_read(
     config: &PubSubConfig,
     client: &redis::Client,
-    pipeline: &Pipeline,
+    storing: &Unanswered,
     link: &mut super::Link,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), redis::RedisError> {
@@ -107,13 +108,8 @@ async fn subscribe_and_read(
                 key: None,
             })
             .collect();
-        // The messages are in our hands and Redis will not send them again:
-        // storage failures are retried, never dropped.
-        let mut delay = Duration::from_millis(100);
-        while let Err(e) = pipeline.ingest_messages(&batch).await {
-            warn!(error = %e, messages = batch.len(), "cannot store Redis messages; retrying");
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(5));
+        if !storing.store(&batch, shutdown).await {
+            return Ok(());
         }
     }
 }
