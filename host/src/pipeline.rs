@@ -346,7 +346,7 @@ impl Pipeline {
     /// are stored in sled's memory and scheduled, and on disk after the
     /// next [`Store::flush`]. For buses that are never answered (see
     /// `source::Unanswered`).
-    pub async fn stage_messages(&self, messages: &[Message]) -> Result<usize, StoreError> {
+    pub(crate) async fn stage_messages(&self, messages: &[Message]) -> Result<usize, StoreError> {
         let mut events = Vec::with_capacity(messages.len());
         for message in messages {
             match parse_message(message) {
