@@ -314,7 +314,7 @@ impl State {
     /// there is nothing to run (gone, or held behind an earlier webhook).
     fn route(&mut self, key: u64) -> Option<&Route> {
         if !self.routes.contains_key(&key) {
-            let delivery = match self.shared.store.get(key) {
+            let delivery = match self.shared.store.routing(key) {
                 Ok(Some(delivery)) if !delivery.held => delivery,
                 Ok(_) => return None,
                 Err(e) => {

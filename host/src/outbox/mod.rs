@@ -125,6 +125,35 @@ impl Delivery {
     }
 }
 
+/// The fields of a stored [`Delivery`] that decide where it is queued
+/// (see [`Store::routing`]); serde skips the rest of the record.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Routing {
+    /// Observer name.
+    pub observer: String,
+    /// Index of the webhook in the observer.
+    pub webhook: usize,
+    /// True while waiting for the previous webhook of its chain.
+    pub held: bool,
+    /// The request's URL, when it is built.
+    pub payload: Option<RoutingUrl>,
+    /// The event's ids, for entity lanes.
+    pub event: RoutingEvent,
+}
+
+/// See [`Routing`].
+#[derive(Debug, Deserialize)]
+pub(crate) struct RoutingUrl {
+    pub url: String,
+}
+
+/// See [`Routing`].
+#[derive(Debug, Deserialize)]
+pub(crate) struct RoutingEvent {
+    pub id: String,
+    pub entity_id: Option<String>,
+}
+
 /// The sled database with the outbox and DLQ trees.
 #[derive(Clone)]
 pub struct Store {
@@ -388,6 +417,18 @@ impl Store {
             .transpose()
     }
 
+    /// What the dispatcher routes a pending delivery by; `None` if it was
+    /// completed or moved. Reads the record like [`Store::get`] but builds
+    /// neither the event nor the request: a full decode cost a third of
+    /// the dispatcher's reading at full speed, and the attempt decodes the
+    /// record again anyway.
+    pub(crate) fn routing(&self, key: u64) -> Result<Option<Routing>, StoreError> {
+        self.outbox
+            .get(key.to_be_bytes())?
+            .map(|bytes| decode(&key.to_be_bytes(), &bytes))
+            .transpose()
+    }
+
     /// Every pending delivery that may run, with its due time, for the
     /// dispatcher at start-up. Held deliveries whose predecessor has finished
     /// its first attempt (or is gone) are released here: a crash between the
@@ -592,6 +633,35 @@ mod tests {
             !store.get(keys[1]).unwrap().unwrap().held,
             "released for good"
         );
+    }
+
+    /// The routing view reads the same fields as the whole record.
+    #[test]
+    fn routing_reads_what_the_delivery_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let mut built = delivery("o", 1, 7);
+        built.payload = Some(Payload {
+            method: "POST".into(),
+            url: "http://127.0.0.1:9/hook".into(),
+            headers: vec![("x-a".into(), "b".into())],
+            content_type: None,
+            body: br#"{"url": "not this one"}"#.to_vec(),
+        });
+        let keys = store
+            .write(vec![delivery("o", 0, 7), built], Vec::new())
+            .unwrap();
+        for key in keys {
+            let whole = store.get(key).unwrap().unwrap();
+            let routing = store.routing(key).unwrap().unwrap();
+            assert_eq!(routing.observer, whole.observer);
+            assert_eq!(routing.webhook, whole.webhook);
+            assert_eq!(routing.held, whole.held);
+            assert_eq!(routing.payload.map(|p| p.url), whole.payload.map(|p| p.url));
+            assert_eq!(routing.event.id, whole.event.id);
+            assert_eq!(routing.event.entity_id, whole.event.entity_id);
+        }
+        assert!(store.routing(u64::MAX).unwrap().is_none());
     }
 
     /// The dispatcher reads what `Store::write` stored while the flush
