@@ -3,9 +3,13 @@
 //! source -> envelope -> observer (match) -> payload (render) -> outbox
 //! (durable) -> dispatcher -> signing -> delivery -> retry -> DLQ
 //!
-//! Sources hand documents to [`Pipeline::ingest`]; once it returns `Ok`, the
-//! events' deliveries are on disk and the source may acknowledge them. The
-//! scheduler (`schedule`) hands its runs to [`Pipeline::accept_scheduled`].
+//! Sources hand messages to [`Pipeline::ingest_messages`] (the HTTP
+//! endpoint hands events to [`Pipeline::accept`]); once it returns `Ok`,
+//! the events' deliveries are on disk and the source may acknowledge them.
+//! Their attempts may already have started: they are scheduled between the
+//! write and the flush. Buses that are never acknowledged use
+//! `stage_messages`, which returns before the flush (`source::Unanswered`).
+//! The scheduler (`schedule`) hands its runs to [`Pipeline::accept_scheduled`].
 
 use std::sync::Arc;
 

@@ -1,6 +1,7 @@
 //! The outbox: every accepted event's pending deliveries, in sled, until each
-//! is delivered or dead. Ingest answers only after [`Store::enqueue`] has
-//! flushed, which is what makes "accepted" mean "will not be lost".
+//! is delivered or dead. Ingest answers only after [`Store::write`] has been
+//! followed by [`Store::flush`], which is what makes "accepted" mean "will
+//! not be lost".
 //!
 //! The DLQ lives in the same database (see `crate::dlq`), so moving a
 //! delivery between the two is one transaction.
