@@ -91,6 +91,21 @@ pub struct RoutedDelivery {
     pub url: String,
 }
 
+/// What [`Pipeline::stage_messages`] did.
+pub(crate) struct Staged {
+    /// Events accepted.
+    pub events: usize,
+    /// Whether it wrote deliveries, which then need a flush; events that
+    /// match nothing need none (undeliverable input is flushed on its own).
+    pub stored: bool,
+}
+
+/// True when any event got deliveries (live or dead), so something was
+/// written.
+fn stored_any(routed: &[Routed]) -> bool {
+    routed.iter().any(|r| !r.deliveries.is_empty())
+}
+
 /// What [`Pipeline::build_all`] made of a set of events.
 struct Built {
     routed: Vec<Routed>,
@@ -161,7 +176,7 @@ impl Pipeline {
     /// and its first attempt builds it (or buries it with the reason).
     pub async fn accept(&self, events: &[Event]) -> Result<Vec<Routed>, StoreError> {
         let routed = self.stage(events)?;
-        if routed.iter().any(|r| !r.deliveries.is_empty()) {
+        if stored_any(&routed) {
             self.store.flush().await?;
         }
         Ok(routed)
@@ -190,7 +205,9 @@ impl Pipeline {
         let routed = self.stage_matches(std::slice::from_ref(&event), |event| {
             observer::scheduled(observer, event, &self.plugins)
         })?;
-        self.store.flush().await?;
+        if stored_any(&routed) {
+            self.store.flush().await?;
+        }
         Ok(routed.iter().map(|r| r.deliveries.len()).sum())
     }
 
@@ -341,16 +358,18 @@ impl Pipeline {
     /// DLQ as undeliverable input with the reason: a bus has nobody to answer
     /// an error to. Returns the number of events accepted.
     pub async fn ingest_messages(&self, messages: &[Message]) -> Result<usize, StoreError> {
-        let accepted = self.stage_messages(messages).await?;
-        self.store.flush().await?;
-        Ok(accepted)
+        let staged = self.stage_messages(messages).await?;
+        if staged.stored {
+            self.store.flush().await?;
+        }
+        Ok(staged.events)
     }
 
     /// [`Pipeline::ingest_messages`] up to the disk: the events' deliveries
     /// are stored in sled's memory and scheduled, and on disk after the
     /// next [`Store::flush`]. For buses that are never answered (see
     /// `source::Unanswered`).
-    pub(crate) async fn stage_messages(&self, messages: &[Message]) -> Result<usize, StoreError> {
+    pub(crate) async fn stage_messages(&self, messages: &[Message]) -> Result<Staged, StoreError> {
         let mut events = Vec::with_capacity(messages.len());
         for message in messages {
             match parse_message(message) {
@@ -364,8 +383,11 @@ impl Pipeline {
                 }
             }
         }
-        self.stage(&events)?;
-        Ok(events.len())
+        let routed = self.stage(&events)?;
+        Ok(Staged {
+            events: events.len(),
+            stored: stored_any(&routed),
+        })
     }
 
     /// Puts one DLQ entry back into delivery.

@@ -145,16 +145,25 @@ impl Unanswered {
         };
         let what = self.what;
         let mut delay = Duration::from_millis(100);
-        while let Err(e) = self.pipeline.stage_messages(batch).await {
-            error!(error = %e, messages = batch.len(), "cannot store {what}; retrying");
-            if pause(delay, shutdown).await {
-                warn!(
-                    messages = batch.len(),
-                    "shutting down with {what} not stored; they are lost"
-                );
-                return false;
+        let staged = loop {
+            match self.pipeline.stage_messages(batch).await {
+                Ok(staged) => break staged,
+                Err(e) => {
+                    error!(error = %e, messages = batch.len(), "cannot store {what}; retrying");
+                    if pause(delay, shutdown).await {
+                        warn!(
+                            messages = batch.len(),
+                            "shutting down with {what} not stored; they are lost"
+                        );
+                        return false;
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
             }
-            delay = (delay * 2).min(Duration::from_secs(5));
+        };
+        if !staged.stored {
+            // Events that matched nothing: no write to wait for.
+            return true;
         }
         let store = self.pipeline.store().clone();
         tokio::spawn(async move {
