@@ -158,6 +158,73 @@ impl Pace {
     }
 }
 
+/// The nice value of the threads that run calls of versions not proven
+/// quick (see [`aside`]). 10 gives such a thread a tenth of the CPU share
+/// of the pipeline's own threads (CFS weight 110 against 1024) while they
+/// compete, and the whole of a core that nobody else wants.
+const ASIDE_NICE: i32 = 10;
+
+/// Runs `call` on a thread of its own at a lower CPU priority, and waits
+/// for it. For calls of versions not proven quick ([`Pace`]): a plugin that
+/// spends its whole budget on every call (loops to its fuel, busy-waits to
+/// its timeout) would otherwise take a full share of the cores that ingest,
+/// deliveries and healthy plugins need, until it is suspended. Its calls
+/// still end within their budgets: fuel counts work, not time, and the
+/// timeout is wall-clock time, so a call starved of CPU only meets its
+/// deadline sooner.
+///
+/// A thread per call costs tens of microseconds, small beside a call that
+/// was not quick. The priority cannot be raised back without
+/// `CAP_SYS_NICE`, which is why the thread is not one of tokio's. Where a
+/// thread cannot be started, the call runs on the caller's.
+pub(crate) fn aside<R: Send>(call: impl FnOnce() -> R + Send) -> R {
+    // Shared with the thread, so that the caller still holds the call if
+    // the thread never starts.
+    let call = Mutex::new(Some(call));
+    let take = || lock(&call).take();
+    std::thread::scope(|scope| {
+        let started = std::thread::Builder::new()
+            .name("wasmhook-plugin-aside".into())
+            .spawn_scoped(scope, || {
+                lower_priority();
+                take().map(|call| call())
+            });
+        let ran = match started {
+            Ok(handle) => match handle.join() {
+                Ok(ran) => ran,
+                Err(panic) => std::panic::resume_unwind(panic),
+            },
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot start a thread for a plugin call; running it in place");
+                None
+            }
+        };
+        match ran {
+            Some(result) => result,
+            None => match take() {
+                Some(call) => call(),
+                None => unreachable!("the call is taken once, and ran where it was taken"),
+            },
+        }
+    })
+}
+
+/// Lowers the calling thread's CPU priority to [`ASIDE_NICE`]. Linux keeps
+/// a nice value per thread, and `setpriority(PRIO_PROCESS, 0, ..)` sets the
+/// calling thread's (not the process's, as POSIX would have it).
+#[cfg(target_os = "linux")]
+fn lower_priority() {
+    // SAFETY: setpriority takes plain integers and touches no memory of ours.
+    let failed = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, ASIDE_NICE) } != 0;
+    if failed {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "cannot lower a plugin thread's priority");
+    }
+}
+
+/// Elsewhere the call runs at the caller's priority.
+#[cfg(not(target_os = "linux"))]
+fn lower_priority() {}
+
 /// One plugin version's failure record.
 #[derive(Debug, Default)]
 pub(crate) struct Suspension {
@@ -307,6 +374,38 @@ impl Suspension {
 mod tests {
     use super::*;
     use crate::plugin::TrapKind;
+
+    #[cfg(target_os = "linux")]
+    fn nice() -> i32 {
+        // SAFETY: plain integers in and out.
+        unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) }
+    }
+
+    /// The call runs on a thread of its own, at a lower priority than its
+    /// caller's, which keeps its own; its result comes back.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn an_aside_call_runs_on_its_own_thread_at_a_lower_priority() {
+        let caller = nice();
+        let borrowed = String::from("borrowed");
+        let (name, ran_at) = aside(|| {
+            let name = std::thread::current().name().map(str::to_string);
+            (name.map(|n| format!("{n}:{borrowed}")), nice())
+        });
+        assert_eq!(name.as_deref(), Some("wasmhook-plugin-aside:borrowed"));
+        assert!(
+            ran_at >= ASIDE_NICE.max(caller),
+            "nice {ran_at}, caller {caller}"
+        );
+        assert_eq!(nice(), caller, "the caller's priority is untouched");
+    }
+
+    #[test]
+    fn a_panic_in_an_aside_call_reaches_the_caller() {
+        let caught = std::panic::catch_unwind(|| aside(|| panic!("guest host bug")));
+        let message = caught.expect_err("the panic is passed on");
+        assert_eq!(message.downcast_ref::<&str>(), Some(&"guest host bug"));
+    }
 
     fn trap() -> Result<(), PluginError> {
         Err(PluginError::Trap {

@@ -327,11 +327,11 @@ impl Plugins {
 
     /// Looks the plugin up once, runs `call` on it, and counts the call by
     /// result in the plugin's own counters.
-    fn measured<T>(
+    fn measured<T: Send>(
         &self,
         name: &str,
         role: Role,
-        call: impl FnOnce(&Loaded) -> Result<T, PluginError>,
+        call: impl FnOnce(&Loaded) -> Result<T, PluginError> + Send,
     ) -> Result<T, PluginError> {
         let plugin = match self.get(name, role) {
             Ok(plugin) => plugin,
@@ -355,7 +355,11 @@ impl Plugins {
                 return Err(e);
             }
         };
-        let result = call(&plugin);
+        let result = if plugin.pace.proven_quick() {
+            call(&plugin)
+        } else {
+            admission::aside(|| call(&plugin))
+        };
         let ended = Instant::now();
         if plugin.pace.took(ended - started) {
             info!(plugin = %name, ms = (ended - started).as_millis() as u64, "plugin call was slow (by its fuel or its time): this version's calls now run off the async workers");
