@@ -176,9 +176,7 @@ impl Pipeline {
     /// and its first attempt builds it (or buries it with the reason).
     pub async fn accept(&self, events: &[Event]) -> Result<Vec<Routed>, StoreError> {
         let routed = self.stage(events)?;
-        if stored_any(&routed) {
-            self.store.flush().await?;
-        }
+        self.flush_if(stored_any(&routed)).await?;
         Ok(routed)
     }
 
@@ -205,9 +203,7 @@ impl Pipeline {
         let routed = self.stage_matches(std::slice::from_ref(&event), |event| {
             observer::scheduled(observer, event, &self.plugins)
         })?;
-        if stored_any(&routed) {
-            self.store.flush().await?;
-        }
+        self.flush_if(stored_any(&routed)).await?;
         Ok(routed.iter().map(|r| r.deliveries.len()).sum())
     }
 
@@ -359,10 +355,17 @@ impl Pipeline {
     /// an error to. Returns the number of events accepted.
     pub async fn ingest_messages(&self, messages: &[Message]) -> Result<usize, StoreError> {
         let staged = self.stage_messages(messages).await?;
-        if staged.stored {
+        self.flush_if(staged.stored).await?;
+        Ok(staged.events)
+    }
+
+    /// Waits until what staging wrote is on disk; a batch that wrote
+    /// nothing (its events matched no observer) costs no fsync.
+    async fn flush_if(&self, stored: bool) -> Result<(), StoreError> {
+        if stored {
             self.store.flush().await?;
         }
-        Ok(staged.events)
+        Ok(())
     }
 
     /// [`Pipeline::ingest_messages`] up to the disk: the events' deliveries
@@ -408,5 +411,74 @@ impl Pipeline {
             self.schedule.at(*due, *key);
         }
         Ok(keys.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn message(entity: &str) -> Message {
+        let payload = serde_json::json!({
+            "event": format!("fraiseql.{}.created", entity.to_lowercase()),
+            "entity_type": entity,
+            "operation": "created",
+            "entity": {"id": "1", "total": 5},
+        });
+        Message {
+            source: "test".into(),
+            payload: payload.to_string().into(),
+            key: None,
+        }
+    }
+
+    /// A batch that wrote deliveries says so (its caller flushes it), one
+    /// whose events matched nothing does not, and input that is no event
+    /// goes to the DLQ, flushed on its own.
+    #[tokio::test]
+    async fn staging_says_whether_it_wrote_deliveries() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::config::Config::from_toml(
+            "[[observer]]\nname = \"orders\"\nentity = \"Order\"\n[[observer.webhook]]\nurl = \"http://127.0.0.1:9/hook\"\n",
+            Path::new("test.toml"),
+            &|_| None,
+        )
+        .unwrap();
+        let store = Store::open(&dir.path().join("db"), 1 << 20).unwrap();
+        let (plugins, _) = Plugins::load(&dir.path().join("plugins"), None).unwrap();
+        let (schedule, mut scheduled) = Schedule::channel();
+        let pipeline = Pipeline::new(
+            config.observers.into(),
+            plugins,
+            store.clone(),
+            schedule,
+            Metrics::default(),
+        );
+
+        let unmatched = pipeline
+            .stage_messages(&[message("Customer")])
+            .await
+            .unwrap();
+        assert_eq!((unmatched.events, unmatched.stored), (1, false));
+        assert_eq!(store.outbox_len(), 0);
+        assert!(scheduled.try_recv().is_err(), "nothing scheduled");
+
+        let matched = pipeline
+            .stage_messages(&[message("Customer"), message("Order")])
+            .await
+            .unwrap();
+        assert_eq!((matched.events, matched.stored), (2, true));
+        assert_eq!(store.outbox_len(), 1);
+        assert!(scheduled.try_recv().is_ok(), "the delivery is scheduled");
+
+        let garbage = Message {
+            payload: "not json".into(),
+            ..message("Order")
+        };
+        let rejected = pipeline.stage_messages(&[garbage]).await.unwrap();
+        assert_eq!((rejected.events, rejected.stored), (0, false));
+        assert_eq!(store.dlq_len(), 1);
     }
 }

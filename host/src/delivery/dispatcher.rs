@@ -37,6 +37,13 @@ pub struct Schedule {
 }
 
 impl Schedule {
+    /// A schedule without a dispatcher: the receiver sees what is scheduled.
+    #[cfg(test)]
+    pub(crate) fn channel() -> (Schedule, mpsc::UnboundedReceiver<(u64, u64)>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Schedule { tx }, rx)
+    }
+
     /// Runs `key` at `due_ms` (unix milliseconds; the past means now).
     pub fn at(&self, due_ms: u64, key: u64) {
         // A closed channel means the dispatcher stopped for shutdown; the

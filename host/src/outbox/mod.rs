@@ -334,8 +334,10 @@ impl Store {
         Ok(())
     }
 
-    /// [`Store::write`], then waits until it is on disk.
-    pub async fn enqueue(
+    /// [`Store::write`], then waits until it is on disk. The pipeline
+    /// schedules between the two; tests that need no schedule use this.
+    #[cfg(test)]
+    pub(crate) async fn enqueue(
         &self,
         deliveries: Vec<Delivery>,
         dead: Vec<(Delivery, String)>,
