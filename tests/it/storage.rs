@@ -47,6 +47,20 @@ impl Drop for Tmpfs {
     }
 }
 
+/// Letters that do not repeat, so that the outbox cannot pack them
+/// (`outbox::record`) and they fill the disk at their size.
+fn noise(seed: u64, len: usize) -> String {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            char::from(b'a' + (state % 26) as u8)
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn a_full_disk_refuses_new_events_and_loses_none_that_were_accepted() {
     let receiver = TestReceiver::start().await;
@@ -69,11 +83,10 @@ async fn a_full_disk_refuses_new_events_and_loses_none_that_were_accepted() {
     )
     .unwrap();
     let running = Running::start(&config, tmp.path(), port).await;
-    let filler = "x".repeat(20_000);
     let mut accepted = HashSet::new();
     let mut refused = 0;
     for id in 0..5_000i64 {
-        let event = json!({"entity": "order", "op": "INSERT", "data": {"id": id, "note": filler}});
+        let event = json!({"entity": "order", "op": "INSERT", "data": {"id": id, "note": noise(id as u64, 20_000)}});
         let (status, answer) = post(&running.url("/events"), event.to_string()).await;
         match status {
             202 => {

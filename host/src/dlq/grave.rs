@@ -16,7 +16,7 @@
 use serde::de::IgnoredAny;
 
 use super::DeadLetter;
-use crate::outbox::{decode, encode, StoreError};
+use crate::outbox::{decode, encode, record, StoreError};
 
 /// Letters per grave at most: bounds the record a later retry or purge of
 /// one letter rewrites (about 50 KB with 1 KB entities).
@@ -88,7 +88,10 @@ pub(crate) fn letters(key: &[u8], bytes: &[u8]) -> Result<Vec<DeadLetter>, Store
 /// grave counts as one: listing it reports it.
 pub(crate) fn count(key: &[u8], bytes: &[u8]) -> u64 {
     if is_grave(key) {
-        serde_json::from_slice::<Vec<IgnoredAny>>(bytes).map_or(1, |all| all.len() as u64)
+        record::json(key, bytes)
+            .ok()
+            .and_then(|json| serde_json::from_slice::<Vec<IgnoredAny>>(&json).ok())
+            .map_or(1, |all| all.len() as u64)
     } else {
         1
     }

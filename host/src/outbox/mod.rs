@@ -19,6 +19,9 @@ use sled::Transactional;
 use crate::dlq::{grave, DeadLetter, Failure};
 use crate::event::SharedEvent;
 use crate::payload::Payload;
+pub(crate) use record::{decode, encode};
+
+pub(crate) mod record;
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +36,14 @@ pub enum StoreError {
         key: String,
         /// Why.
         source: serde_json::Error,
+    },
+    /// A packed record could not be unpacked.
+    #[error("storage: record {key} is unreadable: {reason}")]
+    Unpacked {
+        /// The record's key.
+        key: String,
+        /// What is wrong with its bytes.
+        reason: String,
     },
     /// The filesystem is down to its reserve; new work is refused so that
     /// what is stored can still be delivered and recorded.
@@ -249,22 +260,6 @@ pub fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    // Our records are plain structs of strings, numbers and JSON values,
-    // which always serialise.
-    serde_json::to_vec(value).unwrap_or_default()
-}
-
-pub(crate) fn decode<T: for<'de> Deserialize<'de>>(
-    key: &[u8],
-    bytes: &[u8],
-) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt {
-        key: String::from_utf8_lossy(key).into_owned(),
-        source,
-    })
 }
 
 pub(crate) fn tx_error(error: TransactionError<StoreError>) -> StoreError {
@@ -649,11 +644,14 @@ mod tests {
             url: "http://127.0.0.1:9/hook".into(),
             headers: vec![("x-a".into(), "b".into())],
             content_type: None,
-            body: br#"{"url": "not this one"}"#.to_vec(),
+            // Large enough to be packed (`record`), as a 64 KB entity's is.
+            body: format!("[{}]", [r#"{"url": "not this one"}"#; 3000].join(",")).into_bytes(),
         });
         let keys = store
             .write(vec![delivery("o", 0, 7), built], Vec::new())
             .unwrap();
+        let stored = store.outbox.get(keys[1].to_be_bytes()).unwrap().unwrap();
+        assert!(stored.len() < 20_000, "packed: {} bytes", stored.len());
         for key in keys {
             let whole = store.get(key).unwrap().unwrap();
             let routing = store.routing(key).unwrap().unwrap();
