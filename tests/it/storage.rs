@@ -47,18 +47,13 @@ impl Drop for Tmpfs {
     }
 }
 
-/// Letters that do not repeat, so that the outbox cannot pack them
-/// (`outbox::record`) and they fill the disk at their size.
-fn noise(seed: u64, len: usize) -> String {
-    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            char::from(b'a' + (state % 26) as u8)
-        })
-        .collect()
+/// Random text, which the outbox cannot pack (`outbox::record`), so it
+/// fills the disk at its size.
+fn noise(len: usize) -> String {
+    use base64::Engine;
+    let mut random = vec![0u8; len * 3 / 4];
+    getrandom::fill(&mut random).unwrap();
+    base64::engine::general_purpose::STANDARD.encode(random)
 }
 
 #[tokio::test]
@@ -86,7 +81,8 @@ async fn a_full_disk_refuses_new_events_and_loses_none_that_were_accepted() {
     let mut accepted = HashSet::new();
     let mut refused = 0;
     for id in 0..5_000i64 {
-        let event = json!({"entity": "order", "op": "INSERT", "data": {"id": id, "note": noise(id as u64, 20_000)}});
+        let event =
+            json!({"entity": "order", "op": "INSERT", "data": {"id": id, "note": noise(20_000)}});
         let (status, answer) = post(&running.url("/events"), event.to_string()).await;
         match status {
             202 => {

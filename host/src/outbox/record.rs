@@ -105,6 +105,7 @@ fn shown(key: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
     use serde_json::{json, Value};
 
     fn large() -> Value {
@@ -141,15 +142,9 @@ mod tests {
 
     #[test]
     fn bytes_that_do_not_pack_stay_json() {
-        let mut state = 0x2545_f491_4f6c_dd1d_u64;
-        let noise: String = (0..20_000)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                char::from(b'a' + (state % 26) as u8)
-            })
-            .collect();
+        let mut random = vec![0u8; 15_000];
+        getrandom::fill(&mut random).unwrap();
+        let noise = base64::engine::general_purpose::STANDARD.encode(random);
         let value = json!({ "noise": noise });
         let bytes = encode(&value);
         assert_eq!(bytes, serde_json::to_vec(&value).unwrap());

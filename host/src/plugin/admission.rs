@@ -190,22 +190,17 @@ pub(crate) fn aside<R: Send>(call: impl FnOnce() -> R + Send) -> R {
                 take().map(|call| call())
             });
         let ran = match started {
-            Ok(handle) => match handle.join() {
-                Ok(ran) => ran,
-                Err(panic) => std::panic::resume_unwind(panic),
-            },
+            Ok(handle) => handle
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
             Err(e) => {
                 tracing::debug!(error = %e, "cannot start a thread for a plugin call; running it in place");
                 None
             }
         };
-        match ran {
-            Some(result) => result,
-            None => match take() {
-                Some(call) => call(),
-                None => unreachable!("the call is taken once, and ran where it was taken"),
-            },
-        }
+        // The thread took the call and ran it, or never started and left it.
+        ran.or_else(|| take().map(|call| call()))
+            .unwrap_or_else(|| unreachable!("the call is taken once, and ran where it was taken"))
     })
 }
 
