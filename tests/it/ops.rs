@@ -348,7 +348,19 @@ async fn verified_incoming_events_are_also_published_to_nats() {
     let wasmhook = InProcess::start(&config).await;
     let client = async_nats::connect(nats.url()).await.unwrap();
     let mut subscription = client.subscribe("incoming.github").await.unwrap();
-    client.flush().await.unwrap();
+    // `flush` only empties this client's socket; the server may still be
+    // reading the SUB when wasmhook's PUB arrives on its own connection, and
+    // core NATS drops a message nobody is subscribed to yet. A probe through
+    // the server on this connection comes back only after the SUB took hold.
+    client
+        .publish("incoming.github", "probe".into())
+        .await
+        .unwrap();
+    let probe = tokio::time::timeout(Duration::from_secs(10), subscription.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&probe.payload[..], b"probe");
     let body = r#"{"zen":"Keep it logically awesome."}"#;
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"k").unwrap();
     mac.update(body.as_bytes());
