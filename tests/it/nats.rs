@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::utils::{fraiseql_order, InProcess, NatsServer, TestReceiver};
+use crate::utils::{fraiseql_order, readyz, InProcess, NatsServer, TestReceiver};
 
 #[tokio::test]
 async fn nats_events_are_delivered_and_bad_messages_go_to_the_dlq() {
@@ -19,20 +19,9 @@ async fn nats_events_are_delivered_and_bad_messages_go_to_the_dlq() {
     let client = async_nats::connect(nats.url()).await.unwrap();
 
     // Core NATS drops what is published before the subscription exists:
-    // publish a probe until one arrives.
-    let mut tries = 0;
-    while receiver.requests().is_empty() {
-        tries += 1;
-        assert!(tries < 100, "wasmhook never subscribed");
-        let probe = fraiseql_order("created", json!({"id": "probe"}), None);
-        client
-            .publish("fraiseql.order.created", probe.to_string().into())
-            .await
-            .unwrap();
-        client.flush().await.unwrap();
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let probes = receiver.requests().len();
+    // ready means the server has wasmhook's subscriptions, so every event
+    // published from here on must arrive.
+    readyz(&wasmhook.url("/readyz"), 200).await;
 
     for i in 0..200 {
         let event = fraiseql_order("created", json!({"id": i}), None);
@@ -64,7 +53,7 @@ async fn nats_events_are_delivered_and_bad_messages_go_to_the_dlq() {
 
     let got = receiver
         .wait_until("200 deliveries", Duration::from_secs(20), |r| {
-            r.len() >= probes + 200
+            r.len() >= 200
         })
         .await;
     let mut ids: Vec<i64> = got.iter().filter_map(|r| r.json()["id"].as_i64()).collect();

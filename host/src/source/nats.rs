@@ -43,26 +43,49 @@ pub async fn connect(
     url: &str,
     connected: Option<Connected>,
 ) -> Result<async_nats::Client, NatsError> {
-    async_nats::ConnectOptions::new()
+    connect_reporting(url, connected.map(|status| (status, true))).await
+}
+
+/// [`connect`], with the first connection reported only once `armed`
+/// says so (the caller then reports it itself); disconnections and later
+/// connections are always reported.
+async fn connect_reporting(
+    url: &str,
+    report: Option<(Connected, bool)>,
+) -> Result<async_nats::Client, NatsError> {
+    let armed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(
+        report.as_ref().is_some_and(|(_, armed)| *armed),
+    ));
+    let status = report.map(|(status, _)| status);
+    let client = async_nats::ConnectOptions::new()
         .name("wasmhook")
         .retry_on_initial_connect()
-        .event_callback(move |event| {
-            let status = connected.clone();
-            async move {
-                match event {
-                    async_nats::Event::Connected => {
-                        if let Some(status) = &status {
-                            status.set(true);
+        .event_callback({
+            let armed = armed.clone();
+            move |event| {
+                let status = status.clone();
+                let armed = armed.clone();
+                async move {
+                    use std::sync::atomic::Ordering;
+                    match event {
+                        async_nats::Event::Connected => {
+                            if let Some(status) = &status {
+                                // Not armed yet: the first connection, which
+                                // the caller reports when it is of use.
+                                if armed.swap(true, Ordering::Relaxed) {
+                                    status.set(true);
+                                }
+                            }
+                            info!("NATS connected");
                         }
-                        info!("NATS connected");
-                    }
-                    async_nats::Event::Disconnected => {
-                        if let Some(status) = &status {
-                            status.set(false);
+                        async_nats::Event::Disconnected => {
+                            if let Some(status) = &status {
+                                status.set(false);
+                            }
+                            warn!("NATS disconnected; reconnecting");
                         }
-                        warn!("NATS disconnected; reconnecting");
+                        other => info!(event = %other, "NATS"),
                     }
-                    other => info!(event = %other, "NATS"),
                 }
             }
         })
@@ -71,7 +94,27 @@ pub async fn connect(
         .map_err(|e| NatsError::Connect {
             url: url.to_string(),
             message: e.to_string(),
-        })
+        })?;
+    Ok(client)
+}
+
+/// Returns once the server has every subscription this client sent so
+/// far: a message the client publishes to its own inbox comes back only
+/// after the server read what came before it on the connection.
+/// `Client::flush` only empties the client's socket, and core NATS drops a
+/// message that arrives before the subscription it would match, so without
+/// this `/readyz` said ready while the first events could still be lost.
+async fn subscriptions_reached_server(
+    client: &async_nats::Client,
+) -> Result<(), async_nats::SubscribeError> {
+    let inbox = client.new_inbox();
+    let mut echo = client.subscribe(inbox.clone()).await?;
+    // A publish that fails here has the client closed; the loop in `run`
+    // stops on its own then.
+    let _ = client.publish(inbox, bytes::Bytes::new()).await;
+    echo.next().await;
+    let _ = echo.unsubscribe().await;
+    Ok(())
 }
 
 /// Runs until `shutdown` turns true.
@@ -82,7 +125,8 @@ pub async fn run(
     connected: Connected,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), NatsError> {
-    let client = connect(url, Some(connected)).await?;
+    // The first connection is reported once the subscriptions are in place.
+    let client = connect_reporting(url, Some((connected.clone(), false))).await?;
     let mut streams = Vec::with_capacity(subjects.len());
     for subject in subjects {
         let subscriber =
@@ -95,6 +139,16 @@ pub async fn run(
                 })?;
         streams.push(subscriber);
     }
+    tokio::select! {
+        _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
+        confirmed = subscriptions_reached_server(&client) => {
+            confirmed.map_err(|e| NatsError::Subscribe {
+                subject: subjects.join(", "),
+                message: e.to_string(),
+            })?;
+        }
+    }
+    connected.set(true);
     info!(url = %crate::config::redact(url), ?subjects, "NATS source subscribed");
     let mut messages = futures::stream::select_all(streams).ready_chunks(BATCH);
     let storing = Unanswered::new(pipeline, "NATS messages");
