@@ -17,7 +17,16 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// higher (100k events queued: 177 -> 144 MB, docs/BENCHMARKS.md).
 #[allow(non_upper_case_globals)]
 #[export_name = "_rjem_malloc_conf"]
-pub static malloc_conf: &[u8] = b"dirty_decay_ms:1000,muzzy_decay_ms:0\0";
+pub static malloc_conf: MallocConf = MallocConf(c"dirty_decay_ms:1000,muzzy_decay_ms:0".as_ptr());
+
+/// jemalloc reads `malloc_conf` as a `const char *`: a pointer with
+/// nothing around it, which a `&[u8]` (pointer and length) only happens to
+/// start with.
+#[repr(transparent)]
+pub struct MallocConf(*const std::ffi::c_char);
+
+// SAFETY: the pointer is to a string literal, immutable for the whole run.
+unsafe impl Sync for MallocConf {}
 
 fn main() -> std::process::ExitCode {
     wasmhook::cli::main()

@@ -185,3 +185,29 @@ async fn dlq_commands_work_while_running_and_after() {
     assert_eq!(code, 0);
     assert!(out.contains("purged 0"), "{out}");
 }
+
+/// The binary's built-in jemalloc options (`malloc_conf` in main.rs) are
+/// the ones jemalloc reads at start-up; jemalloc's `confirm_conf` lists
+/// every option it applied, and where it came from.
+#[test]
+fn jemalloc_applies_the_built_in_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = crate::utils::wasmhook_env(
+        &["--version"],
+        dir.path(),
+        &[("_RJEM_MALLOC_CONF", "confirm_conf:true")],
+    );
+    assert_eq!(code, 0, "{err}");
+    let global = err
+        .lines()
+        .skip_while(|line| !line.contains("global variable malloc_conf)"))
+        .take(3)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        global.contains("\"dirty_decay_ms:1000,muzzy_decay_ms:0\"")
+            && global.contains("Set conf value: dirty_decay_ms:1000")
+            && global.contains("Set conf value: muzzy_decay_ms:0"),
+        "{err}"
+    );
+}
