@@ -43,49 +43,41 @@ pub async fn connect(
     url: &str,
     connected: Option<Connected>,
 ) -> Result<async_nats::Client, NatsError> {
-    connect_reporting(url, connected.map(|status| (status, true))).await
+    connect_reporting(url, connected, false).await
 }
 
-/// [`connect`], with the first connection reported only once `armed`
-/// says so (the caller then reports it itself); disconnections and later
+/// [`connect`]; with `caller_reports_first`, the first connection is left
+/// for the caller to report, once it is of use. Disconnections and later
 /// connections are always reported.
 async fn connect_reporting(
     url: &str,
-    report: Option<(Connected, bool)>,
+    status: Option<Connected>,
+    caller_reports_first: bool,
 ) -> Result<async_nats::Client, NatsError> {
-    let armed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(
-        report.as_ref().is_some_and(|(_, armed)| *armed),
-    ));
-    let status = report.map(|(status, _)| status);
-    let client = async_nats::ConnectOptions::new()
+    let reports = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(!caller_reports_first));
+    async_nats::ConnectOptions::new()
         .name("wasmhook")
         .retry_on_initial_connect()
-        .event_callback({
-            let armed = armed.clone();
-            move |event| {
-                let status = status.clone();
-                let armed = armed.clone();
-                async move {
-                    use std::sync::atomic::Ordering;
-                    match event {
-                        async_nats::Event::Connected => {
-                            if let Some(status) = &status {
-                                // Not armed yet: the first connection, which
-                                // the caller reports when it is of use.
-                                if armed.swap(true, Ordering::Relaxed) {
-                                    status.set(true);
-                                }
+        .event_callback(move |event| {
+            let status = status.clone();
+            let reports = reports.clone();
+            async move {
+                match event {
+                    async_nats::Event::Connected => {
+                        if let Some(status) = &status {
+                            if reports.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                                status.set(true);
                             }
-                            info!("NATS connected");
                         }
-                        async_nats::Event::Disconnected => {
-                            if let Some(status) = &status {
-                                status.set(false);
-                            }
-                            warn!("NATS disconnected; reconnecting");
-                        }
-                        other => info!(event = %other, "NATS"),
+                        info!("NATS connected");
                     }
+                    async_nats::Event::Disconnected => {
+                        if let Some(status) = &status {
+                            status.set(false);
+                        }
+                        warn!("NATS disconnected; reconnecting");
+                    }
+                    other => info!(event = %other, "NATS"),
                 }
             }
         })
@@ -94,8 +86,7 @@ async fn connect_reporting(
         .map_err(|e| NatsError::Connect {
             url: url.to_string(),
             message: e.to_string(),
-        })?;
-    Ok(client)
+        })
 }
 
 /// Returns once the server has every subscription this client sent so
@@ -126,7 +117,7 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), NatsError> {
     // The first connection is reported once the subscriptions are in place.
-    let client = connect_reporting(url, Some((connected.clone(), false))).await?;
+    let client = connect_reporting(url, Some(connected.clone()), true).await?;
     let mut streams = Vec::with_capacity(subjects.len());
     for subject in subjects {
         let subscriber =
