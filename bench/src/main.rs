@@ -178,6 +178,10 @@ fn run(args: Args) -> Result<ExitCode> {
             .into_iter()
             .zip(runs)
             .map(|(scenario, outcomes)| Row {
+                round_rates: outcomes
+                    .iter()
+                    .map(|o| o.as_ref().ok().and_then(|m| m.rate))
+                    .collect(),
                 outcome: scenarios::median(&scenario, outcomes),
                 scenario,
             })

@@ -18,7 +18,13 @@ pub const HEADING: &str = "## End-to-end (wasmhook-bench)";
 /// One scenario's outcome.
 pub struct Row {
     pub scenario: Scenario,
+    /// The median round (or the first problem).
     pub outcome: Result<Measured, Problem>,
+    /// Every round's rate, in the order the rounds ran: a row compared with
+    /// another is compared round by round, because the rounds of one
+    /// invocation run round-robin and a shared machine's speed drifts
+    /// between them more than it does within one.
+    pub round_rates: Vec<Option<f64>>,
 }
 
 impl Row {
@@ -64,8 +70,10 @@ fn raw_for(rows: &[Row], kind: &Kind) -> Option<f64> {
 
 fn judge(rows: &[Row]) -> Vec<Judged> {
     let reference = find(rows, "reference").and_then(Row::rate);
-    let core = find(rows, "nats-template").and_then(Row::rate);
-    let wasm = find(rows, "nats-wasm").and_then(Row::rate);
+    let bases = Bases {
+        core: Base::of(rows, "nats-template"),
+        wasm: Base::of(rows, "nats-wasm"),
+    };
     rows.iter()
         .map(|row| {
             let Some(measured) = row.measured() else {
@@ -87,8 +95,7 @@ fn judge(rows: &[Row]) -> Vec<Judged> {
                 _ => None,
             };
             let verdict = row.scenario.target.map(|target| {
-                let bases = Bases { core, wasm };
-                let (met, text) = verdict(target, measured, of_raw, times_reference, bases);
+                let (met, text) = verdict(target, row, measured, of_raw, times_reference, bases);
                 if measured.stuck {
                     (false, "**STUCK**: see notes".into())
                 } else if measured.incomplete {
@@ -106,39 +113,118 @@ fn judge(rows: &[Row]) -> Vec<Judged> {
         .collect()
 }
 
-/// The rates of the rows others are judged against.
+/// A row others are judged against.
 #[derive(Debug, Clone, Copy)]
-struct Bases {
+struct Base<'a> {
+    name: &'static str,
+    /// Its median rate.
+    rate: Option<f64>,
+    rounds: &'a [Option<f64>],
+}
+
+impl<'a> Base<'a> {
+    fn of(rows: &'a [Row], name: &'static str) -> Base<'a> {
+        let row = find(rows, name);
+        Base {
+            name,
+            rate: row.and_then(Row::rate),
+            rounds: row.map_or(&[], |r| &r.round_rates),
+        }
+    }
+}
+
+/// The rows others are judged against.
+#[derive(Debug, Clone, Copy)]
+struct Bases<'a> {
     /// `nats-template`.
-    core: Option<f64>,
+    core: Base<'a>,
     /// `nats-wasm`.
-    wasm: Option<f64>,
+    wasm: Base<'a>,
+}
+
+/// A row's rate as a fraction of its base's.
+#[derive(Debug, Clone, PartialEq)]
+enum Fraction {
+    /// The median of the per-round fractions, each round against the base's
+    /// run of the same round (listed in run order).
+    Paired { median: f64, rounds: Vec<f64> },
+    /// Median against median: fewer than two rounds could be paired.
+    OfMedians(f64),
+}
+
+impl Fraction {
+    fn of(rate: Option<f64>, rounds: &[Option<f64>], base: &Base) -> Option<Fraction> {
+        let paired: Vec<f64> = rounds
+            .iter()
+            .zip(base.rounds)
+            .filter_map(|(row, base)| match (row, base) {
+                (Some(row), Some(base)) if *base > 0.0 => Some(row / base),
+                _ => None,
+            })
+            .collect();
+        if paired.len() >= 2 {
+            let mut sorted = paired.clone();
+            sorted.sort_by(f64::total_cmp);
+            let n = sorted.len();
+            let median = if n % 2 == 1 {
+                sorted[n / 2]
+            } else {
+                (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+            };
+            return Some(Fraction::Paired {
+                median,
+                rounds: paired,
+            });
+        }
+        match (rate, base.rate) {
+            (Some(rate), Some(base)) if base > 0.0 => Some(Fraction::OfMedians(rate / base)),
+            _ => None,
+        }
+    }
+
+    fn value(&self) -> f64 {
+        match self {
+            Fraction::Paired { median, .. } => *median,
+            Fraction::OfMedians(f) => *f,
+        }
+    }
+}
+
+fn percent(f: f64) -> String {
+    format!("{:.0}%", f * 100.0)
 }
 
 fn verdict(
     target: Target,
+    row: &Row,
     m: &Measured,
     of_raw: Option<f64>,
     times_reference: Option<f64>,
     bases: Bases,
 ) -> (bool, String) {
     let word = |met: bool| if met { "met" } else { "**missed**" };
-    let vs = |name: &str, base: Option<f64>, need: f64| match m.rate.zip(base) {
-        Some((rate, base)) => {
-            let f = rate / base;
+    let vs = |base: Base, need: f64| match Fraction::of(m.rate, &row.round_rates, &base) {
+        Some(fraction) => {
+            let f = fraction.value();
+            let how = match &fraction {
+                Fraction::Paired { rounds, .. } => {
+                    format!(" (median of {} rounds paired)", rounds.len())
+                }
+                Fraction::OfMedians(_) => String::new(),
+            };
             (
                 f >= need,
                 format!(
-                    "{}: {:.0}% of {name} (≥ {:.0}%)",
+                    "{}: {} of {}{how} (≥ {})",
                     word(f >= need),
-                    f * 100.0,
-                    need * 100.0
+                    percent(f),
+                    base.name,
+                    percent(need)
                 ),
             )
         }
-        None => (false, format!("n/a: no {name} rate to compare with")),
+        None => (false, format!("n/a: no {} rate to compare with", base.name)),
     };
-    let vs_core = |need: f64| vs("nats-template", bases.core, need);
     match target {
         Target::RawAndReference => {
             let raw_ok = of_raw.map(|f| f >= 0.6);
@@ -164,9 +250,12 @@ fn verdict(
             };
             (met, format!("{label}: {}", parts.join(", ")))
         }
-        Target::WasmVsTemplate => vs_core(0.8),
-        Target::HealthyVsWasm => vs("nats-wasm", bases.wasm, 0.9),
-        Target::DurableVsCore => vs_core(0.5),
+        Target::WasmVsTemplate | Target::HealthyVsWasm | Target::DurableVsCore => {
+            match base_of(target, bases) {
+                Some((base, need)) => vs(base, need),
+                None => (false, "n/a: no row to compare with".into()),
+            }
+        }
         Target::P99Under5ms => match m.latency {
             Some(l) => {
                 let met = l.p99 < Duration::from_millis(5);
@@ -265,13 +354,51 @@ pub fn table(rows: &[Row]) -> String {
     out
 }
 
+/// The row a target compares with and the fraction of it the target asks
+/// for, if it compares with one.
+fn base_of<'a>(target: Target, bases: Bases<'a>) -> Option<(Base<'a>, f64)> {
+    match target {
+        Target::WasmVsTemplate => Some((bases.core, 0.8)),
+        Target::DurableVsCore => Some((bases.core, 0.5)),
+        Target::HealthyVsWasm => Some((bases.wasm, 0.9)),
+        Target::RawAndReference | Target::P99Under5ms | Target::RssUnder150 => None,
+    }
+}
+
+/// `against nats-wasm round by round: 98%, 104%, 93%`, for a row whose
+/// verdict paired its rounds.
+fn paired_note(row: &Row, bases: Bases) -> Option<String> {
+    let (base, _) = base_of(row.scenario.target?, bases)?;
+    match Fraction::of(row.rate(), &row.round_rates, &base)? {
+        Fraction::Paired { rounds, .. } => Some(format!(
+            "of {} round by round: {}",
+            base.name,
+            rounds
+                .iter()
+                .map(|f| percent(*f))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+        Fraction::OfMedians(_) => None,
+    }
+}
+
 /// Skips, failures and anything unusual, one bullet per row.
 pub fn notes(rows: &[Row]) -> String {
+    let bases = Bases {
+        core: Base::of(rows, "nats-template"),
+        wasm: Base::of(rows, "nats-wasm"),
+    };
     let mut out = String::new();
     for row in rows {
         let name = row.scenario.name;
         let lines: Vec<String> = match &row.outcome {
-            Ok(m) => m.notes.clone(),
+            Ok(m) => m
+                .notes
+                .iter()
+                .cloned()
+                .chain(paired_note(row, bases))
+                .collect(),
             Err(Problem::Skip(why)) => vec![format!("skipped: {why}")],
             Err(Problem::Fail(error)) => vec![format!("FAILED: {error:#}")],
         };
@@ -340,7 +467,10 @@ pub fn section(rows: &[Row], p: &Provenance) -> String {
          latency runs from the publish (the event's `sent_ns`, sent back in a templated header) \
          to arrival at the receiver; peak RSS is wasmhook's VmHWM (the Python process's for the \
          reference rows); CPU s is user + system time during the measurement. The receiver \
-         answers 200 at once and checks the HMAC of one request in 50.\n"
+         answers 200 at once and checks the HMAC of one request in 50. A target that compares \
+         two rows (\"of nats-template\", \"of nats-wasm\") takes the median of their \
+         round-by-round fractions, each round against the other row's run of the same round, \
+         because the machine's speed drifts more between rounds than within one.\n"
     );
     for row in rows {
         let _ = writeln!(out, "- `{}`: {}", row.scenario.name, row.scenario.what);
@@ -392,6 +522,44 @@ mod tests {
             twice,
             format!("# Benchmarks\n\n## Other\n\nkeep\n\n{HEADING}\n\nsecond\n\n## Analysis\n\nby hand\n")
         );
+    }
+
+    fn base(rate: Option<f64>, rounds: &[Option<f64>]) -> Base<'_> {
+        Base {
+            name: "nats-wasm",
+            rate,
+            rounds,
+        }
+    }
+
+    #[test]
+    fn a_row_is_judged_round_by_round_against_its_base() {
+        // The base's second round ran on a slow machine, and so did the
+        // row's: paired, that round reads 100%, where the medians
+        // (9,000 against 9,500) would read 95%.
+        let rounds = [Some(10_000.0), Some(5_000.0), Some(9_500.0)];
+        let row = [Some(9_000.0), Some(5_000.0), Some(9_500.0)];
+        let fraction = Fraction::of(Some(9_000.0), &row, &base(Some(9_500.0), &rounds));
+        assert_eq!(
+            fraction,
+            Some(Fraction::Paired {
+                median: 1.0,
+                rounds: vec![0.9, 1.0, 1.0]
+            })
+        );
+        // An even count takes the mean of the middle two.
+        let fraction = Fraction::of(None, &row[..2], &base(None, &rounds[..2]));
+        let value = fraction.map_or(0.0, |f| f.value());
+        assert!((value - 0.95).abs() < 1e-12, "{value}");
+    }
+
+    #[test]
+    fn rounds_that_cannot_be_paired_fall_back_to_the_medians() {
+        let rounds = [Some(10_000.0), None];
+        let row = [Some(8_000.0), Some(9_000.0)];
+        let fraction = Fraction::of(Some(8_000.0), &row, &base(Some(10_000.0), &rounds));
+        assert_eq!(fraction, Some(Fraction::OfMedians(0.8)));
+        assert_eq!(Fraction::of(Some(1.0), &row, &base(None, &[])), None);
     }
 
     #[test]
