@@ -56,7 +56,8 @@ struct Args {
     #[arg(long, value_name = "PATH", env = "WASMHOOK_BIN")]
     wasmhook: Option<PathBuf>,
     /// Runs of each scenario, round-robin; the table shows the median
-    /// (default 3, or 1 with --quick).
+    /// (default 3, or 1 with --quick). A row judged against another runs
+    /// between two runs of it in every round.
     #[arg(long, value_name = "N")]
     rounds: Option<u32>,
     /// List the scenarios and exit.
@@ -159,30 +160,49 @@ fn run(args: Args) -> Result<ExitCode> {
         // lands on one run of several scenarios, not on every run of one.
         let mut runs: Vec<Vec<Result<Measured, Problem>>> =
             selected.iter().map(|_| Vec::new()).collect();
+        let mut fractions: Vec<Vec<f64>> = selected.iter().map(|_| Vec::new()).collect();
+        let plan = scenarios::bracketed(&selected);
         for round in 1..=rounds {
-            for (scenario, done) in selected.iter().zip(runs.iter_mut()) {
-                if round > 1 && !scenarios::worth_repeating(scenario, &done[0]) {
+            let mut timeline = Vec::with_capacity(plan.len());
+            for &step in &plan {
+                let scenario = &selected[step.index];
+                let done = &mut runs[step.index];
+                if done
+                    .first()
+                    .is_some_and(|first| !scenarios::worth_repeating(scenario, first))
+                {
                     continue;
                 }
                 eprintln!(
-                    "wasmhook-bench: {} (round {round}/{rounds}) ...",
-                    scenario.name
+                    "wasmhook-bench: {} (round {round}/{rounds}{}) ...",
+                    scenario.name,
+                    if step.bracket {
+                        ", beside a row compared with it"
+                    } else {
+                        ""
+                    }
                 );
                 let started = std::time::Instant::now();
                 let outcome = bench.run(scenario).await;
                 log_outcome(scenario.name, started.elapsed(), &outcome);
-                done.push(outcome);
+                timeline.push((step, outcome.as_ref().ok().and_then(|m| m.rate)));
+                // A run beside another row counts only for that row's
+                // comparison, unless it broke: that is the base's failure.
+                if !step.bracket || matches!(outcome, Err(Problem::Fail(_))) {
+                    done.push(outcome);
+                }
+            }
+            for (index, fraction) in scenarios::bracketed_fractions(&selected, &timeline) {
+                fractions[index].push(fraction);
             }
         }
         let rows = selected
             .into_iter()
             .zip(runs)
-            .map(|(scenario, outcomes)| Row {
-                round_rates: outcomes
-                    .iter()
-                    .map(|o| o.as_ref().ok().and_then(|m| m.rate))
-                    .collect(),
+            .zip(fractions)
+            .map(|((scenario, outcomes), fractions)| Row {
                 outcome: scenarios::median(&scenario, outcomes),
+                fractions,
                 scenario,
             })
             .collect::<Vec<_>>();

@@ -20,11 +20,9 @@ pub struct Row {
     pub scenario: Scenario,
     /// The median round (or the first problem).
     pub outcome: Result<Measured, Problem>,
-    /// Every round's rate, in the order the rounds ran: a row compared with
-    /// another is compared round by round, because the rounds of one
-    /// invocation run round-robin and a shared machine's speed drifts
-    /// between them more than it does within one.
-    pub round_rates: Vec<Option<f64>>,
+    /// For a row compared with another: each round's fraction of the base
+    /// runs right before and after it ([`crate::scenarios::bracketed`]).
+    pub fractions: Vec<f64>,
 }
 
 impl Row {
@@ -70,10 +68,6 @@ fn raw_for(rows: &[Row], kind: &Kind) -> Option<f64> {
 
 fn judge(rows: &[Row]) -> Vec<Judged> {
     let reference = find(rows, "reference").and_then(Row::rate);
-    let bases = Bases {
-        core: Base::of(rows, "nats-template"),
-        wasm: Base::of(rows, "nats-wasm"),
-    };
     rows.iter()
         .map(|row| {
             let Some(measured) = row.measured() else {
@@ -95,7 +89,7 @@ fn judge(rows: &[Row]) -> Vec<Judged> {
                 _ => None,
             };
             let verdict = row.scenario.target.map(|target| {
-                let (met, text) = verdict(target, row, measured, of_raw, times_reference, bases);
+                let (met, text) = verdict(target, rows, row, of_raw, times_reference);
                 if measured.stuck {
                     (false, "**STUCK**: see notes".into())
                 } else if measured.incomplete {
@@ -115,55 +109,35 @@ fn judge(rows: &[Row]) -> Vec<Judged> {
 
 /// A row others are judged against.
 #[derive(Debug, Clone, Copy)]
-struct Base<'a> {
+struct Base {
     name: &'static str,
     /// Its median rate.
     rate: Option<f64>,
-    rounds: &'a [Option<f64>],
 }
 
-impl<'a> Base<'a> {
-    fn of(rows: &'a [Row], name: &'static str) -> Base<'a> {
-        let row = find(rows, name);
+impl Base {
+    fn of(rows: &[Row], name: &'static str) -> Base {
         Base {
             name,
-            rate: row.and_then(Row::rate),
-            rounds: row.map_or(&[], |r| &r.round_rates),
+            rate: find(rows, name).and_then(Row::rate),
         }
     }
-}
-
-/// The rows others are judged against.
-#[derive(Debug, Clone, Copy)]
-struct Bases<'a> {
-    /// `nats-template`.
-    core: Base<'a>,
-    /// `nats-wasm`.
-    wasm: Base<'a>,
 }
 
 /// A row's rate as a fraction of its base's.
 #[derive(Debug, Clone, PartialEq)]
 enum Fraction {
-    /// The median of the per-round fractions, each round against the base's
-    /// run of the same round (listed in run order).
-    Paired { median: f64, rounds: Vec<f64> },
-    /// Median against median: fewer than two rounds could be paired.
+    /// The median of the per-round fractions, each run against the base's
+    /// runs beside it (listed in run order).
+    Bracketed { median: f64, rounds: Vec<f64> },
+    /// Median against median: no run had a base run beside it.
     OfMedians(f64),
 }
 
 impl Fraction {
-    fn of(rate: Option<f64>, rounds: &[Option<f64>], base: &Base) -> Option<Fraction> {
-        let paired: Vec<f64> = rounds
-            .iter()
-            .zip(base.rounds)
-            .filter_map(|(row, base)| match (row, base) {
-                (Some(row), Some(base)) if *base > 0.0 => Some(row / base),
-                _ => None,
-            })
-            .collect();
-        if paired.len() >= 2 {
-            let mut sorted = paired.clone();
+    fn of(rate: Option<f64>, fractions: &[f64], base: &Base) -> Option<Fraction> {
+        if !fractions.is_empty() {
+            let mut sorted = fractions.to_vec();
             sorted.sort_by(f64::total_cmp);
             let n = sorted.len();
             let median = if n % 2 == 1 {
@@ -171,9 +145,9 @@ impl Fraction {
             } else {
                 (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
             };
-            return Some(Fraction::Paired {
+            return Some(Fraction::Bracketed {
                 median,
-                rounds: paired,
+                rounds: fractions.to_vec(),
             });
         }
         match (rate, base.rate) {
@@ -184,7 +158,7 @@ impl Fraction {
 
     fn value(&self) -> f64 {
         match self {
-            Fraction::Paired { median, .. } => *median,
+            Fraction::Bracketed { median, .. } => *median,
             Fraction::OfMedians(f) => *f,
         }
     }
@@ -196,21 +170,23 @@ fn percent(f: f64) -> String {
 
 fn verdict(
     target: Target,
+    rows: &[Row],
     row: &Row,
-    m: &Measured,
     of_raw: Option<f64>,
     times_reference: Option<f64>,
-    bases: Bases,
 ) -> (bool, String) {
     let word = |met: bool| if met { "met" } else { "**missed**" };
-    let vs = |base: Base, need: f64| match Fraction::of(m.rate, &row.round_rates, &base) {
+    let Some(m) = row.measured() else {
+        return (false, "n/a: no measurement".into());
+    };
+    let vs = |base: Base, need: f64| match Fraction::of(m.rate, &row.fractions, &base) {
         Some(fraction) => {
             let f = fraction.value();
             let how = match &fraction {
-                Fraction::Paired { rounds, .. } => {
-                    format!(" (median of {} rounds paired)", rounds.len())
+                Fraction::Bracketed { rounds, .. } => {
+                    format!(" (median of {} bracketed runs)", rounds.len())
                 }
-                Fraction::OfMedians(_) => String::new(),
+                Fraction::OfMedians(_) => " (median against median)".into(),
             };
             (
                 f >= need,
@@ -251,7 +227,7 @@ fn verdict(
             (met, format!("{label}: {}", parts.join(", ")))
         }
         Target::WasmVsTemplate | Target::HealthyVsWasm | Target::DurableVsCore => {
-            match base_of(target, bases) {
+            match base_of(target, rows) {
                 Some((base, need)) => vs(base, need),
                 None => (false, "n/a: no row to compare with".into()),
             }
@@ -356,22 +332,18 @@ pub fn table(rows: &[Row]) -> String {
 
 /// The row a target compares with and the fraction of it the target asks
 /// for, if it compares with one.
-fn base_of<'a>(target: Target, bases: Bases<'a>) -> Option<(Base<'a>, f64)> {
-    match target {
-        Target::WasmVsTemplate => Some((bases.core, 0.8)),
-        Target::DurableVsCore => Some((bases.core, 0.5)),
-        Target::HealthyVsWasm => Some((bases.wasm, 0.9)),
-        Target::RawAndReference | Target::P99Under5ms | Target::RssUnder150 => None,
-    }
+fn base_of(target: Target, rows: &[Row]) -> Option<(Base, f64)> {
+    let (name, need) = target.compared_with()?;
+    Some((Base::of(rows, name), need))
 }
 
-/// `against nats-wasm round by round: 98%, 104%, 93%`, for a row whose
-/// verdict paired its rounds.
-fn paired_note(row: &Row, bases: Bases) -> Option<String> {
-    let (base, _) = base_of(row.scenario.target?, bases)?;
-    match Fraction::of(row.rate(), &row.round_rates, &base)? {
-        Fraction::Paired { rounds, .. } => Some(format!(
-            "of {} round by round: {}",
+/// `of nats-wasm beside each run: 98%, 104%, 93%`, for a row whose
+/// verdict used bracketed runs.
+fn bracketed_note(rows: &[Row], row: &Row) -> Option<String> {
+    let (base, _) = base_of(row.scenario.target?, rows)?;
+    match Fraction::of(row.rate(), &row.fractions, &base)? {
+        Fraction::Bracketed { rounds, .. } => Some(format!(
+            "of {} runs beside each run, in run order: {}",
             base.name,
             rounds
                 .iter()
@@ -385,10 +357,6 @@ fn paired_note(row: &Row, bases: Bases) -> Option<String> {
 
 /// Skips, failures and anything unusual, one bullet per row.
 pub fn notes(rows: &[Row]) -> String {
-    let bases = Bases {
-        core: Base::of(rows, "nats-template"),
-        wasm: Base::of(rows, "nats-wasm"),
-    };
     let mut out = String::new();
     for row in rows {
         let name = row.scenario.name;
@@ -397,7 +365,7 @@ pub fn notes(rows: &[Row]) -> String {
                 .notes
                 .iter()
                 .cloned()
-                .chain(paired_note(row, bases))
+                .chain(bracketed_note(rows, row))
                 .collect(),
             Err(Problem::Skip(why)) => vec![format!("skipped: {why}")],
             Err(Problem::Fail(error)) => vec![format!("FAILED: {error:#}")],
@@ -467,10 +435,11 @@ pub fn section(rows: &[Row], p: &Provenance) -> String {
          latency runs from the publish (the event's `sent_ns`, sent back in a templated header) \
          to arrival at the receiver; peak RSS is wasmhook's VmHWM (the Python process's for the \
          reference rows); CPU s is user + system time during the measurement. The receiver \
-         answers 200 at once and checks the HMAC of one request in 50. A target that compares \
-         two rows (\"of nats-template\", \"of nats-wasm\") takes the median of their \
-         round-by-round fractions, each round against the other row's run of the same round, \
-         because the machine's speed drifts more between rounds than within one.\n"
+         answers 200 at once and checks the HMAC of one request in 50. A row judged against \
+         another (\"of nats-template\", \"of nats-wasm\") runs, in every round, between two \
+         runs of that other row, which count for this comparison only; its target takes the \
+         median over the rounds of its rate as a fraction of the mean of those two, because a \
+         run lasts seconds and the machine's speed moves on that scale.\n"
     );
     for row in rows {
         let _ = writeln!(out, "- `{}`: {}", row.scenario.name, row.scenario.what);
@@ -524,42 +493,33 @@ mod tests {
         );
     }
 
-    fn base(rate: Option<f64>, rounds: &[Option<f64>]) -> Base<'_> {
+    fn base(rate: Option<f64>) -> Base {
         Base {
             name: "nats-wasm",
             rate,
-            rounds,
         }
     }
 
     #[test]
-    fn a_row_is_judged_round_by_round_against_its_base() {
-        // The base's second round ran on a slow machine, and so did the
-        // row's: paired, that round reads 100%, where the medians
-        // (9,000 against 9,500) would read 95%.
-        let rounds = [Some(10_000.0), Some(5_000.0), Some(9_500.0)];
-        let row = [Some(9_000.0), Some(5_000.0), Some(9_500.0)];
-        let fraction = Fraction::of(Some(9_000.0), &row, &base(Some(9_500.0), &rounds));
+    fn a_row_is_judged_on_the_median_of_its_bracketed_runs() {
+        let fraction = Fraction::of(Some(9_000.0), &[0.9, 1.1, 1.0], &base(Some(20_000.0)));
         assert_eq!(
             fraction,
-            Some(Fraction::Paired {
+            Some(Fraction::Bracketed {
                 median: 1.0,
-                rounds: vec![0.9, 1.0, 1.0]
+                rounds: vec![0.9, 1.1, 1.0]
             })
         );
         // An even count takes the mean of the middle two.
-        let fraction = Fraction::of(None, &row[..2], &base(None, &rounds[..2]));
-        let value = fraction.map_or(0.0, |f| f.value());
+        let value = Fraction::of(None, &[1.0, 0.9], &base(None)).map_or(0.0, |f| f.value());
         assert!((value - 0.95).abs() < 1e-12, "{value}");
     }
 
     #[test]
-    fn rounds_that_cannot_be_paired_fall_back_to_the_medians() {
-        let rounds = [Some(10_000.0), None];
-        let row = [Some(8_000.0), Some(9_000.0)];
-        let fraction = Fraction::of(Some(8_000.0), &row, &base(Some(10_000.0), &rounds));
+    fn without_bracketed_runs_the_medians_are_compared() {
+        let fraction = Fraction::of(Some(8_000.0), &[], &base(Some(10_000.0)));
         assert_eq!(fraction, Some(Fraction::OfMedians(0.8)));
-        assert_eq!(Fraction::of(Some(1.0), &row, &base(None, &[])), None);
+        assert_eq!(Fraction::of(Some(1.0), &[], &base(None)), None);
     }
 
     #[test]

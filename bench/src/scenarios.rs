@@ -62,6 +62,19 @@ pub enum Target {
     RssUnder150,
 }
 
+impl Target {
+    /// The row this target compares with and the fraction of its rate it
+    /// asks for, if it compares with one.
+    pub fn compared_with(self) -> Option<(&'static str, f64)> {
+        match self {
+            Target::WasmVsTemplate => Some(("nats-template", 0.8)),
+            Target::DurableVsCore => Some(("nats-template", 0.5)),
+            Target::HealthyVsWasm => Some(("nats-wasm", 0.9)),
+            Target::RawAndReference | Target::P99Under5ms | Target::RssUnder150 => None,
+        }
+    }
+}
+
 /// One row of the table.
 #[derive(Debug, Clone, Copy)]
 pub struct Scenario {
@@ -324,6 +337,88 @@ impl Sizes {
     }
 }
 
+/// One run of a round's plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step {
+    /// Index into the selected scenarios.
+    pub index: usize,
+    /// A run of a base row beside a row compared with it: it counts for
+    /// that comparison only, not for the base's own row.
+    pub bracket: bool,
+}
+
+/// The index of the row `scenario` is compared with, if it is selected.
+fn base_index(selected: &[Scenario], scenario: &Scenario) -> Option<usize> {
+    let (base, _) = scenario.target?.compared_with()?;
+    selected
+        .iter()
+        .position(|s| s.name == base)
+        .filter(|&i| selected[i].name != scenario.name)
+}
+
+/// A round's runs in order: each selected scenario once, and each row
+/// that is compared with another between two runs of that other, so that
+/// it is judged against its neighbours in time. Runs last seconds here and
+/// a shared machine's speed moves on that scale: in one round of
+/// 2026-12-04 the hostile rows read 72-125% of a `nats-wasm` run a minute
+/// away. Consecutive rows with the same base share the run between them.
+pub fn bracketed(selected: &[Scenario]) -> Vec<Step> {
+    let mut plan: Vec<Step> = Vec::new();
+    for (index, scenario) in selected.iter().enumerate() {
+        let own = Step {
+            index,
+            bracket: false,
+        };
+        let Some(base) = base_index(selected, scenario) else {
+            plan.push(own);
+            continue;
+        };
+        let around = Step {
+            index: base,
+            bracket: true,
+        };
+        if plan.last().map(|s| s.index) != Some(base) {
+            plan.push(around);
+        }
+        plan.push(own);
+        plan.push(around);
+    }
+    plan
+}
+
+/// The fraction each compared row's run reached of the mean of the base
+/// runs on either side of it (or the one side that has a rate), from one
+/// round's runs in order: `(index, step was the row's own, rate)`.
+pub fn bracketed_fractions(
+    selected: &[Scenario],
+    timeline: &[(Step, Option<f64>)],
+) -> Vec<(usize, f64)> {
+    let mut out = Vec::new();
+    for (at, (step, rate)) in timeline.iter().enumerate() {
+        let (false, Some(rate)) = (step.bracket, rate) else {
+            continue;
+        };
+        let Some(base) = base_index(selected, &selected[step.index]) else {
+            continue;
+        };
+        let beside = |i: Option<usize>| {
+            i.and_then(|i| timeline.get(i))
+                .filter(|(s, _)| s.index == base)
+                .and_then(|(_, r)| *r)
+                .filter(|r| *r > 0.0)
+        };
+        let sides: Vec<f64> = [beside(at.checked_sub(1)), beside(Some(at + 1))]
+            .into_iter()
+            .flatten()
+            .collect();
+        if !sides.is_empty() {
+            let mean = sides.iter().sum::<f64>() / sides.len() as f64;
+            out.push((step.index, rate / mean));
+        }
+    }
+    out
+}
+
 /// Whether another round of `scenario` is worth its time: not after a
 /// skip, a failure or a stuck run, and not for the memory scenario, whose
 /// peak is a property of the backlog rather than a rate that drifts.
@@ -486,5 +581,85 @@ mod tests {
         assert_eq!(sizes.for_entity(KB, 1), 20_000);
         assert_eq!(sizes.for_entity(64 * KB, 1), 2_500);
         assert_eq!(sizes.for_entity(KB, 100), 200);
+    }
+
+    fn named(names: &[&str]) -> Vec<Scenario> {
+        names
+            .iter()
+            .map(|n| {
+                *ALL.iter()
+                    .find(|s| s.name == *n)
+                    .unwrap_or_else(|| panic!("no scenario {n}"))
+            })
+            .collect()
+    }
+
+    fn plan_names(selected: &[Scenario]) -> Vec<String> {
+        bracketed(selected)
+            .iter()
+            .map(|s| {
+                let name = selected[s.index].name;
+                if s.bracket {
+                    format!("({name})")
+                } else {
+                    name.to_string()
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_compared_row_runs_between_two_runs_of_its_base() {
+        let selected = named(&[
+            "nats-template",
+            "nats-wasm",
+            "nats-hostile-loop",
+            "nats-hostile-trap",
+            "nats-hostile-all",
+            "jetstream",
+        ]);
+        assert_eq!(
+            plan_names(&selected),
+            [
+                "nats-template",
+                "nats-wasm",
+                "(nats-template)",
+                "(nats-wasm)",
+                "nats-hostile-loop",
+                "(nats-wasm)",
+                "nats-hostile-trap",
+                "(nats-wasm)",
+                "nats-hostile-all",
+                "(nats-template)",
+                "jetstream",
+                "(nats-template)",
+            ]
+        );
+        // Without its base selected, a row runs alone.
+        assert_eq!(
+            plan_names(&named(&["nats-hostile-loop"])),
+            ["nats-hostile-loop"]
+        );
+    }
+
+    #[test]
+    fn a_run_is_judged_against_the_mean_of_the_base_runs_beside_it() {
+        let selected = named(&["nats-wasm", "nats-hostile-loop", "nats-hostile-trap"]);
+        let plan = bracketed(&selected);
+        // nats-wasm, loop, (nats-wasm), trap, (nats-wasm)
+        let rates = [
+            Some(10_000.0),
+            Some(9_000.0),
+            Some(8_000.0),
+            Some(8_000.0),
+            None,
+        ];
+        let timeline: Vec<_> = plan.iter().copied().zip(rates).collect();
+        assert_eq!(
+            bracketed_fractions(&selected, &timeline),
+            // loop: 9,000 / mean(10,000, 8,000); trap: only the run before
+            // it has a rate.
+            [(1, 1.0), (2, 1.0)]
+        );
     }
 }
