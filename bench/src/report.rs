@@ -183,6 +183,9 @@ fn verdict(
         Some(fraction) => {
             let f = fraction.value();
             let how = match &fraction {
+                Fraction::Bracketed { rounds, .. } if rounds.len() == 1 => {
+                    " (1 bracketed run)".into()
+                }
                 Fraction::Bracketed { rounds, .. } => {
                     format!(" (median of {} bracketed runs)", rounds.len())
                 }

@@ -66,6 +66,7 @@ struct Inner {
     dlq_size: Gauge,
     outbox_size: Gauge,
     source_lag: Gauge,
+    source_dropped: Counter,
     breaker: Family<BreakerLabels, Counter>,
     incoming: Family<IncomingLabels, Counter>,
     plugin_calls: Family<PluginLabels, Counter>,
@@ -148,6 +149,7 @@ impl Metrics {
         let dlq_size = Gauge::default();
         let outbox_size = Gauge::default();
         let source_lag = Gauge::default();
+        let source_dropped = Counter::default();
         let breaker = Family::<BreakerLabels, Counter>::default();
         let incoming = Family::<IncomingLabels, Counter>::default();
         let plugin_calls = Family::<PluginLabels, Counter>::default();
@@ -193,6 +195,13 @@ impl Metrics {
             source_lag.clone(),
         );
         registry.register(
+            "source_dropped",
+            "Messages an at-most-once source lost before wasmhook accepted them, as its \
+             client reports them (core NATS: a slow consumer, its subscription buffer full); \
+             a lower bound",
+            source_dropped.clone(),
+        );
+        registry.register(
             "circuit_breaker",
             "Circuit breaker transitions, by destination (host:port or webhook) and new state",
             breaker.clone(),
@@ -223,6 +232,7 @@ impl Metrics {
                 dlq_size,
                 outbox_size,
                 source_lag,
+                source_dropped,
                 breaker,
                 incoming,
                 plugin_calls,
@@ -356,6 +366,11 @@ impl Metrics {
             .set(events.min(i64::MAX as u64) as i64);
     }
 
+    /// Records a message an at-most-once source lost before acceptance.
+    pub fn source_dropped(&self) {
+        self.inner.source_dropped.inc();
+    }
+
     /// The Prometheus text exposition, with the sizes read at scrape time.
     pub fn encode(&self, dlq_size: usize, outbox_size: usize) -> String {
         self.inner.dlq_size.set(dlq_size as i64);
@@ -384,6 +399,7 @@ mod tests {
         );
         m.incoming("github", "refused");
         m.plugin_call("hv", "ok", Duration::from_micros(2));
+        m.source_dropped();
         let text = m.encode(4, 7);
         for line in [
             r#"wh_webhook_requests_total{observer="orders",webhook="0"} 2"#,
@@ -395,6 +411,7 @@ mod tests {
             "wh_outbox_size 7",
             r#"wh_incoming_total{receiver="github",result="refused"} 1"#,
             r#"wh_plugin_calls_total{plugin="hv",result="ok"} 1"#,
+            "wh_source_dropped_total 1",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
         }

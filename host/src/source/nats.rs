@@ -5,11 +5,14 @@
 //! Core NATS is at-most-once: messages published while wasmhook is down or
 //! disconnected are not redelivered. Use JetStream where that matters.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
 use futures::StreamExt;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::{Connected, Unanswered};
+use crate::metrics::Metrics;
 use crate::pipeline::{Message, Pipeline};
 
 /// Messages per durable write.
@@ -43,43 +46,18 @@ pub async fn connect(
     url: &str,
     connected: Option<Connected>,
 ) -> Result<async_nats::Client, NatsError> {
-    connect_reporting(url, connected, false).await
+    connect_reporting(url, Events::new(connected, false, None)).await
 }
 
-/// [`connect`]; with `caller_reports_first`, the first connection is left
-/// for the caller to report, once it is of use. Disconnections and later
-/// connections are always reported.
-async fn connect_reporting(
-    url: &str,
-    status: Option<Connected>,
-    caller_reports_first: bool,
-) -> Result<async_nats::Client, NatsError> {
-    let reports = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(!caller_reports_first));
+/// [`connect`], with the client's events reported through `events`.
+async fn connect_reporting(url: &str, events: Events) -> Result<async_nats::Client, NatsError> {
+    let events = std::sync::Arc::new(events);
     async_nats::ConnectOptions::new()
         .name("wasmhook")
         .retry_on_initial_connect()
         .event_callback(move |event| {
-            let status = status.clone();
-            let reports = reports.clone();
-            async move {
-                match event {
-                    async_nats::Event::Connected => {
-                        if let Some(status) = &status {
-                            if reports.swap(true, std::sync::atomic::Ordering::Relaxed) {
-                                status.set(true);
-                            }
-                        }
-                        info!("NATS connected");
-                    }
-                    async_nats::Event::Disconnected => {
-                        if let Some(status) = &status {
-                            status.set(false);
-                        }
-                        warn!("NATS disconnected; reconnecting");
-                    }
-                    other => info!(event = %other, "NATS"),
-                }
-            }
+            let events = events.clone();
+            async move { events.on(event) }
         })
         .connect(url)
         .await
@@ -87,6 +65,81 @@ async fn connect_reporting(
             url: url.to_string(),
             message: e.to_string(),
         })
+}
+
+/// What the client's events change: `/readyz`, the logs and the count of
+/// dropped messages.
+struct Events {
+    status: Option<Connected>,
+    /// Whether a connection is reported yet; false leaves the first one to
+    /// the caller, once it is of use. Disconnections and later connections
+    /// are always reported.
+    reports: AtomicBool,
+    /// Counts messages the client dropped (`source_dropped`).
+    metrics: Option<Metrics>,
+    /// When the last warning about dropped messages was logged (ms since
+    /// the epoch): a slow consumer reports every message it drops.
+    warned_ms: AtomicU64,
+}
+
+/// At most one warning about dropped messages per this many ms.
+const DROP_WARNING_EVERY_MS: u64 = 10_000;
+
+impl Events {
+    fn new(
+        status: Option<Connected>,
+        caller_reports_first: bool,
+        metrics: Option<Metrics>,
+    ) -> Events {
+        Events {
+            status,
+            reports: AtomicBool::new(!caller_reports_first),
+            metrics,
+            warned_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn on(&self, event: async_nats::Event) {
+        match event {
+            async_nats::Event::Connected => {
+                if let Some(status) = &self.status {
+                    if self.reports.swap(true, Ordering::Relaxed) {
+                        status.set(true);
+                    }
+                }
+                info!("NATS connected");
+            }
+            async_nats::Event::Disconnected => {
+                if let Some(status) = &self.status {
+                    status.set(false);
+                }
+                warn!("NATS disconnected; reconnecting");
+            }
+            async_nats::Event::SlowConsumer(_) => {
+                if let Some(metrics) = &self.metrics {
+                    metrics.source_dropped();
+                }
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                let last = self.warned_ms.load(Ordering::Relaxed);
+                if now.saturating_sub(last) >= DROP_WARNING_EVERY_MS
+                    && self
+                        .warned_ms
+                        .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                        .is_ok()
+                {
+                    warn!(
+                        "NATS messages dropped: they arrive faster than wasmhook accepts them and \
+                         its subscription buffer is full (a slow consumer); core NATS does not send \
+                         them again. wasmhook_source_dropped_total counts them; publish to \
+                         JetStream where every event matters"
+                    );
+                }
+            }
+            other => info!(event = %other, "NATS"),
+        }
+    }
 }
 
 /// Returns once the server has every subscription this client sent so
@@ -117,7 +170,12 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), NatsError> {
     // The first connection is reported once the subscriptions are in place.
-    let client = connect_reporting(url, Some(connected.clone()), true).await?;
+    let events = Events::new(
+        Some(connected.clone()),
+        true,
+        Some(pipeline.metrics().clone()),
+    );
+    let client = connect_reporting(url, events).await?;
     let mut streams = Vec::with_capacity(subjects.len());
     for subject in subjects {
         let subscriber =
@@ -165,4 +223,38 @@ pub async fn run(
     }
     storing.finish().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_dropped_message_is_counted() {
+        let metrics = Metrics::new("wh");
+        let events = Events::new(None, false, Some(metrics.clone()));
+        for _ in 0..3 {
+            events.on(async_nats::Event::SlowConsumer(1));
+        }
+        let text = metrics.encode(0, 0);
+        assert!(
+            text.lines().any(|l| l == "wh_source_dropped_total 3"),
+            "{text}"
+        );
+        // One warning for the burst, not one per message.
+        assert!(events.warned_ms.load(Ordering::Relaxed) > 0);
+    }
+
+    #[test]
+    fn the_first_connection_can_be_left_to_the_caller() {
+        let status = Connected::new(false);
+        let events = Events::new(Some(status.clone()), true, None);
+        events.on(async_nats::Event::Connected);
+        assert!(!status.get(), "reported before the caller's subscriptions");
+        status.set(true);
+        events.on(async_nats::Event::Disconnected);
+        assert!(!status.get());
+        events.on(async_nats::Event::Connected);
+        assert!(status.get(), "a reconnection is reported");
+    }
 }
