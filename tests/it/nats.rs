@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::utils::{fraiseql_order, readyz, InProcess, NatsServer, TestReceiver};
+use crate::utils::{fraiseql_order, free_port, readyz, InProcess, NatsServer, TestReceiver};
 
 #[tokio::test]
 async fn nats_events_are_delivered_and_bad_messages_go_to_the_dlq() {
@@ -86,4 +86,45 @@ async fn nats_events_are_delivered_and_bad_messages_go_to_the_dlq() {
     assert_eq!(shown["failure"]["raw"], "not json");
     assert_eq!(shown["failure"]["source"], "nats:fraiseql.order.created");
     wasmhook.stop().await;
+}
+
+/// A restart of the server is seen in `/readyz` (503, then 200 again),
+/// and what is published once it is ready arrives. Ready waits until the
+/// server has the subscriptions back; the race that guards against (the
+/// client announces a reconnection before it sends them) lasts
+/// microseconds, so `source::nats::tests::a_source_reports_its_connections_itself`
+/// checks it, not this test.
+#[tokio::test]
+async fn a_nats_restart_is_reported_and_delivery_resumes() {
+    let port = free_port();
+    let nats = NatsServer::start_on(port).await;
+    let receiver = TestReceiver::start().await;
+    let config = format!(
+        "[observers]\nbackend = \"nats\"\nnats_url = \"{}\"\n\n[[observer]]\nname = \"orders\"\nentity = \"order\"\n[[observer.webhook]]\nurl = \"{}\"\n",
+        nats.url(),
+        receiver.url("/orders")
+    );
+    let wasmhook = InProcess::start(&config).await;
+    readyz(&wasmhook.url("/readyz"), 200).await;
+
+    drop(nats);
+    readyz(&wasmhook.url("/readyz"), 503).await;
+    let nats = NatsServer::start_on(port).await;
+    readyz(&wasmhook.url("/readyz"), 200).await;
+
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    for i in 0..50 {
+        let event = fraiseql_order("created", json!({"id": i}), None);
+        client
+            .publish("fraiseql.order.created", event.to_string().into())
+            .await
+            .unwrap();
+    }
+    client.flush().await.unwrap();
+    let got = receiver
+        .wait_until("50 deliveries", Duration::from_secs(20), |r| r.len() >= 50)
+        .await;
+    let mut ids: Vec<i64> = got.iter().filter_map(|r| r.json()["id"].as_i64()).collect();
+    ids.sort();
+    assert_eq!(ids, (0..50).collect::<Vec<_>>());
 }

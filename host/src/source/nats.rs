@@ -5,10 +5,12 @@
 //! Core NATS is at-most-once: messages published while wasmhook is down or
 //! disconnected are not redelivered. Use JetStream where that matters.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tracing::{info, warn};
 
 use super::{Connected, Unanswered};
@@ -46,12 +48,12 @@ pub async fn connect(
     url: &str,
     connected: Option<Connected>,
 ) -> Result<async_nats::Client, NatsError> {
-    connect_reporting(url, Events::new(connected, false, None)).await
+    connect_reporting(url, Events::new(connected, Readiness::OnConnect, None)).await
 }
 
 /// [`connect`], with the client's events reported through `events`.
 async fn connect_reporting(url: &str, events: Events) -> Result<async_nats::Client, NatsError> {
-    let events = std::sync::Arc::new(events);
+    let events = Arc::new(events);
     async_nats::ConnectOptions::new()
         .name("wasmhook")
         .retry_on_initial_connect()
@@ -67,14 +69,24 @@ async fn connect_reporting(url: &str, events: Events) -> Result<async_nats::Clie
         })
 }
 
+/// When a connection counts as ready.
+enum Readiness {
+    /// As soon as the client announces it: nothing is lost by a server
+    /// that has not read the rest yet (a publisher, a pull consumer).
+    OnConnect,
+    /// Once the source has seen the server hold its subscriptions: the
+    /// client announces a connection, the first and every reconnection,
+    /// before it has sent them, and core NATS drops what arrives before
+    /// the subscription it would match. A connection wakes the source
+    /// through this, and it reports ready itself.
+    Confirmed(Arc<Notify>),
+}
+
 /// What the client's events change: `/readyz`, the logs and the count of
 /// dropped messages.
 struct Events {
     status: Option<Connected>,
-    /// Whether a connection is reported yet; false leaves the first one to
-    /// the caller, once it is of use. Disconnections and later connections
-    /// are always reported.
-    reports: AtomicBool,
+    readiness: Readiness,
     /// Counts messages the client dropped (`source_dropped`).
     metrics: Option<Metrics>,
     /// When the last warning about dropped messages was logged (ms since
@@ -86,14 +98,10 @@ struct Events {
 const DROP_WARNING_EVERY_MS: u64 = 10_000;
 
 impl Events {
-    fn new(
-        status: Option<Connected>,
-        caller_reports_first: bool,
-        metrics: Option<Metrics>,
-    ) -> Events {
+    fn new(status: Option<Connected>, readiness: Readiness, metrics: Option<Metrics>) -> Events {
         Events {
             status,
-            reports: AtomicBool::new(!caller_reports_first),
+            readiness,
             metrics,
             warned_ms: AtomicU64::new(0),
         }
@@ -102,10 +110,10 @@ impl Events {
     fn on(&self, event: async_nats::Event) {
         match event {
             async_nats::Event::Connected => {
-                if let Some(status) = &self.status {
-                    if self.reports.swap(true, Ordering::Relaxed) {
-                        status.set(true);
-                    }
+                match (&self.readiness, &self.status) {
+                    (Readiness::Confirmed(connection), _) => connection.notify_one(),
+                    (Readiness::OnConnect, Some(status)) => status.set(true),
+                    (Readiness::OnConnect, None) => {}
                 }
                 info!("NATS connected");
             }
@@ -161,6 +169,29 @@ async fn subscriptions_reached_server(
     Ok(())
 }
 
+/// How long one confirmation waits for its echo before it looks again at
+/// whether the client is still connected.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Reports the source ready once the server has its subscriptions back
+/// after a reconnection. Gives up while the client is not connected: its
+/// next connection starts another.
+async fn confirm_resubscribed(client: async_nats::Client, connected: Connected) {
+    use async_nats::connection::State;
+    loop {
+        match tokio::time::timeout(CONFIRM_TIMEOUT, subscriptions_reached_server(&client)).await {
+            Ok(Ok(())) if client.connection_state() == State::Connected => {
+                connected.set(true);
+                info!("NATS source subscribed again");
+                return;
+            }
+            Ok(_) => return,
+            Err(_) if client.connection_state() != State::Connected => return,
+            Err(_) => continue,
+        }
+    }
+}
+
 /// Runs until `shutdown` turns true.
 pub async fn run(
     url: &str,
@@ -169,10 +200,12 @@ pub async fn run(
     connected: Connected,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), NatsError> {
-    // The first connection is reported once the subscriptions are in place.
+    // The first connection is reported once the subscriptions are in
+    // place, and so is every reconnection.
+    let connection = Arc::new(Notify::new());
     let events = Events::new(
         Some(connected.clone()),
-        true,
+        Readiness::Confirmed(connection.clone()),
         Some(pipeline.metrics().clone()),
     );
     let client = connect_reporting(url, events).await?;
@@ -204,6 +237,12 @@ pub async fn run(
     loop {
         let batch = tokio::select! {
             _ = shutdown.wait_for(|stop| *stop) => break,
+            // Also woken by the first connection, already confirmed above:
+            // a second confirmation costs one round trip.
+            _ = connection.notified() => {
+                tokio::spawn(confirm_resubscribed(client.clone(), connected.clone()));
+                continue;
+            }
             batch = messages.next() => match batch {
                 Some(batch) => batch,
                 None => break,
@@ -232,7 +271,7 @@ mod tests {
     #[test]
     fn every_dropped_message_is_counted() {
         let metrics = Metrics::new("wh");
-        let events = Events::new(None, false, Some(metrics.clone()));
+        let events = Events::new(None, Readiness::OnConnect, Some(metrics.clone()));
         for _ in 0..3 {
             events.on(async_nats::Event::SlowConsumer(1));
         }
@@ -246,15 +285,36 @@ mod tests {
     }
 
     #[test]
-    fn the_first_connection_can_be_left_to_the_caller() {
+    fn a_source_reports_its_connections_itself() {
         let status = Connected::new(false);
-        let events = Events::new(Some(status.clone()), true, None);
+        let connection = Arc::new(Notify::new());
+        let events = Events::new(
+            Some(status.clone()),
+            Readiness::Confirmed(connection.clone()),
+            None,
+        );
         events.on(async_nats::Event::Connected);
-        assert!(!status.get(), "reported before the caller's subscriptions");
+        assert!(!status.get(), "ready before the subscriptions were seen");
         status.set(true);
         events.on(async_nats::Event::Disconnected);
         assert!(!status.get());
         events.on(async_nats::Event::Connected);
-        assert!(status.get(), "a reconnection is reported");
+        assert!(
+            !status.get(),
+            "ready again before the subscriptions were sent"
+        );
+        // The source is woken to confirm them (a permit is stored).
+        let woken = futures::FutureExt::now_or_never(connection.notified());
+        assert!(woken.is_some());
+    }
+
+    #[test]
+    fn a_publisher_is_ready_when_connected() {
+        let status = Connected::new(false);
+        let events = Events::new(Some(status.clone()), Readiness::OnConnect, None);
+        events.on(async_nats::Event::Connected);
+        assert!(status.get());
+        events.on(async_nats::Event::Disconnected);
+        assert!(!status.get());
     }
 }
