@@ -340,22 +340,18 @@ fn base_of(target: Target, rows: &[Row]) -> Option<(Base, f64)> {
     Some((Base::of(rows, name), need))
 }
 
-/// `of nats-wasm beside each run: 98%, 104%, 93%`, for a row whose
-/// verdict used bracketed runs.
-fn bracketed_note(rows: &[Row], row: &Row) -> Option<String> {
-    let (base, _) = base_of(row.scenario.target?, rows)?;
-    match Fraction::of(row.rate(), &row.fractions, &base)? {
-        Fraction::Bracketed { rounds, .. } => Some(format!(
-            "of {} runs beside each run, in run order: {}",
-            base.name,
-            rounds
-                .iter()
-                .map(|f| percent(*f))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )),
-        Fraction::OfMedians(_) => None,
+/// `of nats-wasm runs beside each run, in run order: 98%, 104%, 93%`, for
+/// a row whose verdict used bracketed runs.
+fn bracketed_note(row: &Row) -> Option<String> {
+    if row.fractions.is_empty() {
+        return None;
     }
+    let (base, _) = row.scenario.target?.compared_with()?;
+    let runs: Vec<String> = row.fractions.iter().map(|f| percent(*f)).collect();
+    Some(format!(
+        "of {base} runs beside each run, in run order: {}",
+        runs.join(", ")
+    ))
 }
 
 /// Skips, failures and anything unusual, one bullet per row.
@@ -364,12 +360,7 @@ pub fn notes(rows: &[Row]) -> String {
     for row in rows {
         let name = row.scenario.name;
         let lines: Vec<String> = match &row.outcome {
-            Ok(m) => m
-                .notes
-                .iter()
-                .cloned()
-                .chain(bracketed_note(rows, row))
-                .collect(),
+            Ok(m) => m.notes.iter().cloned().chain(bracketed_note(row)).collect(),
             Err(Problem::Skip(why)) => vec![format!("skipped: {why}")],
             Err(Problem::Fail(error)) => vec![format!("FAILED: {error:#}")],
         };

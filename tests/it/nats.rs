@@ -6,16 +6,32 @@ use serde_json::json;
 
 use crate::utils::{fraiseql_order, free_port, readyz, InProcess, NatsServer, TestReceiver};
 
+/// A config with one observer of orders from `nats`, delivering to
+/// `receiver`'s `/orders`.
+fn orders_from(nats: &NatsServer, receiver: &TestReceiver) -> String {
+    format!(
+        "[observers]\nbackend = \"nats\"\nnats_url = \"{}\"\n\n[[observer]]\nname = \"orders\"\nentity = \"order\"\n[[observer.webhook]]\nurl = \"{}\"\n",
+        nats.url(),
+        receiver.url("/orders")
+    )
+}
+
+/// Publishes an order event with each id on the subject wasmhook reads.
+async fn publish_orders(client: &async_nats::Client, ids: std::ops::Range<i64>) {
+    for i in ids {
+        let event = fraiseql_order("created", json!({"id": i}), None);
+        client
+            .publish("fraiseql.order.created", event.to_string().into())
+            .await
+            .unwrap();
+    }
+}
+
 #[tokio::test]
 async fn nats_events_are_delivered_and_bad_messages_go_to_the_dlq() {
     let nats = NatsServer::start().await;
     let receiver = TestReceiver::start().await;
-    let config = format!(
-        "[observers]\nbackend = \"nats\"\nnats_url = \"{}\"\n\n[[observer]]\nname = \"orders\"\nentity = \"order\"\n[[observer.webhook]]\nurl = \"{}\"\n",
-        nats.url(),
-        receiver.url("/orders")
-    );
-    let wasmhook = InProcess::start(&config).await;
+    let wasmhook = InProcess::start(&orders_from(&nats, &receiver)).await;
     let client = async_nats::connect(nats.url()).await.unwrap();
 
     // Core NATS drops what is published before the subscription exists:
@@ -23,13 +39,7 @@ async fn nats_events_are_delivered_and_bad_messages_go_to_the_dlq() {
     // published from here on must arrive.
     readyz(&wasmhook.url("/readyz"), 200).await;
 
-    for i in 0..200 {
-        let event = fraiseql_order("created", json!({"id": i}), None);
-        client
-            .publish("fraiseql.order.created", event.to_string().into())
-            .await
-            .unwrap();
-    }
+    publish_orders(&client, 0..200).await;
     // Not our subject: ignored.
     client
         .publish(
@@ -99,12 +109,7 @@ async fn a_nats_restart_is_reported_and_delivery_resumes() {
     let port = free_port();
     let nats = NatsServer::start_on(port).await;
     let receiver = TestReceiver::start().await;
-    let config = format!(
-        "[observers]\nbackend = \"nats\"\nnats_url = \"{}\"\n\n[[observer]]\nname = \"orders\"\nentity = \"order\"\n[[observer.webhook]]\nurl = \"{}\"\n",
-        nats.url(),
-        receiver.url("/orders")
-    );
-    let wasmhook = InProcess::start(&config).await;
+    let wasmhook = InProcess::start(&orders_from(&nats, &receiver)).await;
     readyz(&wasmhook.url("/readyz"), 200).await;
 
     drop(nats);
@@ -113,13 +118,7 @@ async fn a_nats_restart_is_reported_and_delivery_resumes() {
     readyz(&wasmhook.url("/readyz"), 200).await;
 
     let client = async_nats::connect(nats.url()).await.unwrap();
-    for i in 0..50 {
-        let event = fraiseql_order("created", json!({"id": i}), None);
-        client
-            .publish("fraiseql.order.created", event.to_string().into())
-            .await
-            .unwrap();
-    }
+    publish_orders(&client, 0..50).await;
     client.flush().await.unwrap();
     let got = receiver
         .wait_until("50 deliveries", Duration::from_secs(20), |r| r.len() >= 50)

@@ -127,9 +127,7 @@ impl Events {
                 if let Some(metrics) = &self.metrics {
                     metrics.source_dropped();
                 }
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as u64);
+                let now = crate::outbox::now_ms();
                 let last = self.warned_ms.load(Ordering::Relaxed);
                 if now.saturating_sub(last) >= DROP_WARNING_EVERY_MS
                     && self
