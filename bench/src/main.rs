@@ -60,6 +60,12 @@ struct Args {
     /// between two runs of it in every round.
     #[arg(long, value_name = "N")]
     rounds: Option<u32>,
+    /// Runs of each row judged against another row, and of the runs of
+    /// that row beside it (default: 10, at least --rounds; with --quick,
+    /// --rounds). Such a verdict is the ratio of two runs that each spread
+    /// by ±10% on a shared machine: 3 rounds cannot tell 88% from 95%.
+    #[arg(long, value_name = "N")]
+    compared_rounds: Option<u32>,
     /// List the scenarios and exit.
     #[arg(long)]
     list: bool,
@@ -154,6 +160,10 @@ fn run(args: Args) -> Result<ExitCode> {
 
     let runtime = tokio::runtime::Runtime::new().context("starting tokio")?;
     let rounds = args.rounds.unwrap_or(if args.quick { 1 } else { 3 }).max(1);
+    let compared_rounds = args
+        .compared_rounds
+        .unwrap_or(if args.quick { rounds } else { 10 })
+        .max(rounds);
     let all = async {
         let mut bench = Bench::new(binary, root.clone(), sizes).await?;
         // Round-robin, so a burst of load from others on a shared machine
@@ -162,9 +172,14 @@ fn run(args: Args) -> Result<ExitCode> {
             selected.iter().map(|_| Vec::new()).collect();
         let mut fractions: Vec<Vec<f64>> = selected.iter().map(|_| Vec::new()).collect();
         let plan = scenarios::bracketed(&selected);
-        for round in 1..=rounds {
-            let mut timeline = Vec::with_capacity(plan.len());
-            for &step in &plan {
+        let extra = scenarios::compared_only(&selected, &plan);
+        for round in 1..=compared_rounds {
+            let steps = if round <= rounds { &plan } else { &extra };
+            if steps.is_empty() {
+                break;
+            }
+            let mut timeline = Vec::with_capacity(steps.len());
+            for &step in steps {
                 let scenario = &selected[step.index];
                 let done = &mut runs[step.index];
                 if done
@@ -174,8 +189,13 @@ fn run(args: Args) -> Result<ExitCode> {
                     continue;
                 }
                 eprintln!(
-                    "wasmhook-bench: {} (round {round}/{rounds}{}) ...",
+                    "wasmhook-bench: {} (round {round}/{}{}) ...",
                     scenario.name,
+                    if round <= rounds {
+                        rounds
+                    } else {
+                        compared_rounds
+                    },
                     if step.bracket {
                         ", beside a row compared with it"
                     } else {

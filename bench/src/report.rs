@@ -348,10 +348,46 @@ fn bracketed_note(row: &Row) -> Option<String> {
     }
     let (base, _) = row.scenario.target?.compared_with()?;
     let runs: Vec<String> = row.fractions.iter().map(|f| percent(*f)).collect();
+    let interval = median_interval(&row.fractions).map_or(String::new(), |(low, high, cover)| {
+        format!(
+            "; the median lies in {}-{} with {:.0}% confidence",
+            percent(low),
+            percent(high),
+            cover * 100.0
+        )
+    });
     Some(format!(
-        "of {base} runs beside each run, in run order: {}",
+        "of {base} runs beside each run, in run order: {}{interval}",
         runs.join(", ")
     ))
+}
+
+/// A distribution-free confidence interval for the median of `runs`: the
+/// k-th smallest and k-th largest run, with the largest k that still covers
+/// the true median with at least 95% probability (the sign test: each run
+/// falls below the median with probability 1/2, whatever the spread of
+/// this machine's speed looks like). Returns (low, high, coverage); `None`
+/// under 6 runs, where no interval reaches 95%.
+fn median_interval(runs: &[f64]) -> Option<(f64, f64, f64)> {
+    let n = runs.len();
+    // P(X <= j) for X ~ Binomial(n, 1/2), accumulated term by term.
+    let mut term = 0.5f64.powi(i32::try_from(n).ok()?);
+    let mut below = 0.0;
+    let mut best = None;
+    for k in 1..=n / 2 {
+        // Coverage of [x_(k), x_(n+1-k)] is 1 - 2 P(X <= k-1).
+        below += term;
+        term *= (n - (k - 1)) as f64 / k as f64;
+        let cover = 1.0 - 2.0 * below;
+        if cover < 0.95 {
+            break;
+        }
+        best = Some((k, cover));
+    }
+    let (k, cover) = best?;
+    let mut sorted = runs.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    Some((sorted[k - 1], sorted[n - k], cover))
 }
 
 /// Skips, failures and anything unusual, one bullet per row.
@@ -433,7 +469,9 @@ pub fn section(rows: &[Row], p: &Provenance) -> String {
          another (\"of nats-template\", \"of nats-wasm\") runs, in every round, between two \
          runs of that other row, which count for this comparison only; its target takes the \
          median over the rounds of its rate as a fraction of the mean of those two, because a \
-         run lasts seconds and the machine's speed moves on that scale.\n"
+         run lasts seconds and the machine's speed moves on that scale. Such rows get more \
+         rounds than the rest (`--compared-rounds`, 10 by default) and, from 6 runs, a note \
+         with the interval that holds their median with at least 95% confidence.\n"
     );
     for row in rows {
         let _ = writeln!(out, "- `{}`: {}", row.scenario.name, row.scenario.what);
@@ -514,6 +552,22 @@ mod tests {
         let fraction = Fraction::of(Some(8_000.0), &[], &base(Some(10_000.0)));
         assert_eq!(fraction, Some(Fraction::OfMedians(0.8)));
         assert_eq!(Fraction::of(Some(1.0), &[], &base(None)), None);
+    }
+
+    #[test]
+    fn the_medians_interval_widens_to_keep_95_percent() {
+        // Five runs cannot give 95%: even min..max covers 1 - 2/32.
+        assert_eq!(median_interval(&[1.0, 0.9, 0.95, 0.92, 0.97]), None);
+        // Six runs: min..max, 1 - 2/64.
+        let (low, high, cover) = median_interval(&[0.93, 0.9, 1.0, 0.95, 0.97, 0.99]).unwrap();
+        assert_eq!((low, high), (0.9, 1.0));
+        assert!((cover - (1.0 - 2.0 / 64.0)).abs() < 1e-12, "{cover}");
+        // Ten runs: the second smallest and largest, 1 - 2 * 11/1024;
+        // the third would cover only 1 - 2 * 56/1024 (89%).
+        let runs = [0.85, 0.99, 0.91, 0.93, 0.95, 0.97, 0.92, 1.02, 0.94, 0.96];
+        let (low, high, cover) = median_interval(&runs).unwrap();
+        assert_eq!((low, high), (0.91, 0.99));
+        assert!((cover - (1.0 - 22.0 / 1024.0)).abs() < 1e-12, "{cover}");
     }
 
     #[test]

@@ -386,6 +386,36 @@ pub fn bracketed(selected: &[Scenario]) -> Vec<Step> {
     plan
 }
 
+/// The runs of a round past `--rounds`, which only the compared rows get
+/// (`--compared-rounds`): their own runs and the base runs beside them. A
+/// comparison is the ratio of two runs that each spread by ±10% here, so a
+/// median of 3 cannot tell 88% from 95%; 10 runs give the median an
+/// interval (`report::median_interval`). A base's own run that sits beside
+/// a compared row runs as a bracket, since the base's row has its rounds.
+pub fn compared_only(selected: &[Scenario], plan: &[Step]) -> Vec<Step> {
+    let compared =
+        |step: &Step| !step.bracket && base_index(selected, &selected[step.index]).is_some();
+    plan.iter()
+        .enumerate()
+        .filter_map(|(at, step)| {
+            if step.bracket || compared(step) {
+                return Some(*step);
+            }
+            let beside = [at.checked_sub(1), Some(at + 1)]
+                .into_iter()
+                .flatten()
+                .filter_map(|i| plan.get(i))
+                .any(|s| {
+                    compared(s) && base_index(selected, &selected[s.index]) == Some(step.index)
+                });
+            beside.then_some(Step {
+                index: step.index,
+                bracket: true,
+            })
+        })
+        .collect()
+}
+
 /// The fraction each compared row's run reached of the mean of the base
 /// runs on either side of it (or the one side that has a rate), from one
 /// round's runs in order: `(index, step was the row's own, rate)`.
@@ -595,8 +625,11 @@ mod tests {
     }
 
     fn plan_names(selected: &[Scenario]) -> Vec<String> {
-        bracketed(selected)
-            .iter()
+        names_of(selected, &bracketed(selected))
+    }
+
+    fn names_of(selected: &[Scenario], plan: &[Step]) -> Vec<String> {
+        plan.iter()
             .map(|s| {
                 let name = selected[s.index].name;
                 if s.bracket {
@@ -606,6 +639,37 @@ mod tests {
                 }
             })
             .collect()
+    }
+
+    #[test]
+    fn extra_rounds_run_only_the_compared_rows_and_their_brackets() {
+        let selected = named(&[
+            "raw-1k",
+            "nats-template",
+            "nats-wasm",
+            "nats-hostile-loop",
+            "nats-hostile-all",
+            "jetstream",
+            "nats-latency",
+        ]);
+        assert_eq!(
+            names_of(&selected, &compared_only(&selected, &bracketed(&selected))),
+            [
+                // nats-template's own run is nats-wasm's left neighbour.
+                "(nats-template)",
+                "nats-wasm",
+                "(nats-template)",
+                "(nats-wasm)",
+                "nats-hostile-loop",
+                "(nats-wasm)",
+                "(nats-template)",
+                "jetstream",
+                "(nats-template)",
+            ]
+        );
+        // Nothing compared, nothing to repeat.
+        let plain = named(&["raw-1k", "nats-template"]);
+        assert!(compared_only(&plain, &bracketed(&plain)).is_empty());
     }
 
     #[test]
