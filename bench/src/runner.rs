@@ -2,7 +2,8 @@
 //! the publish-and-wait loop, and what it measured.
 //!
 //! Every delivery scenario has the same shape: connect, publish a warm-up
-//! and wait for it, then reset the receiver, take the time, publish, wait
+//! and wait for it (and for wasmhook's outbox to empty), then reset the
+//! receiver, take the time, publish, wait
 //! until the expected number of events arrived (or nothing arrived for a
 //! while), and divide. The clock runs from the first measured publish to
 //! the last arrival, so the rate covers the whole path: bus, wasmhook (or
@@ -323,6 +324,7 @@ impl Bench {
             )
             .await
             .map_err(|e| fail(e, &log))?;
+        let unsettled = settle(&wasmhook, self.sizes.stall).await;
         let before = wasmhook.stats()?;
         let flow = if warm_up.stuck.is_some() {
             // It is not going to get better; report the warm-up.
@@ -346,6 +348,7 @@ impl Bench {
         };
         let flooded = matches!(pace, Pace::Flood);
         let mut measured = flow.measured(label, Some((before, after)), flooded);
+        measured.notes.extend(unsettled);
         if !healthy {
             measured.notes.push(
                 "wasmhook stopped answering /healthz: its runtime is blocked (a deadlock; \
@@ -607,6 +610,32 @@ impl Flow {
             notes,
             incomplete,
             stuck,
+        }
+    }
+}
+
+/// Waits until wasmhook's outbox is empty after the warm-up, so that no row
+/// starts its clock with the warm-up's work still going. The receiver
+/// having every healthy delivery is not enough: a hostile observer's
+/// warm-up deliveries, accepted before its plugin was suspended, wait in
+/// the outbox and are buried after that (seen on 2026-12-04: when the
+/// measured publishing of a `nats-hostile-memory` run had begun, 205 of
+/// the warm-up's 1,000 hostile letters were in the DLQ; in `trap`'s, whose
+/// plugin fails in microseconds, all 1,000). Returns a note when the
+/// outbox did not drain within `limit` or could not be read.
+async fn settle(wasmhook: &Wasmhook, limit: Duration) -> Option<String> {
+    let started = tokio::time::Instant::now();
+    loop {
+        match wasmhook.metric("wasmhook_outbox_size").await {
+            Ok(size) if size < 1.0 => return None,
+            Ok(size) if started.elapsed() > limit => {
+                return Some(format!(
+                    "the outbox still held {size:.0} deliveries {} s after the warm-up; measured anyway",
+                    limit.as_secs()
+                ))
+            }
+            Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(e) => return Some(format!("cannot read the outbox size after the warm-up: {e:#}")),
         }
     }
 }
