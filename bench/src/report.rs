@@ -370,14 +370,17 @@ fn bracketed_note(row: &Row) -> Option<String> {
 /// under 6 runs, where no interval reaches 95%.
 fn median_interval(runs: &[f64]) -> Option<(f64, f64, f64)> {
     let n = runs.len();
-    // P(X <= j) for X ~ Binomial(n, 1/2), accumulated term by term.
-    let mut term = 0.5f64.powi(i32::try_from(n).ok()?);
+    // P(X <= j) for X ~ Binomial(n, 1/2), accumulated term by term; each
+    // term from its logarithm, since 2^-n underflows for long runs.
+    let half_n = n as f64 * std::f64::consts::LN_2;
+    let mut ln_choose = 0.0; // ln C(n, j)
     let mut below = 0.0;
     let mut best = None;
     for k in 1..=n / 2 {
         // Coverage of [x_(k), x_(n+1-k)] is 1 - 2 P(X <= k-1).
-        below += term;
-        term *= (n - (k - 1)) as f64 / k as f64;
+        let j = k - 1;
+        below += (ln_choose - half_n).exp();
+        ln_choose += ((n - j) as f64).ln() - (k as f64).ln();
         let cover = 1.0 - 2.0 * below;
         if cover < 0.95 {
             break;
@@ -568,6 +571,13 @@ mod tests {
         let (low, high, cover) = median_interval(&runs).unwrap();
         assert_eq!((low, high), (0.91, 0.99));
         assert!((cover - (1.0 - 22.0 / 1024.0)).abs() < 1e-12, "{cover}");
+        // Long runs: the normal approximation puts k near
+        // n/2 - 1.96 sqrt(n)/2 (956 of 2,000), not at the middle.
+        let runs: Vec<f64> = (0..2000).map(f64::from).collect();
+        let (low, high, cover) = median_interval(&runs).unwrap();
+        assert!((950.0..=960.0).contains(&low), "{low}");
+        assert_eq!(high, 1999.0 - low);
+        assert!((0.95..0.96).contains(&cover), "{cover}");
     }
 
     #[test]
