@@ -418,7 +418,7 @@ pub fn compared_only(selected: &[Scenario], plan: &[Step]) -> Vec<Step> {
 
 /// The fraction each compared row's run reached of the mean of the base
 /// runs on either side of it (or the one side that has a rate), from one
-/// round's runs in order: `(index, step was the row's own, rate)`.
+/// round's runs in order: each step with the rate it measured.
 pub fn bracketed_fractions(
     selected: &[Scenario],
     timeline: &[(Step, Option<f64>)],

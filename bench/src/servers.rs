@@ -444,6 +444,11 @@ pub struct Wasmhook {
     pub addr: SocketAddr,
     /// Where its stderr goes.
     pub log: PathBuf,
+    /// For its health and metrics probes, built once: the harness polls
+    /// `/metrics` every 20 ms while it waits for the outbox to drain, and
+    /// a client per probe would read the system's certificates and open a
+    /// connection each time.
+    probe: reqwest::Client,
 }
 
 impl Wasmhook {
@@ -460,17 +465,21 @@ impl Wasmhook {
             .current_dir(dir)
             .env_remove("RUST_LOG");
         let child = spawn(command, &log)?;
-        let mut wasmhook = Wasmhook { child, addr, log };
+        let mut wasmhook = Wasmhook {
+            child,
+            addr,
+            log,
+            probe: probe_client()?,
+        };
         wasmhook.wait_ready().await?;
         Ok(wasmhook)
     }
 
     async fn wait_ready(&mut self) -> Result<()> {
-        let client = probe_client()?;
         let url = format!("http://{}/readyz", self.addr);
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
-            if let Ok(response) = client.get(&url).send().await {
+            if let Ok(response) = self.probe.get(&url).send().await {
                 if response.status().is_success() {
                     return Ok(());
                 }
@@ -506,7 +515,8 @@ impl Wasmhook {
 
     /// A gauge or counter from `/metrics`, e.g. `wasmhook_outbox_size`.
     pub async fn metric(&self, name: &str) -> Result<f64> {
-        let text = probe_client()?
+        let text = self
+            .probe
             .get(format!("http://{}/metrics", self.addr))
             .send()
             .await?
@@ -524,10 +534,7 @@ impl Wasmhook {
     /// Whether `/healthz` answers within two seconds: a process that is up
     /// but does not answer has a blocked runtime.
     pub async fn answers_health(&self) -> bool {
-        let Ok(client) = probe_client() else {
-            return false;
-        };
-        client
+        self.probe
             .get(format!("http://{}/healthz", self.addr))
             .send()
             .await
