@@ -854,6 +854,119 @@ async fn a_slow_transform_does_not_hold_back_acceptance_or_other_observers() {
     wasmhook.stop().await;
 }
 
+/// After the back-off, the next event's delivery carries the probe: let
+/// through at acceptance, its attempt calls the plugin (a real call, not a
+/// refusal), and the failed probe suspends it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspended_plugin_is_probed_by_a_delivery_after_its_back_off() {
+    let receiver = TestReceiver::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("plugins");
+    install(
+        &dir,
+        "misbehave",
+        "spin",
+        Some("[limits]\nfuel = 20000000\nsuspend_after = 2\n[config]\nmode = \"loop\"\n"),
+    );
+    let observers = beside_a_plain_observer(&receiver, "spin");
+    let wasmhook =
+        InProcess::start(&plugins_config(&dir, &tmp.path().join("cache"), &observers)).await;
+    let post = |i: i64| fraiseql_order("created", json!({"id": i}), None).to_string();
+    for i in 0..3 {
+        assert_eq!(wasmhook.post_events(post(i)).await.0, 202);
+        wait_dlq(&wasmhook, i as usize + 1).await;
+    }
+    // Two failed calls, then a refusal: suspended for 1 s.
+    assert_eq!(plugin_calls(&wasmhook, "spin", "trap").await, 2.0);
+    assert_eq!(plugin_calls(&wasmhook, "spin", "suspended").await, 1.0);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(wasmhook.post_events(post(3)).await.0, 202);
+    let dlq = wait_dlq(&wasmhook, 4).await;
+    assert_eq!(
+        plugin_calls(&wasmhook, "spin", "trap").await,
+        3.0,
+        "the probe ran the plugin: {dlq:?}"
+    );
+    assert_eq!(plugin_calls(&wasmhook, "spin", "suspended").await, 1.0);
+    // The failed probe suspends it again (2 s): the next one is refused.
+    assert_eq!(wasmhook.post_events(post(4)).await.0, 202);
+    wait_dlq(&wasmhook, 5).await;
+    assert_eq!(plugin_calls(&wasmhook, "spin", "suspended").await, 2.0);
+    receiver
+        .wait_until("the plain deliveries", Duration::from_secs(30), |r| {
+            r.len() == 5
+        })
+        .await;
+    wasmhook.stop().await;
+}
+
+/// Deliveries waiting for a busy plugin wait without a thread: the runtime
+/// gains no thread per waiting delivery (before 2026-12-04 each waited in
+/// `block_in_place`, and the runtime started a thread to replace each: 103
+/// of them beside one hostile plugin in the bench), and the plugin still
+/// runs one call at a time. The test has a runtime of its own, whose
+/// threads it counts as they start and stop.
+#[test]
+fn deliveries_waiting_for_a_busy_plugin_hold_no_threads() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let (alive, peak) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (started, stopped) = (alive.clone(), alive.clone());
+    let highest = peak.clone();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .on_thread_start(move || {
+            let now = started.fetch_add(1, Ordering::SeqCst) + 1;
+            highest.fetch_max(now, Ordering::SeqCst);
+        })
+        .on_thread_stop(move || {
+            stopped.fetch_sub(1, Ordering::SeqCst);
+        })
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let receiver = TestReceiver::start().await;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("plugins");
+        install(
+            &dir,
+            "misbehave",
+            "busy",
+            Some(
+                "[limits]\ntimeout_ms = 20000\nfuel = 100000000000\nmax_concurrency = 1\n\
+                 [config]\nmode = \"slow\"\nms = 100\n",
+            ),
+        );
+        let observers = beside_a_plain_observer(&receiver, "busy");
+        let wasmhook =
+            InProcess::start(&plugins_config(&dir, &tmp.path().join("cache"), &observers)).await;
+        let events: Vec<_> = (0..16)
+            .map(|i| fraiseql_order("created", json!({"id": i}), None))
+            .collect();
+        let (status, answer) = wasmhook
+            .post_events(serde_json::Value::Array(events).to_string())
+            .await;
+        assert_eq!(status, 202, "{answer}");
+        // The plugin takes 100 ms a call, one at a time: 1.6 s for all.
+        let got = receiver
+            .wait_until("every delivery", Duration::from_secs(30), |r| r.len() == 32)
+            .await;
+        assert_eq!(got.iter().filter(|r| r.path == "/busy").count(), 16);
+        assert_eq!(plugin_calls(&wasmhook, "busy", "ok").await, 16.0);
+        wasmhook.stop().await;
+    });
+    // Two workers, the one that replaces a worker waiting for a call
+    // (which runs on a thread of its own, `admission::aside`, not counted
+    // here), and a few for storage. Waiting in `block_in_place`, the 15
+    // deliveries behind the first made it 21.
+    let peak = peak.load(Ordering::SeqCst);
+    assert!(
+        peak <= 8,
+        "{peak} runtime threads at once while deliveries waited for the plugin"
+    );
+}
+
 /// A plugin that fails `suspend_after` times in a row is suspended: its
 /// calls fail at once, with the last failure in the reason, and the
 /// deliveries still reach the DLQ.

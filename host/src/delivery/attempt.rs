@@ -101,7 +101,7 @@ impl Shared {
     /// Reads a delivery and its request; `None` when it is not to be sent
     /// now (gone, held, parked, or buried because its request cannot be
     /// built).
-    fn load(&self, key: u64) -> Result<Result<Loaded, Verdict>, StoreError> {
+    async fn load(&self, key: u64) -> Result<Result<Loaded, Verdict>, StoreError> {
         let Some(mut delivery) = self.store.get(key)? else {
             debug!(key, "delivery no longer in the outbox");
             return Ok(Err(Verdict::Gone));
@@ -119,13 +119,7 @@ impl Shared {
         let observer = self.observer(&delivery.observer);
         let payload = match delivery.payload.take() {
             Some(payload) => payload,
-            None => match self.plugins.run(
-                observer
-                    .and_then(|o| o.webhooks.get(delivery.webhook))
-                    .into_iter()
-                    .flat_map(Webhook::build_plugins),
-                || self.rebuild(observer, &delivery),
-            ) {
+            None => match self.build(observer, &delivery).await {
                 Ok(payload) => payload,
                 Err(Unbuilt { reason, suspended }) => {
                     let webhook = webhook_name(observer, delivery.webhook);
@@ -152,7 +146,7 @@ impl Shared {
 
     /// Sends one delivery.
     pub(super) async fn single(&self, key: u64) -> Result<Verdict, StoreError> {
-        let loaded = match self.load(key)? {
+        let loaded = match self.load(key).await? {
             Ok(loaded) => loaded,
             Err(verdict) => return Ok(verdict),
         };
@@ -165,7 +159,7 @@ impl Shared {
     pub(super) async fn batch(&self, keys: &[u64]) -> Result<Verdict, StoreError> {
         let mut members = Vec::with_capacity(keys.len());
         for &key in keys {
-            if let Ok(loaded) = self.load(key)? {
+            if let Ok(loaded) = self.load(key).await? {
                 members.push(loaded);
             }
         }
@@ -280,6 +274,32 @@ impl Shared {
         Ok(verdict)
     }
 
+    /// Builds the request of a delivery that has none yet (see
+    /// [`Shared::rebuild`]). A plugin suspended right now refuses it before
+    /// anything waits: the work would only fail. Otherwise the plugins'
+    /// slots are reserved here, where waiting for a busy plugin holds no
+    /// thread, and the build runs where its plugins may block.
+    async fn build(
+        &self,
+        observer: Option<&Observer>,
+        delivery: &Delivery,
+    ) -> Result<Payload, Unbuilt> {
+        let using: Vec<&str> = observer
+            .and_then(|o| o.webhooks.get(delivery.webhook))
+            .into_iter()
+            .flat_map(Webhook::build_plugins)
+            .collect();
+        if let Some(refused) = using.iter().find_map(|name| self.plugins.suspended(name)) {
+            return Err(Unbuilt {
+                reason: payload::BuildError::Plugin(refused).to_string(),
+                suspended: true,
+            });
+        }
+        let reserved = self.plugins.reserve(using.iter().copied()).await;
+        let plugins = reserved.plugins();
+        plugins.run(using, || self.rebuild(observer, delivery, plugins))
+    }
+
     /// Builds the request of a delivery that has none yet: one a plugin
     /// builds (first attempt), or one that died before it had one (a DLQ
     /// retry after a plugin failure); with the current config and plugins.
@@ -287,6 +307,7 @@ impl Shared {
         &self,
         observer: Option<&Observer>,
         delivery: &Delivery,
+        plugins: &Plugins,
     ) -> Result<Payload, Unbuilt> {
         let observer = observer.ok_or_else(|| {
             Unbuilt::from(format!(
@@ -306,7 +327,7 @@ impl Shared {
             webhook,
             failed: None,
         };
-        payload::build(&matched, &delivery.event, &self.plugins).map_err(|e| Unbuilt {
+        payload::build(&matched, &delivery.event, plugins).map_err(|e| Unbuilt {
             suspended: matches!(
                 e,
                 payload::BuildError::Plugin(PluginError::Suspended { .. })

@@ -18,8 +18,10 @@
 //! back-off. Replacing the file starts a new version with a clean record.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::PluginError;
 
@@ -29,57 +31,45 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 /// Concurrent calls of one plugin version.
+///
+/// A semaphore that async code can wait on ([`Slots::reserve`]) as well as
+/// a blocking thread ([`Slots::take`]): a delivery waiting for a busy
+/// plugin must not hold a thread while it waits. When a plugin spent its
+/// budget on every call, each attempt waiting in `block_in_place` held one,
+/// and the runtime started a thread to replace each (seen on 2026-12-04:
+/// 103 threads after one hostile plugin's first failures, against 13).
 #[derive(Debug)]
-pub(crate) struct Slots {
-    state: Mutex<SlotState>,
-    freed: Condvar,
-}
-
-#[derive(Debug)]
-struct SlotState {
-    free: usize,
-    /// Callers blocked in `take`: a slot given back wakes one only when
-    /// there is one, since `notify_one` costs a system call even with
-    /// nobody waiting (half a microsecond on a warm call of ~3 µs).
-    waiting: usize,
-}
+pub(crate) struct Slots(Arc<Semaphore>);
 
 /// A taken slot, given back on drop.
-pub(crate) struct Slot<'a>(&'a Slots);
+#[derive(Debug)]
+pub(crate) struct Slot {
+    /// `None` only if the semaphore was closed, which nothing does.
+    _permit: Option<OwnedSemaphorePermit>,
+}
 
 impl Slots {
     pub(crate) fn new(count: usize) -> Slots {
-        Slots {
-            state: Mutex::new(SlotState {
-                free: count.max(1),
-                waiting: 0,
-            }),
-            freed: Condvar::new(),
-        }
+        Slots(Arc::new(Semaphore::new(count.max(1))))
     }
 
     /// Waits for a free slot. Blocking: callers run on a thread that may
     /// block (see [`super::blocking`]).
-    pub(crate) fn take(&self) -> Slot<'_> {
-        let mut state = lock(&self.state);
-        while state.free == 0 {
-            state.waiting += 1;
-            state = self.freed.wait(state).unwrap_or_else(|p| p.into_inner());
-            state.waiting -= 1;
+    pub(crate) fn take(&self) -> Slot {
+        match self.0.clone().try_acquire_owned() {
+            Ok(permit) => Slot {
+                _permit: Some(permit),
+            },
+            Err(_) => Slot {
+                _permit: futures::executor::block_on(self.0.clone().acquire_owned()).ok(),
+            },
         }
-        state.free -= 1;
-        Slot(self)
     }
-}
 
-impl Drop for Slot<'_> {
-    fn drop(&mut self) {
-        let mut state = lock(&self.0.state);
-        state.free += 1;
-        let wake = state.waiting > 0;
-        drop(state);
-        if wake {
-            self.0.freed.notify_one();
+    /// Waits for a free slot without holding a thread.
+    pub(crate) async fn reserve(&self) -> Slot {
+        Slot {
+            _permit: self.0.clone().acquire_owned().await.ok(),
         }
     }
 }
@@ -298,6 +288,15 @@ impl Suspension {
         None
     }
 
+    /// The error a call would fail with now, letting nothing through: for
+    /// work already on its way to the call (a delivery's attempt), where
+    /// [`Suspension::admit`] makes the call the probe when one is due. Had
+    /// the attempt of a delivery that [`Suspension::refusal`] let through
+    /// asked that again, it would be refused, and no probe would ever run.
+    pub(crate) fn refused_now(&self, plugin: &str, now: Instant) -> Option<PluginError> {
+        Self::refusal_of(&self.lock(), plugin, now)
+    }
+
     /// Suspended, and either not yet due for a probe or with one running.
     fn refusal_of(state: &State, plugin: &str, now: Instant) -> Option<PluginError> {
         let until = state.until?;
@@ -500,6 +499,30 @@ mod tests {
         assert!(s.refusal("spin", due).is_none());
     }
 
+    /// The attempt of the delivery that acceptance let through must reach
+    /// the call, which becomes the probe; it is refused only while the
+    /// back-off runs or another probe does.
+    #[test]
+    fn the_work_let_through_reaches_the_probe() {
+        let s = Suspension::default();
+        let t0 = Instant::now();
+        assert!(s.refused_now("spin", t0).is_none(), "not suspended");
+        s.record(&trap(), false, 1, t0);
+        assert!(s.refused_now("spin", t0).is_some(), "suspended");
+        let due = t0 + FIRST_BACKOFF;
+        assert!(
+            s.refusal("spin", due).is_none(),
+            "acceptance lets one through"
+        );
+        assert!(s.refusal("spin", due).is_some(), "and only one");
+        assert!(
+            s.refused_now("spin", due).is_none(),
+            "its attempt goes on to the call"
+        );
+        assert_eq!(s.admit("spin", due), Admission::Run { probe: true });
+        assert!(s.refused_now("spin", due).is_some(), "the probe is running");
+    }
+
     #[test]
     fn backoff_is_capped_and_zero_never_suspends() {
         let s = Suspension::default();
@@ -587,6 +610,21 @@ mod tests {
             t.join().unwrap();
         }
         assert_eq!(peak.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    /// Async code waits for a busy plugin's slot without a thread, and
+    /// gets it when the call holding it gives it back.
+    #[tokio::test]
+    async fn a_reservation_waits_for_the_slot_given_back() {
+        let slots = Slots::new(1);
+        let taken = slots.take();
+        let early = tokio::time::timeout(Duration::from_millis(50), slots.reserve()).await;
+        assert!(early.is_err(), "the only slot is taken");
+        drop(taken);
+        let reserved = slots.reserve().await;
+        assert!(slots.0.try_acquire().is_err(), "the reservation holds it");
+        drop(reserved);
+        assert!(slots.0.try_acquire().is_ok(), "given back on drop");
     }
 
     #[test]

@@ -247,6 +247,24 @@ pub struct Plugins {
     /// What each file looked like when last loaded (or tried).
     stamps: Arc<Mutex<HashMap<String, Stamp>>>,
     metrics: Metrics,
+    /// Versions whose slot the work holding this handle has taken ahead
+    /// ([`Plugins::reserve`]): its calls of them take no other.
+    reserved: Arc<[Arc<Loaded>]>,
+}
+
+/// Slots of the plugins a piece of work will call, taken by async code
+/// before the work goes to a thread that may block (see
+/// [`Plugins::reserve`]); given back on drop.
+pub struct Reserved {
+    plugins: Plugins,
+    _slots: Vec<admission::Slot>,
+}
+
+impl Reserved {
+    /// The plugins, calling the reserved ones in the slots held here.
+    pub fn plugins(&self) -> &Plugins {
+        &self.plugins
+    }
 }
 
 /// What a rescan changed, for logs and tests.
@@ -284,6 +302,7 @@ impl Plugins {
             loaded: Arc::default(),
             stamps: Arc::default(),
             metrics,
+            reserved: Arc::new([]),
         };
         let changes = plugins.rescan();
         Ok((plugins, changes))
@@ -302,6 +321,48 @@ impl Plugins {
             counters.suspended();
         }
         Some(refused)
+    }
+
+    /// Like [`Plugins::refusal`], but never lets work through: for a
+    /// delivery's attempt, which is on its way to the call, where the call
+    /// itself becomes the probe when one is due. A refusal counts as a
+    /// suspended call.
+    pub fn suspended(&self, name: &str) -> Option<PluginError> {
+        let plugin = self.read().get(name).cloned()?;
+        let refused = plugin.suspension.refused_now(name, Instant::now())?;
+        if let Some(counters) = &plugin.counters {
+            counters.suspended();
+        }
+        Some(refused)
+    }
+
+    /// Waits, holding no thread, for a slot of each plugin in `using`
+    /// (bounded by its `max_concurrency`), so that work about to run
+    /// through [`Plugins::run`] does not wait for one on a thread that may
+    /// block: when a plugin is busy, every delivery waiting for it would
+    /// hold a thread, and the async runtime would start one to replace
+    /// each. Slots are taken in name order, so two reservations never wait
+    /// on each other. A plugin not loaded is skipped (its call reports it).
+    pub async fn reserve<'a>(&self, using: impl IntoIterator<Item = &'a str>) -> Reserved {
+        let mut names: Vec<&str> = using.into_iter().collect();
+        names.sort_unstable();
+        names.dedup();
+        let mut slots = Vec::with_capacity(names.len());
+        let mut reserved = Vec::with_capacity(names.len());
+        for name in names {
+            let Some(plugin) = self.read().get(name).cloned() else {
+                continue;
+            };
+            slots.push(plugin.slots.reserve().await);
+            reserved.push(plugin);
+        }
+        Reserved {
+            plugins: Plugins {
+                reserved: reserved.into(),
+                ..self.clone()
+            },
+            _slots: slots,
+        }
     }
 
     /// Runs `work`, which calls (at most) the plugins named in `using`, from
@@ -344,7 +405,12 @@ impl Plugins {
         // while this call waited fails it at once. The call's time counts
         // from here, and two clock reads serve every check (a read is a
         // few percent of a warm call).
-        let _slot = plugin.slots.take();
+        let reserved = self.reserved.iter().any(|held| Arc::ptr_eq(held, &plugin));
+        let _slot = if reserved {
+            None
+        } else {
+            Some(plugin.slots.take())
+        };
         let started = Instant::now();
         let probe = match plugin.suspension.admit(name, started) {
             Admission::Run { probe } => probe,
