@@ -201,13 +201,14 @@ fn jemalloc_applies_the_built_in_options() {
     let global = err
         .lines()
         .skip_while(|line| !line.contains("global variable malloc_conf)"))
-        .take(3)
+        .take(4)
         .collect::<Vec<_>>()
         .join("\n");
     assert!(
-        global.contains("\"dirty_decay_ms:1000,muzzy_decay_ms:0\"")
+        global.contains("\"dirty_decay_ms:1000,muzzy_decay_ms:0,narenas:64\"")
             && global.contains("Set conf value: dirty_decay_ms:1000")
-            && global.contains("Set conf value: muzzy_decay_ms:0"),
+            && global.contains("Set conf value: muzzy_decay_ms:0")
+            && global.contains("Set conf value: narenas:64"),
         "{err}"
     );
 }
