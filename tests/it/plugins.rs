@@ -816,6 +816,23 @@ fn beside_a_plain_observer(receiver: &TestReceiver, plugin: &str) -> String {
     )
 }
 
+/// `misbehave` installed as `name` with `manifest`, beside a plain
+/// observer, in a wasmhook started in process; the temporary folder holds
+/// the plugins and must outlive it.
+async fn start_misbehave_beside_plain(
+    receiver: &TestReceiver,
+    name: &str,
+    manifest: &str,
+) -> (InProcess, tempfile::TempDir) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("plugins");
+    install(&dir, "misbehave", name, Some(manifest));
+    let observers = beside_a_plain_observer(receiver, name);
+    let wasmhook =
+        InProcess::start(&plugins_config(&dir, &tmp.path().join("cache"), &observers)).await;
+    (wasmhook, tmp)
+}
+
 /// A transform that takes seconds holds back its own deliveries only: the
 /// event is accepted (and the plain observer served) before the plugin has
 /// finished, because a plugin-built request is built at its first attempt.
@@ -860,17 +877,12 @@ async fn a_slow_transform_does_not_hold_back_acceptance_or_other_observers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_suspended_plugin_is_probed_by_a_delivery_after_its_back_off() {
     let receiver = TestReceiver::start().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("plugins");
-    install(
-        &dir,
-        "misbehave",
+    let (wasmhook, _tmp) = start_misbehave_beside_plain(
+        &receiver,
         "spin",
-        Some("[limits]\nfuel = 20000000\nsuspend_after = 2\n[config]\nmode = \"loop\"\n"),
-    );
-    let observers = beside_a_plain_observer(&receiver, "spin");
-    let wasmhook =
-        InProcess::start(&plugins_config(&dir, &tmp.path().join("cache"), &observers)).await;
+        "[limits]\nfuel = 20000000\nsuspend_after = 2\n[config]\nmode = \"loop\"\n",
+    )
+    .await;
     let post = |i: i64| fraiseql_order("created", json!({"id": i}), None).to_string();
     for i in 0..3 {
         assert_eq!(wasmhook.post_events(post(i)).await.0, 202);
@@ -927,20 +939,13 @@ fn deliveries_waiting_for_a_busy_plugin_hold_no_threads() {
         .unwrap();
     runtime.block_on(async {
         let receiver = TestReceiver::start().await;
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("plugins");
-        install(
-            &dir,
-            "misbehave",
+        let (wasmhook, _tmp) = start_misbehave_beside_plain(
+            &receiver,
             "busy",
-            Some(
-                "[limits]\ntimeout_ms = 20000\nfuel = 100000000000\nmax_concurrency = 1\n\
-                 [config]\nmode = \"slow\"\nms = 100\n",
-            ),
-        );
-        let observers = beside_a_plain_observer(&receiver, "busy");
-        let wasmhook =
-            InProcess::start(&plugins_config(&dir, &tmp.path().join("cache"), &observers)).await;
+            "[limits]\ntimeout_ms = 20000\nfuel = 100000000000\nmax_concurrency = 1\n\
+             [config]\nmode = \"slow\"\nms = 100\n",
+        )
+        .await;
         let events: Vec<_> = (0..16)
             .map(|i| fraiseql_order("created", json!({"id": i}), None))
             .collect();
@@ -973,17 +978,12 @@ fn deliveries_waiting_for_a_busy_plugin_hold_no_threads() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_failing_in_a_row_is_suspended_and_its_deliveries_reach_the_dlq() {
     let receiver = TestReceiver::start().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("plugins");
-    install(
-        &dir,
-        "misbehave",
+    let (wasmhook, _tmp) = start_misbehave_beside_plain(
+        &receiver,
         "spin",
-        Some("[limits]\nfuel = 20000000\nsuspend_after = 2\n[config]\nmode = \"loop\"\n"),
-    );
-    let observers = beside_a_plain_observer(&receiver, "spin");
-    let wasmhook =
-        InProcess::start(&plugins_config(&dir, &tmp.path().join("cache"), &observers)).await;
+        "[limits]\nfuel = 20000000\nsuspend_after = 2\n[config]\nmode = \"loop\"\n",
+    )
+    .await;
     let post = |i: i64| fraiseql_order("created", json!({"id": i}), None).to_string();
     // Two failures, one after the other.
     for i in 0..2 {

@@ -315,12 +315,7 @@ impl Plugins {
     /// through to carry the next probe (see `admission`), or it is not
     /// loaded (the call reports that). A refusal counts as a suspended call.
     pub fn refusal(&self, name: &str) -> Option<PluginError> {
-        let plugin = self.read().get(name).cloned()?;
-        let refused = plugin.suspension.refusal(name, Instant::now())?;
-        if let Some(counters) = &plugin.counters {
-            counters.suspended();
-        }
-        Some(refused)
+        self.counted_refusal(name, |suspension, now| suspension.refusal(name, now))
     }
 
     /// Like [`Plugins::refusal`], but never lets work through: for a
@@ -328,8 +323,18 @@ impl Plugins {
     /// itself becomes the probe when one is due. A refusal counts as a
     /// suspended call.
     pub fn suspended(&self, name: &str) -> Option<PluginError> {
+        self.counted_refusal(name, |suspension, now| suspension.refused_now(name, now))
+    }
+
+    /// What `ask` says of the loaded `name` now, a refusal counted as a
+    /// suspended call.
+    fn counted_refusal(
+        &self,
+        name: &str,
+        ask: impl FnOnce(&admission::Suspension, Instant) -> Option<PluginError>,
+    ) -> Option<PluginError> {
         let plugin = self.read().get(name).cloned()?;
-        let refused = plugin.suspension.refused_now(name, Instant::now())?;
+        let refused = ask(&plugin.suspension, Instant::now())?;
         if let Some(counters) = &plugin.counters {
             counters.suspended();
         }
