@@ -34,10 +34,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 ///
 /// A semaphore that async code can wait on ([`Slots::reserve`]) as well as
 /// a blocking thread ([`Slots::take`]): a delivery waiting for a busy
-/// plugin must not hold a thread while it waits. When a plugin spent its
-/// budget on every call, each attempt waiting in `block_in_place` held one,
-/// and the runtime started a thread to replace each (seen on 2026-12-04:
-/// 103 threads after one hostile plugin's first failures, against 13).
+/// plugin must not hold a thread while it waits. Behind a plugin that
+/// spends its whole budget on every call, each attempt waiting in
+/// `block_in_place` would hold one, and the runtime would start another
+/// thread to replace each: a thread per waiting attempt.
 #[derive(Debug)]
 pub(crate) struct Slots(Arc<Semaphore>);
 
