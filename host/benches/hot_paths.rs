@@ -29,6 +29,7 @@ fn order() -> Event {
         source: "bench".into(),
         data: row("shipped"),
         old: Some(row("paid")),
+        meta: Default::default(),
     }
 }
 

@@ -46,6 +46,7 @@ fn order() -> Event {
         source: "bench".into(),
         data: json!({"id": 1, "total": 1500, "status": "paid", "customer_email": "a@x", "email": "a@x"}),
         old: None,
+        meta: Default::default(),
     }
 }
 

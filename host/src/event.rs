@@ -79,7 +79,27 @@ pub enum Envelope {
     Hasura,
     /// wasmhook's own envelope (see the README).
     Native,
+    /// FraiseQL v2's `EntityEvent`, as its observer transport publishes it
+    /// (`event_type`, `data`, `changes`).
+    #[serde(rename = "fraiseql-v2")]
+    FraiseqlV2,
+    /// A FraiseQL change-log row: the CDC sinks' `ChangeEvent` (`object_type`,
+    /// `op`, `after`, `before`) or a row of `core.tb_entity_change_log`.
+    #[serde(rename = "fraiseql-cdc")]
+    FraiseqlCdc,
 }
+
+/// Facts about a change beyond its rows that envelopes may carry; each is
+/// kept in [`Event::meta`] under this name and reached by conditions and
+/// templates as `_` + name (`_tenant_id`, `_trace_context.traceparent`).
+pub const META_FIELDS: [&str; 6] = [
+    "tenant_id",
+    "user_id",
+    "actor_type",
+    "acting_for",
+    "trace_context",
+    "seq",
+];
 
 /// A database mutation, normalised.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -104,12 +124,30 @@ pub struct Event {
     pub data: Value,
     /// The row before the mutation, when the envelope carries it.
     pub old: Option<Value>,
+    /// The envelope's facts beyond the rows, by their [`META_FIELDS`] names;
+    /// absent ones are not kept.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub meta: serde_json::Map<String, Value>,
 }
 
 impl Event {
     /// Looks up a dotted path (`customer.address.country`) in the new row.
     pub fn field(&self, path: &str) -> Option<&Value> {
         lookup(&self.data, path)
+    }
+
+    /// Looks up a dotted path in the metadata (`tenant_id`,
+    /// `trace_context.traceparent`).
+    pub fn meta_field(&self, path: &str) -> Option<&Value> {
+        let (name, rest) = match path.split_once('.') {
+            Some((name, rest)) => (name, Some(rest)),
+            None => (path, None),
+        };
+        let value = self.meta.get(name)?;
+        match rest {
+            Some(rest) => lookup(value, rest),
+            None => Some(value),
+        }
     }
 
     /// Looks up a dotted path in the previous row, if there is one.
@@ -234,6 +272,7 @@ pub(crate) mod test_support {
             source: "test".into(),
             data: new,
             old: Some(old),
+            meta: serde_json::Map::new(),
         }
     }
 }

@@ -298,6 +298,7 @@ fn sample_event() -> Event {
         source: "fuzz".into(),
         data: new,
         old: Some(old),
+        meta: Default::default(),
     }
 }
 
@@ -670,7 +671,7 @@ fn authentic(scheme: &Scheme, header: &str, secret: &[u8], content: &[u8]) -> bo
     let hex_sha256 = |content: &[u8]| hex::encode(mac::<Hmac<Sha256>>(secret, content));
     match scheme {
         Scheme::Github => header.eq_ignore_ascii_case(&format!("sha256={}", hex_sha256(content))),
-        Scheme::Stripe { .. } => {
+        Scheme::Stripe { .. } | Scheme::FraiseqlV2 { .. } => {
             let items: Vec<(&str, &str)> = header
                 .split(',')
                 .filter_map(|item| item.split_once('='))
@@ -705,7 +706,7 @@ fn mac<M: Mac + hmac::digest::KeyInit>(secret: &[u8], content: &[u8]) -> Vec<u8>
 /// The unix time a request says it was signed at.
 fn signed_time(scheme: &Scheme, header: &str, timestamp: &str) -> Option<u64> {
     let text = match scheme {
-        Scheme::Stripe { .. } => header
+        Scheme::Stripe { .. } | Scheme::FraiseqlV2 { .. } => header
             .split(',')
             .filter_map(|item| item.split_once('='))
             .find(|(key, _)| key.trim() == "t")?

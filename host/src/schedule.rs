@@ -151,6 +151,7 @@ impl CronSchedule {
             source: "schedule".into(),
             data: json!({"name": self.name, "scheduled_at": at}),
             old: None,
+            meta: Default::default(),
         }
     }
 }

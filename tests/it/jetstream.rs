@@ -13,7 +13,7 @@ use crate::utils::{
 fn config(nats: &NatsServer, port: u16, receiver: &TestReceiver, instance: &str) -> String {
     format!(
         "[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\npath = \"db-{instance}\"\n\
-         [observers]\nbackend = \"jetstream\"\nnats_url = \"{}\"\nstream = \"ORDERS\"\nconsumer = \"wasmhook\"\nack_wait_ms = 2000\n\
+         [observers]\nbackend = \"jetstream\"\nnats_url = \"{}\"\nstream = \"ORDERS\"\nsubjects = [\"fraiseql.>\"]\nconsumer = \"wasmhook\"\nack_wait_ms = 2000\n\
          [webhooks]\nallowed_networks = [\"127.0.0.0/8\"]\nmax_concurrent = 8\n[webhooks.retry]\ninitial_delay = \"10ms\"\nmax_attempts = 50\nmax_delay = \"100ms\"\n\
          [[observer]]\nname = \"orders\"\nentity = \"order\"\n[[observer.webhook]]\nurl = \"{}\"\nheaders = {{ X-Instance = \"{instance}\" }}\n",
         nats.url(),
@@ -146,4 +146,124 @@ async fn nats_restarting_mid_stream_loses_nothing_and_nats_py_events_arrive() {
         .await;
     let duplicates: usize = delivered(&got).values().map(|n| n - 1).sum();
     eprintln!("jetstream: nats-server killed and restarted twice mid-stream, 2000 events delivered, {duplicates} duplicates");
+}
+
+/// wasmhook with the default stream settings, beside a stream someone else
+/// made over the same subjects (as fraiseql-server makes `fraiseql_events`,
+/// with its own consumer): it binds to that stream instead of failing on the
+/// overlap, keeps its own consumer, and delivers what is published there.
+#[tokio::test]
+async fn the_default_stream_binds_to_one_that_already_holds_the_subjects() {
+    let tmp = tempfile::tempdir().unwrap();
+    let nats = NatsServer::start_jetstream(free_port(), &tmp.path().join("js")).await;
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let stream = js
+        .create_stream(async_nats::jetstream::stream::Config {
+            name: "theirs".into(),
+            subjects: vec!["fraiseql.>".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    stream
+        .create_consumer(async_nats::jetstream::consumer::pull::Config {
+            durable_name: Some("fraiseql_observer_worker".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let receiver = TestReceiver::start().await;
+    let port = free_port();
+    let path = tmp.path().join("a.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\npath = \"db\"\n\
+             [observers]\nbackend = \"jetstream\"\nnats_url = \"{}\"\n\
+             [webhooks]\nallowed_networks = [\"127.0.0.0/8\"]\n\
+             [[observer]]\nname = \"orders\"\nentity = \"order\"\n[[observer.webhook]]\nurl = \"{}\"\n",
+            nats.url(),
+            receiver.url("/orders")
+        ),
+    )
+    .unwrap();
+    let running = Running::start(&path, tmp.path(), port).await;
+    readyz(&running.url("/readyz"), 200).await;
+    for id in 0..3 {
+        let event = fraiseql_order("created", json!({"id": id}), None).to_string();
+        js.publish("fraiseql.mutation.Order.INSERT", event.into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    receiver
+        .wait_until("three events", Duration::from_secs(30), |r| {
+            delivered(r).len() == 3
+        })
+        .await;
+    let mut names: Vec<String> = futures::TryStreamExt::try_collect(js.stream_names())
+        .await
+        .unwrap();
+    names.sort();
+    assert_eq!(names, vec!["theirs".to_string()], "no second stream");
+    let stream = js.get_stream("theirs").await.unwrap();
+    let mut consumers: Vec<String> = futures::TryStreamExt::try_collect(stream.consumer_names())
+        .await
+        .unwrap();
+    consumers.sort();
+    assert_eq!(consumers, vec!["fraiseql_observer_worker", "wasmhook"]);
+    let theirs = stream
+        .consumer_info("fraiseql_observer_worker")
+        .await
+        .unwrap();
+    assert_eq!(
+        theirs.num_pending, 3,
+        "FraiseQL's consumer still has its events"
+    );
+}
+
+/// A stream that cannot be bound consumes nothing, so `/readyz` must not
+/// say ready: the subjects are split over two streams here.
+#[tokio::test]
+async fn readyz_stays_503_while_no_stream_can_be_bound() {
+    let tmp = tempfile::tempdir().unwrap();
+    let nats = NatsServer::start_jetstream(free_port(), &tmp.path().join("js")).await;
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    for (name, subject) in [("a", "a.>"), ("b", "b.>")] {
+        js.create_stream(async_nats::jetstream::stream::Config {
+            name: name.into(),
+            subjects: vec![subject.into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    let port = free_port();
+    let path = tmp.path().join("a.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\npath = \"db\"\n\
+             [observers]\nbackend = \"jetstream\"\nnats_url = \"{}\"\nstream = \"both\"\nsubjects = [\"a.>\", \"b.>\"]\n",
+            nats.url()
+        ),
+    )
+    .unwrap();
+    let running = Running::start(&path, tmp.path(), port).await;
+    for _ in 0..20 {
+        let status = reqwest::get(running.url("/readyz")).await.unwrap().status();
+        assert_eq!(status.as_u16(), 503);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Half of the subjects held is no better: still not ready.
+    js.delete_stream("b").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let status = reqwest::get(running.url("/readyz")).await.unwrap().status();
+    assert_eq!(status.as_u16(), 503);
+    // Once nothing else holds the subjects, wasmhook makes its stream.
+    js.delete_stream("a").await.unwrap();
+    readyz(&running.url("/readyz"), 200).await;
+    assert!(js.get_stream("both").await.is_ok());
 }

@@ -403,6 +403,7 @@ fn empty_event() -> wasmhook::event::Event {
         source: "test".into(),
         data: json!({}),
         old: None,
+        meta: Default::default(),
     }
 }
 

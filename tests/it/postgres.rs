@@ -249,6 +249,11 @@ async fn notifications_become_webhooks_and_unknown_ones_go_to_the_dlq() {
         .await;
     assert!(delivered(&got).values().all(|&n| n == 1));
 
+    // FraiseQL's change-log wake-up (a bare row number) is not an event:
+    // skipped with a warning, not buried.
+    db.execute("SELECT pg_notify('fraiseql_events', '42')", &[])
+        .await
+        .unwrap();
     // Not an envelope: kept in the DLQ with the reason, never dropped.
     db.execute(
         "SELECT pg_notify('fraiseql_events', '{\"hello\": \"world\"}')",
@@ -642,4 +647,155 @@ async fn event_log_loses_nothing_when_postgres_restarts_mid_stream() {
     let duplicates: usize = delivered(&got).values().map(|n| n - 1).sum();
     eprintln!("postgres-log: PostgreSQL restarted twice mid-stream, 3000 rows delivered, {duplicates} duplicates");
     wait_until_all_done(&db).await;
+}
+
+/// The columns of FraiseQL 2.19's change log that wasmhook reads (its
+/// migration 08 has more); the real migrations run in compat/fraiseql.
+const CHANGE_LOG: &str = "CREATE SCHEMA core;
+    CREATE TABLE core.tb_entity_change_log (
+        pk_entity_change_log bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        id uuid NOT NULL DEFAULT gen_random_uuid(),
+        created_at timestamptz NOT NULL DEFAULT now(),
+        tenant_id uuid, object_type text NOT NULL, modification_type text NOT NULL,
+        object_id uuid, object_data jsonb, object_data_before jsonb,
+        commit_time timestamptz, seq bigint, actor_type text, acting_for uuid,
+        trace_context jsonb)";
+
+async fn change(db: &tokio_postgres::Client, id: i64, status: &str, before: &str) {
+    db.execute(
+        "INSERT INTO core.tb_entity_change_log (object_type, modification_type, object_data, object_data_before) \
+         VALUES ('Order', 'UPDATE', jsonb_build_object('id', $1::bigint, 'status', $2::text), \
+         jsonb_build_object('id', $1::bigint, 'status', $3::text))",
+        &[&id, &status, &before],
+    )
+    .await
+    .unwrap();
+}
+
+/// Row numbers are taken at insert and seen at commit: a row that commits
+/// after a later one is still delivered, a rolled-back one does not hold
+/// the source back, FraiseQL's table is never written, and a restart goes
+/// on from the saved place without delivering anything twice.
+#[tokio::test]
+async fn the_fraiseql_change_log_is_read_in_order_of_commit_and_resumed() {
+    let pg = PgServer::start().await;
+    let db = pg.client().await;
+    db.batch_execute(CHANGE_LOG).await.unwrap();
+    // Before wasmhook's first start: not delivered with `start = "now"`.
+    change(&db, 0, "old", "older").await;
+    let receiver = TestReceiver::start().await;
+    let config = format!(
+        "[observers]\nbackend = \"fraiseql-changelog\"\npostgres_url = \"{}\"\npoll_interval = \"100ms\"\n\
+         [[observer]]\nname = \"orders\"\nentity = \"Order\"\ncondition = \"status.changed()\"\n\
+         [[observer.webhook]]\nurl = \"{}\"\nbody_template = '{{\"id\": {{{{id}}}}, \"was\": {{{{_old}}}}, \"event\": \"{{{{_event_id}}}}\"}}'\n",
+        pg.url(),
+        receiver.url("/orders")
+    );
+    let wasmhook = InProcess::start(&config).await;
+    ready(&wasmhook.url("/readyz")).await;
+
+    // An open transaction takes row 2; rows 3 and 4 commit first.
+    let (mut slow, connection) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let open = slow.transaction().await.unwrap();
+    open.execute(
+        "INSERT INTO core.tb_entity_change_log (object_type, modification_type, object_data, object_data_before) \
+         VALUES ('Order', 'UPDATE', '{\"id\": 1, \"status\": \"paid\"}', '{\"id\": 1, \"status\": \"new\"}')",
+        &[],
+    )
+    .await
+    .unwrap();
+    change(&db, 2, "paid", "new").await;
+    change(&db, 3, "paid", "new").await;
+    receiver
+        .wait_until(
+            "rows committed after the open one",
+            Duration::from_secs(30),
+            |r| delivered(r).len() == 2,
+        )
+        .await;
+    open.commit().await.unwrap();
+    // A rolled-back row leaves a gap for good; the rows after it still flow.
+    let rolled = slow.transaction().await.unwrap();
+    rolled
+        .execute(
+            "INSERT INTO core.tb_entity_change_log (object_type, modification_type, object_data) \
+             VALUES ('Order', 'INSERT', '{\"id\": 99}')",
+            &[],
+        )
+        .await
+        .unwrap();
+    rolled.rollback().await.unwrap();
+    change(&db, 4, "shipped", "paid").await;
+    let got = receiver
+        .wait_until("every committed row", Duration::from_secs(30), |r| {
+            delivered(r).len() == 4
+        })
+        .await;
+    assert!(delivered(&got).values().all(|&n| n == 1), "each once");
+    assert!(
+        !delivered(&got).contains_key(&0),
+        "start = now skips older rows"
+    );
+    let four = got.iter().find(|r| r.json()["id"] == 4).unwrap();
+    assert_eq!(
+        four.json()["was"]["status"],
+        "paid",
+        "_old from object_data_before"
+    );
+    let expected_id: String = db
+        .query_one(
+            "SELECT id::text FROM core.tb_entity_change_log WHERE object_data->>'id' = '4'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        four.json()["event"],
+        expected_id.as_str(),
+        "the row's id names the event"
+    );
+
+    // The place is saved past the gap: after a restart, only new rows.
+    let before: Vec<String> = db
+        .query(
+            "SELECT t::text FROM core.tb_entity_change_log t ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let dir = wasmhook.stop().await;
+    change(&db, 5, "paid", "new").await;
+    let wasmhook = InProcess::start_in(&config, dir).await;
+    let got = receiver
+        .wait_until(
+            "the row written while stopped",
+            Duration::from_secs(30),
+            |r| delivered(r).len() == 5,
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        receiver.requests().len(),
+        got.len(),
+        "nothing delivered twice"
+    );
+    let after: Vec<String> = db
+        .query(
+            "SELECT t::text FROM core.tb_entity_change_log t WHERE object_data->>'id' <> '5' ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(before, after, "FraiseQL's rows are untouched");
+    wasmhook.stop().await;
 }

@@ -68,6 +68,8 @@ pub(super) struct ObserversSection {
     pub postgres_url: Option<String>,
     pub channel: Option<String>,
     pub log_table: Option<String>,
+    pub table: Option<String>,
+    pub start: Option<String>,
     pub batch_size: Option<usize>,
     #[serde(default, deserialize_with = "duration")]
     pub poll_interval: Option<Duration>,
@@ -146,10 +148,14 @@ pub(super) struct SigningSection {
 #[serde(deny_unknown_fields)]
 pub(super) struct RetrySection {
     pub max_attempts: Option<u32>,
+    /// FraiseQL v2 spells it `backoff_strategy`.
+    #[serde(alias = "backoff_strategy")]
     pub backoff: Option<String>,
-    #[serde(default, deserialize_with = "duration")]
+    /// FraiseQL v2 spells it `initial_delay_ms` (a number of milliseconds,
+    /// which `duration` reads too).
+    #[serde(default, deserialize_with = "duration", alias = "initial_delay_ms")]
     pub initial_delay: Option<Duration>,
-    #[serde(default, deserialize_with = "duration")]
+    #[serde(default, deserialize_with = "duration", alias = "max_delay_ms")]
     pub max_delay: Option<Duration>,
     pub multiplier: Option<f64>,
     pub jitter: Option<f64>,

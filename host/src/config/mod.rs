@@ -598,6 +598,22 @@ fn resolve_signing(raw: file::SigningSection, key: &str) -> Result<Option<Signer
                 .map(Some)
                 .map_err(|e| invalid(format!("{key}.secrets"), e.to_string()))
         }
+        "fraiseql-v2" => {
+            if raw.algorithm.as_deref().is_some_and(|a| a != "sha256") {
+                return Err(invalid(
+                    format!("{key}.algorithm"),
+                    "FraiseQL v2 signs with sha256 only",
+                ));
+            }
+            if raw.header.is_some() || raw.timestamp_header.is_some() {
+                return Err(invalid(
+                    key,
+                    "FraiseQL v2 fixes its header names (X-FraiseQL-Signature-256, X-FraiseQL-Event-Id); remove header and timestamp_header",
+                ));
+            }
+            let keys: Vec<&[u8]> = secrets.iter().map(String::as_bytes).collect();
+            Ok(Signer::fraiseql_v2(&keys))
+        }
         "fraiseql" => {
             let algorithm = match raw.algorithm.as_deref().unwrap_or("sha256") {
                 "sha256" => Algorithm::Sha256,
@@ -629,7 +645,7 @@ fn resolve_signing(raw: file::SigningSection, key: &str) -> Result<Option<Signer
         }
         other => Err(invalid(
             format!("{key}.scheme"),
-            format!("{other:?} is not \"fraiseql\" or \"standard-webhooks\""),
+            format!("{other:?} is not \"fraiseql\", \"fraiseql-v2\" or \"standard-webhooks\""),
         )),
     }
 }
@@ -891,6 +907,12 @@ fn resolve_receiver(
                 }),
                 raw_bytes(&secrets),
             ),
+            "fraiseql-v2" => (
+                Verifier::Scheme(Scheme::FraiseqlV2 {
+                    tolerance_seconds: tolerance,
+                }),
+                raw_bytes(&secrets),
+            ),
             "standard-webhooks" => {
                 let decoded = secrets
                     .iter()
@@ -954,7 +976,7 @@ fn resolve_receiver(
                 return Err(invalid(
                     format!("{key}.scheme"),
                     format!(
-                    "{other:?} is not github, stripe, standard-webhooks, hmac or \"plugin:NAME\""
+                    "{other:?} is not github, stripe, standard-webhooks, fraiseql-v2, hmac or \"plugin:NAME\""
                 ),
                 ))
             }

@@ -4,6 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::{file, invalid, positive, ConfigError, ServerConfig};
+use crate::source::fraiseql_changelog::{self, ChangelogConfig, Start};
 use crate::source::jetstream::JetStreamConfig;
 use crate::source::postgres::ListenConfig;
 use crate::source::postgres_log::{LogConfig, TableName};
@@ -32,6 +33,8 @@ pub enum SourceConfig {
     Postgres(ListenConfig),
     /// The trigger-fed PostgreSQL event log (durable).
     PostgresLog(LogConfig),
+    /// FraiseQL's own change log in PostgreSQL (durable, read only).
+    FraiseqlChangelog(ChangelogConfig),
 }
 
 impl SourceConfig {
@@ -45,6 +48,7 @@ impl SourceConfig {
             SourceConfig::RedisStreams(_) => "redis-streams",
             SourceConfig::Postgres(_) => "postgres",
             SourceConfig::PostgresLog(_) => "postgres-log",
+            SourceConfig::FraiseqlChangelog(_) => "fraiseql-changelog",
         }
     }
 }
@@ -82,6 +86,13 @@ impl fmt::Display for SourceConfig {
             SourceConfig::PostgresLog(p) => {
                 write!(f, "postgres-log {} table {}", redact(&p.url), p.table)
             }
+            SourceConfig::FraiseqlChangelog(c) => write!(
+                f,
+                "fraiseql-changelog {} table {} channel {}",
+                redact(&c.url),
+                c.table,
+                c.channel
+            ),
         }
     }
 }
@@ -112,10 +123,10 @@ pub(crate) fn redact(url: &str) -> String {
 
 fn non_empty_list(
     list: Option<Vec<String>>,
-    default: &str,
+    default: &[&str],
     key: &str,
 ) -> Result<Vec<String>, ConfigError> {
-    let list = list.unwrap_or_else(|| vec![default.to_string()]);
+    let list = list.unwrap_or_else(|| default.iter().map(|s| s.to_string()).collect());
     if list.is_empty() || list.iter().any(|s| s.trim().is_empty()) {
         return Err(invalid(key, "needs at least one non-empty entry"));
     }
@@ -188,6 +199,35 @@ fn default_consumer(server: &ServerConfig) -> String {
     format!("{host}-{}", server.listen.port())
 }
 
+/// What FraiseQL 2.19 publishes on core NATS: its server's mutations
+/// (`fraiseql.mutation.<Type>.<OP>`), its observer library's default prefix
+/// (`entity.change`), and CDC sinks' subjects such as `fraiseql.<tenant>.<table>`.
+const NATS_SUBJECTS: [&str; 2] = ["fraiseql.>", "entity.change.>"];
+
+/// The stream fraiseql-server creates for its mutations, and its subjects:
+/// whichever of FraiseQL and wasmhook starts first creates it, and the other
+/// binds to it (JetStream refuses two streams over overlapping subjects).
+const JETSTREAM_STREAM: &str = "fraiseql_events";
+/// See [`JETSTREAM_STREAM`].
+const JETSTREAM_SUBJECT: &str = "fraiseql.mutation.>";
+
+/// FraiseQL's own durable consumer: sharing it would split FraiseQL's
+/// events between its workers and wasmhook.
+const FRAISEQL_CONSUMER: &str = "fraiseql_observer_worker";
+
+fn own_consumer(consumer: String) -> Result<String, ConfigError> {
+    if consumer == FRAISEQL_CONSUMER {
+        return Err(invalid(
+            "observers.consumer",
+            format!(
+                "{consumer:?} is FraiseQL's own consumer: sharing it would take events from \
+                 FraiseQL's observer workers; use a name of wasmhook's own (the default is \"wasmhook\")"
+            ),
+        ));
+    }
+    Ok(consumer)
+}
+
 /// Checks `[observers]` for the chosen backend. Keys of other backends are
 /// ignored, so switching backends is a one-line change.
 pub(super) fn resolve(
@@ -206,13 +246,14 @@ pub(super) fn resolve(
         "http" => Ok(SourceConfig::Http),
         "nats" => Ok(SourceConfig::Nats {
             url: nats_url,
-            subjects: non_empty_list(raw.subjects, "fraiseql.>", "observers.subjects")?,
+            subjects: non_empty_list(raw.subjects, &NATS_SUBJECTS, "observers.subjects")?,
         }),
         "jetstream" => Ok(SourceConfig::JetStream(JetStreamConfig {
             url: nats_url,
-            subjects: non_empty_list(raw.subjects, "fraiseql.>", "observers.subjects")?,
-            stream: name(raw.stream, "FRAISEQL", "observers.stream")?,
-            consumer: name(raw.consumer, "wasmhook", "observers.consumer")?,
+            subjects_configured: raw.subjects.is_some(),
+            subjects: non_empty_list(raw.subjects, &[JETSTREAM_SUBJECT], "observers.subjects")?,
+            stream: name(raw.stream, JETSTREAM_STREAM, "observers.stream")?,
+            consumer: own_consumer(name(raw.consumer, "wasmhook", "observers.consumer")?)?,
             ack_wait: Duration::from_millis(positive(
                 raw.ack_wait_ms,
                 30_000,
@@ -221,7 +262,7 @@ pub(super) fn resolve(
         })),
         "redis" => Ok(SourceConfig::Redis(PubSubConfig {
             url: redis_url,
-            channels: non_empty_list(raw.channels, "fraiseql.*", "observers.channels")?,
+            channels: non_empty_list(raw.channels, &["fraiseql.*"], "observers.channels")?,
         })),
         "redis-streams" => {
             let stream = raw.stream.unwrap_or_else(|| "fraiseql_events".into());
@@ -278,11 +319,43 @@ pub(super) fn resolve(
                 )?,
             }))
         }
+        "fraiseql-changelog" => {
+            let table = raw
+                .table
+                .unwrap_or_else(|| fraiseql_changelog::DEFAULT_TABLE.into());
+            sql_identifier(&table, "observers.table")?;
+            let channel = raw
+                .channel
+                .unwrap_or_else(|| fraiseql_changelog::DEFAULT_CHANNEL.into());
+            channel_name(&channel, "observers.channel")?;
+            let start = match raw.start.as_deref().unwrap_or("now") {
+                "now" => Start::Now,
+                "beginning" => Start::Beginning,
+                other => {
+                    return Err(invalid(
+                        "observers.start",
+                        format!("{other:?} is not \"now\" (only later changes) or \"beginning\" (every row the log holds)"),
+                    ))
+                }
+            };
+            Ok(SourceConfig::FraiseqlChangelog(ChangelogConfig {
+                url: postgres_url(raw.postgres_url, "fraiseql-changelog")?,
+                table,
+                channel,
+                batch_size: positive(raw.batch_size, 500, "observers.batch_size")?,
+                poll_interval: positive(
+                    raw.poll_interval,
+                    Duration::from_secs(1),
+                    "observers.poll_interval",
+                )?,
+                start,
+            }))
+        }
         other => Err(invalid(
             "observers.backend",
             format!(
                 "{other:?} is not a known backend; expected \"http\", \"nats\", \"jetstream\", \
-                 \"redis\", \"redis-streams\", \"postgres\" or \"postgres-log\""
+                 \"redis\", \"redis-streams\", \"postgres\", \"postgres-log\" or \"fraiseql-changelog\""
             ),
         )),
     }

@@ -83,7 +83,7 @@ fn defaults_need_nothing() {
         nats.source,
         SourceConfig::Nats {
             url: "nats://127.0.0.1:4222".into(),
-            subjects: vec!["fraiseql.>".into()]
+            subjects: vec!["fraiseql.>".into(), "entity.change.>".into()]
         }
     );
     let streams =
@@ -133,7 +133,7 @@ fn errors_name_the_file_and_key() {
         ("[webhooks.signing]\nenabled = true".to_string(), "webhooks.signing.secret: signing is enabled but no secret is set"),
         ("[webhooks.signing]\nscheme = \"standard-webhooks\"\nsecrets = [\"whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD\", \"nope\"]".to_string(), "webhooks.signing.secrets: secret #1 is not a Standard Webhooks secret"),
         ("[webhooks.signing]\nscheme = \"standard-webhooks\"\nalgorithm = \"sha512\"\nsecret = \"whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD\"".to_string(), "webhooks.signing.algorithm: Standard Webhooks signs with sha256 only"),
-        ("[webhooks.signing]\nscheme = \"svix\"\nsecret = \"x\"".to_string(), "webhooks.signing.scheme: \"svix\" is not \"fraiseql\" or \"standard-webhooks\""),
+        ("[webhooks.signing]\nscheme = \"svix\"\nsecret = \"x\"".to_string(), "webhooks.signing.scheme: \"svix\" is not \"fraiseql\", \"fraiseql-v2\" or \"standard-webhooks\""),
         ("[webhooks.signing]\nsecret = \"a\"\nsecrets = [\"b\"]".to_string(), "webhooks.signing: set secret or secrets"),
         ("[webhooks.retry]\nbackoff = \"random\"".to_string(), "webhooks.retry.backoff: \"random\" is not"),
         ("[webhooks.retry]\ninitial_delay = \"soon\"".to_string(), "webhooks.retry.initial_delay: \"soon\" is not a duration"),
@@ -222,4 +222,49 @@ fn sizes_and_dlq_settings() {
             "{error}"
         );
     }
+}
+
+#[test]
+fn fraiseql_v2_spellings_are_read() {
+    let config = load(
+        r#"
+[webhooks.signing]
+scheme = "fraiseql-v2"
+secret = "s"
+
+[webhooks.retry]
+max_attempts = 4
+backoff_strategy = "linear"
+initial_delay_ms = 250
+max_delay_ms = 8000
+
+[webhooks.incoming.fraiseql]
+path = "/in/fraiseql"
+scheme = "fraiseql-v2"
+secret = "s"
+"#,
+    )
+    .unwrap();
+    assert_eq!(
+        config.signer.as_ref().map(Signer::scheme),
+        Some("fraiseql-v2")
+    );
+    assert_eq!(
+        (
+            config.retry.backoff,
+            config.retry.initial_delay,
+            config.retry.max_delay
+        ),
+        (
+            Backoff::Linear,
+            Duration::from_millis(250),
+            Duration::from_secs(8)
+        )
+    );
+    let e = load("[webhooks.signing]\nscheme = \"fraiseql-v2\"\nsecret = \"s\"\nheader = \"X\"")
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("FraiseQL v2 fixes its header names"),
+        "{e}"
+    );
 }

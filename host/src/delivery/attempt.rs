@@ -192,8 +192,15 @@ impl Shared {
             .observer(&members[0].delivery.observer)
             .and_then(|o| o.webhooks.get(members[0].delivery.webhook))
             .and_then(|w| w.signing.as_ref());
-        let (attempt, result, retry_after) =
-            self.sender.attempt(request_id, payload, signing).await;
+        // A batch has no one event: it is named by its request id.
+        let event_id = match members.as_slice() {
+            [only] => only.delivery.event.id.as_str(),
+            _ => request_id,
+        };
+        let (attempt, result, retry_after) = self
+            .sender
+            .attempt(request_id, event_id, payload, signing)
+            .await;
         let took = Duration::from_millis(attempt.duration_ms);
         let healthy = healthy(&result);
         let observer_name = members[0].delivery.observer.clone();

@@ -92,17 +92,19 @@ impl Sender {
 
     /// Signs (with the webhook's own `signing` when it has one, else the
     /// global signer) and sends one attempt; also returns the receiver's
-    /// `Retry-After` on a 429 or 503.
+    /// `Retry-After` on a 429 or 503. `event_id` names the event in
+    /// signature schemes that send it (FraiseQL v2's).
     pub async fn attempt(
         &self,
         delivery_id: &str,
+        event_id: &str,
         payload: &Payload,
         signing: Option<&Option<Signer>>,
     ) -> (Attempt, AttemptResult, Option<Duration>) {
         let at_ms = now_ms();
         let started = Instant::now();
         let signer = signing.unwrap_or(&self.signer).as_ref();
-        let result = self.send(delivery_id, payload, signer).await;
+        let result = self.send(delivery_id, event_id, payload, signer).await;
         let duration_ms = started.elapsed().as_millis() as u64;
         let (status, error, retry_after) = match &result {
             Ok(answer) => (Some(answer.status), answer.body.clone(), answer.retry_after),
@@ -128,6 +130,7 @@ impl Sender {
     async fn send(
         &self,
         delivery_id: &str,
+        event_id: &str,
         payload: &Payload,
         signer: Option<&Signer>,
     ) -> Result<Answer, SendError> {
@@ -161,7 +164,9 @@ impl Sender {
             request = request.header(name, value);
         }
         if let Some(signer) = signer {
-            for (name, value) in signer.headers(delivery_id, now_ms() / 1000, &payload.body) {
+            for (name, value) in
+                signer.headers(delivery_id, event_id, now_ms() / 1000, &payload.body)
+            {
                 request = request.header(name, value);
             }
         }

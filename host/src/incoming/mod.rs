@@ -157,6 +157,7 @@ impl Receiver {
             source: format!("incoming:{}", self.name),
             data,
             old: None,
+            meta: Default::default(),
         }
     }
 }

@@ -32,6 +32,8 @@ const GITHUB_SIGNATURE: &str = "X-Hub-Signature-256";
 const GITHUB_DELIVERY: &str = "X-GitHub-Delivery";
 const GITHUB_EVENT: &str = "X-GitHub-Event";
 const STRIPE_SIGNATURE: &str = "Stripe-Signature";
+const FRAISEQL_SIGNATURE: &str = "X-FraiseQL-Signature-256";
+const FRAISEQL_EVENT_ID: &str = "X-FraiseQL-Event-Id";
 const WEBHOOK_ID: &str = "webhook-id";
 const WEBHOOK_TIMESTAMP: &str = "webhook-timestamp";
 const WEBHOOK_SIGNATURE: &str = "webhook-signature";
@@ -73,6 +75,14 @@ pub enum Scheme {
     /// Stripe: `Stripe-Signature: t=<unix>,v1=<hex>,...` over `"{t}.{body}"`,
     /// keyed with the whole secret string (not base64-decoded).
     Stripe {
+        /// Largest accepted |now - t|, in seconds.
+        tolerance_seconds: u64,
+    },
+    /// FraiseQL v2's observer webhooks: Stripe's layout in
+    /// `X-FraiseQL-Signature-256` (`t=<unix>,v1=<hex>` over `"{t}.{body}"`,
+    /// keyed with the secret as written), the event id in
+    /// `X-FraiseQL-Event-Id`.
+    FraiseqlV2 {
         /// Largest accepted |now - t|, in seconds.
         tolerance_seconds: u64,
     },
@@ -223,6 +233,7 @@ pub fn delivery_id(
         Scheme::Github => header_text(headers, GITHUB_DELIVERY),
         Scheme::StandardWebhooks { .. } => header_text(headers, WEBHOOK_ID),
         Scheme::Stripe { .. } => envelope(body)?.id,
+        Scheme::FraiseqlV2 { .. } => header_text(headers, FRAISEQL_EVENT_ID),
         Scheme::Hmac(_) => None,
     }
 }
@@ -239,7 +250,7 @@ pub fn event_type(
     match scheme {
         Scheme::Github => header_text(headers, GITHUB_EVENT),
         Scheme::Stripe { .. } | Scheme::StandardWebhooks { .. } => envelope(body)?.kind,
-        Scheme::Hmac(_) => None,
+        Scheme::FraiseqlV2 { .. } | Scheme::Hmac(_) => None,
     }
 }
 
@@ -266,9 +277,22 @@ pub fn verify(
 ) -> Result<(), Rejection> {
     match scheme {
         Scheme::Github => verify_github(headers, body, secrets),
-        Scheme::Stripe { tolerance_seconds } => {
-            verify_stripe(headers, body, secrets, now, *tolerance_seconds)
-        }
+        Scheme::Stripe { tolerance_seconds } => verify_stripe(
+            STRIPE_SIGNATURE,
+            headers,
+            body,
+            secrets,
+            now,
+            *tolerance_seconds,
+        ),
+        Scheme::FraiseqlV2 { tolerance_seconds } => verify_stripe(
+            FRAISEQL_SIGNATURE,
+            headers,
+            body,
+            secrets,
+            now,
+            *tolerance_seconds,
+        ),
         Scheme::StandardWebhooks { tolerance_seconds } => {
             verify_standard(headers, body, secrets, now, *tolerance_seconds)
         }
@@ -321,14 +345,17 @@ fn verify_github(
     candidates.check(GITHUB_SIGNATURE, HmacAlgorithm::Sha256, secrets, &[body])
 }
 
+/// Stripe's `t=<unix>,v1=<hex>,...` in `header` (FraiseQL v2 uses the same
+/// layout under its own header name).
 fn verify_stripe(
+    header: &'static str,
     headers: &(impl Headers + ?Sized),
     body: &[u8],
     secrets: &[&[u8]],
     now: u64,
     tolerance: u64,
 ) -> Result<(), Rejection> {
-    let value = required(headers, STRIPE_SIGNATURE)?;
+    let value = required(headers, header)?;
     let mut timestamp = None;
     let mut candidates = Candidates::default();
     let mut any_v1 = false;
@@ -337,17 +364,15 @@ fn verify_stripe(
         .map(str::trim)
         .filter(|item| !item.is_empty())
     {
-        let (key, val) = item
-            .split_once('=')
-            .ok_or_else(|| malformed(STRIPE_SIGNATURE))?;
+        let (key, val) = item.split_once('=').ok_or_else(|| malformed(header))?;
         match key.trim() {
             "t" => {
                 // Two timestamps leave it ambiguous which one was signed.
                 if timestamp.is_some() {
-                    return Err(malformed(STRIPE_SIGNATURE));
+                    return Err(malformed(header));
                 }
                 let text = val.trim();
-                let seconds = parse_unix(text).ok_or_else(|| malformed(STRIPE_SIGNATURE))?;
+                let seconds = parse_unix(text).ok_or_else(|| malformed(header))?;
                 timestamp = Some((text, seconds));
             }
             "v1" => {
@@ -359,12 +384,12 @@ fn verify_stripe(
             _ => {}
         }
     }
-    let (text, seconds) = timestamp.ok_or_else(|| malformed(STRIPE_SIGNATURE))?;
+    let (text, seconds) = timestamp.ok_or_else(|| malformed(header))?;
     if !any_v1 {
-        return Err(malformed(STRIPE_SIGNATURE));
+        return Err(malformed(header));
     }
     candidates.check(
-        STRIPE_SIGNATURE,
+        header,
         HmacAlgorithm::Sha256,
         secrets,
         &[text.as_bytes(), b".", body],
@@ -757,6 +782,50 @@ mod tests {
 
     fn stripe(value: &str) -> Vec<(String, String)> {
         headers(&[("Stripe-Signature", value)])
+    }
+
+    /// FraiseQL v2's observer webhooks: Stripe's layout under FraiseQL's
+    /// header, the event id in `X-FraiseQL-Event-Id`; the Stripe header
+    /// does not stand in for FraiseQL's.
+    #[test]
+    fn fraiseql_v2_scheme() {
+        let good = headers(&[
+            (
+                "X-FraiseQL-Signature-256",
+                &format!("t={STRIPE_T},v1={STRIPE_SIG}"),
+            ),
+            ("X-FraiseQL-Event-Id", "evt-9"),
+        ]);
+        let scheme = Scheme::FraiseqlV2 {
+            tolerance_seconds: DEFAULT_TOLERANCE_SECONDS,
+        };
+        assert_eq!(
+            verify(&scheme, &good, STRIPE_BODY, &[STRIPE_SECRET], STRIPE_T),
+            Ok(())
+        );
+        assert_eq!(
+            delivery_id(&scheme, &good, STRIPE_BODY).as_deref(),
+            Some("evt-9")
+        );
+        assert_eq!(
+            verify(&scheme, &good, b"{}", &[STRIPE_SECRET], STRIPE_T),
+            Err(Mismatch)
+        );
+        assert_eq!(
+            verify(
+                &scheme,
+                &good,
+                STRIPE_BODY,
+                &[STRIPE_SECRET],
+                STRIPE_T + 301
+            ),
+            Err(Stale)
+        );
+        let as_stripe = stripe(&format!("t={STRIPE_T},v1={STRIPE_SIG}"));
+        assert_eq!(
+            verify(&scheme, &as_stripe, STRIPE_BODY, &[STRIPE_SECRET], STRIPE_T),
+            Err(MissingHeader(FRAISEQL_SIGNATURE.to_owned()))
+        );
     }
 
     #[test]

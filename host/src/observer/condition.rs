@@ -159,6 +159,9 @@ enum Operand {
     Operation,
     /// `_id`.
     EntityId,
+    /// `_tenant_id`, `_trace_context.traceparent`, ...: a path in the
+    /// event's metadata (`crate::event::META_FIELDS`).
+    Meta(Path),
     /// A parenthesised boolean expression used as a comparison operand.
     Group(Box<Expr>),
 }
@@ -227,6 +230,7 @@ impl Operand {
             Operand::Entity => Val::Str(&event.entity),
             Operand::Operation => Val::Str(event.operation.as_str()),
             Operand::EntityId => event.entity_id.as_deref().map_or(Val::Null, Val::Str),
+            Operand::Meta(path) => Val::of(path.walk_map(&event.meta)),
             Operand::Group(expr) => Val::Bool(expr.eval(event)),
         }
     }
@@ -273,6 +277,20 @@ impl Path {
     fn walk<'a>(&self, root: &'a Value) -> Option<&'a Value> {
         let mut current = root;
         for segment in self.0.iter() {
+            current = match current {
+                Value::Object(map) => map.get(&*segment.key)?,
+                Value::Array(items) => items.get(segment.index?)?,
+                _ => return None,
+            };
+        }
+        Some(current)
+    }
+
+    /// [`Path::walk`] from a map (the event's metadata) instead of a value.
+    fn walk_map<'a>(&self, root: &'a Map<String, Value>) -> Option<&'a Value> {
+        let (first, rest) = self.0.split_first()?;
+        let mut current = root.get(&*first.key)?;
+        for segment in rest {
             current = match current {
                 Value::Object(map) => map.get(&*segment.key)?,
                 Value::Array(items) => items.get(segment.index?)?,
@@ -789,6 +807,12 @@ impl Parser {
                 last,
             ));
         }
+        if let Some(name) = segments[0].0.strip_prefix('_') {
+            if crate::event::META_FIELDS.contains(&name) {
+                segments[0].0 = name.to_string();
+                return Ok(Operand::Meta(Path::new(segments)));
+            }
+        }
         if segments.len() > 1 && (last == "old" || last == "new") {
             segments.pop();
             let path = Path::new(segments);
@@ -944,6 +968,29 @@ mod tests {
             })
             .collect();
         assert!(failures.is_empty(), "{failures:#?}");
+    }
+
+    #[test]
+    fn metadata_is_reached_with_an_underscore() {
+        let mut event = order_update(
+            json!({"status": "paid"}),
+            json!({"status": "shipped", "_tenant_id": "row"}),
+        );
+        event.meta.insert("tenant_id".into(), json!("t-1"));
+        event
+            .meta
+            .insert("trace_context".into(), json!({"traceparent": "00-ab"}));
+        for (condition, expected) in [
+            ("_tenant_id == 't-1'", true),
+            ("_tenant_id == 'row'", false),
+            ("_trace_context.traceparent == '00-ab'", true),
+            ("_user_id == null", true),
+            ("_user_id", false),
+            ("_tenant_id && status.changed()", true),
+        ] {
+            let parsed = Condition::parse(condition).unwrap();
+            assert_eq!(parsed.eval(&event), expected, "{condition}");
+        }
     }
 
     fn check_err(source: &str, column: usize, expected: &str) -> Result<(), String> {

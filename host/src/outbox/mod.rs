@@ -21,6 +21,7 @@ use crate::event::SharedEvent;
 use crate::payload::Payload;
 pub(crate) use record::{decode, encode};
 
+mod cursors;
 pub(crate) mod record;
 
 /// A storage failure.

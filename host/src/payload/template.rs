@@ -208,6 +208,9 @@ enum Source {
     /// A dotted path into the new row, as `crate::event::lookup` reads it.
     Field(Box<str>),
     Var(Var),
+    /// A dotted path into the event's metadata (`tenant_id`,
+    /// `trace_context.traceparent`), written `_tenant_id` in a template.
+    Meta(Box<str>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -246,6 +249,12 @@ fn resolve<'a>(source: &Source, event: &'a Event) -> Resolved<'a> {
     let var = match source {
         Source::Field(path) => {
             return match crate::event::lookup(&event.data, path) {
+                Some(value) => Resolved::Json(value),
+                None => Resolved::Missing,
+            }
+        }
+        Source::Meta(path) => {
+            return match event.meta_field(path) {
                 Some(value) => Resolved::Json(value),
                 None => Resolved::Missing,
             }
@@ -580,17 +589,27 @@ fn parse_name(inner: &str) -> Result<Source, String> {
             "invalid character {bad:?} in placeholder `{{{{{inner}}}}}`: names use letters, digits, `_` and `.`"
         ));
     }
-    if name.starts_with('_') {
-        return match VARIABLES.iter().find(|(known, _)| *known == name) {
-            Some((_, var)) => Ok(Source::Var(*var)),
-            None => {
-                let known: Vec<&str> = VARIABLES.iter().map(|(known, _)| *known).collect();
-                Err(format!(
-                    "unknown variable {name}; known: {}",
-                    known.join(", ")
-                ))
-            }
-        };
+    if let Some(unprefixed) = name.strip_prefix('_') {
+        if let Some((_, var)) = VARIABLES.iter().find(|(known, _)| *known == name) {
+            return Ok(Source::Var(*var));
+        }
+        let first = unprefixed.split('.').next().unwrap_or_default();
+        if crate::event::META_FIELDS.contains(&first) && !unprefixed.split('.').any(str::is_empty) {
+            return Ok(Source::Meta(unprefixed.into()));
+        }
+        let known: Vec<String> = VARIABLES
+            .iter()
+            .map(|(known, _)| known.to_string())
+            .chain(
+                crate::event::META_FIELDS
+                    .iter()
+                    .map(|meta| format!("_{meta}")),
+            )
+            .collect();
+        return Err(format!(
+            "unknown variable {name}; known: {}",
+            known.join(", ")
+        ));
     }
     if name.split('.').any(str::is_empty) {
         return Err(format!(
@@ -913,6 +932,29 @@ mod tests {
     }
 
     #[test]
+    fn metadata_variables_render_from_the_envelope() {
+        let mut event = order();
+        event.meta.insert("tenant_id".into(), json!("t-1"));
+        event.meta.insert("seq".into(), json!(42));
+        event
+            .meta
+            .insert("trace_context".into(), json!({"traceparent": "00-ab"}));
+        for (template, expected) in [
+            ("{{_tenant_id}}", r#""t-1""#),
+            ("{{_seq}}", "42"),
+            ("{{_user_id}}", "null"),
+            ("{{_trace_context.traceparent}}", r#""00-ab""#),
+            (r#""{{_tenant_id}}/{{_seq}}""#, r#""t-1/42""#),
+        ] {
+            let compiled = TextTemplate::parse(template).unwrap();
+            let mut out = Vec::new();
+            compiled.render_json(&event, &mut out);
+            assert_eq!(String::from_utf8(out).unwrap(), expected, "{template}");
+        }
+        assert!(TextTemplate::parse("{{_trace_context..x}}").is_err());
+    }
+
+    #[test]
     fn parse_errors_say_where_and_why() {
         enum Input {
             Text(&'static str),
@@ -925,7 +967,7 @@ mod tests {
             (
                 Input::Text("{\"a\": {{_foo}}}"),
                 "column 7",
-                "unknown variable _foo; known: _id, _event_id, _timestamp, _event, _entity, _json, _old, _changed",
+                "unknown variable _foo; known: _id, _event_id, _timestamp, _event, _entity, _json, _old, _changed, _tenant_id, _user_id, _actor_type, _acting_for, _trace_context, _seq",
             ),
             (Input::Text("{{ customer-email }}"), "column 1", "invalid character '-'"),
             (Input::Text("{{ a b }}"), "column 1", "invalid character ' '"),

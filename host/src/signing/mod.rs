@@ -9,6 +9,11 @@
 //!   and `webhook-signature: v1,<base64>` over `"{id}.{timestamp}.{body}"`,
 //!   keyed with the base64-decoded `whsec_` secret.
 //!
+//! - FraiseQL v2's own observer webhooks: `X-FraiseQL-Signature-256:
+//!   t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>` (one `v1=` per
+//!   secret) and `X-FraiseQL-Event-Id: <event id>`, so receivers written for
+//!   FraiseQL's observers accept wasmhook's deliveries.
+//!
 //! With several secrets (rotation: newest first) every signature is sent,
 //! space-separated, so receivers on the old or the new secret both verify.
 
@@ -37,7 +42,15 @@ pub struct Signer {
     pub header: String,
     /// Header that carries the unix timestamp.
     pub timestamp_header: String,
-    standard: bool,
+    scheme: Scheme,
+}
+
+/// How the signature is laid out in headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    Fraiseql,
+    Standard,
+    FraiseqlV2,
 }
 
 /// Headers of the Standard Webhooks scheme.
@@ -46,6 +59,10 @@ pub const STANDARD_ID: &str = "webhook-id";
 pub const STANDARD_TIMESTAMP: &str = "webhook-timestamp";
 /// See [`STANDARD_ID`].
 pub const STANDARD_SIGNATURE: &str = "webhook-signature";
+/// The signature header of FraiseQL v2's observer webhooks.
+pub const FRAISEQL_V2_SIGNATURE: &str = "X-FraiseQL-Signature-256";
+/// The event id header of FraiseQL v2's observer webhooks.
+pub const FRAISEQL_V2_EVENT_ID: &str = "X-FraiseQL-Event-Id";
 
 /// Why a signing secret cannot be used.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -106,8 +123,23 @@ impl Signer {
             older: Vec::new(),
             header,
             timestamp_header,
-            standard: false,
+            scheme: Scheme::Fraiseql,
         }
+    }
+
+    /// A signer of FraiseQL v2's observer scheme over `secrets` (newest
+    /// first); always HMAC-SHA256, as FraiseQL signs.
+    pub fn fraiseql_v2(secrets: &[&[u8]]) -> Option<Signer> {
+        let (first, rest) = secrets.split_first()?;
+        let mut signer = Signer::new(
+            Algorithm::Sha256,
+            first,
+            FRAISEQL_V2_SIGNATURE.into(),
+            String::new(),
+        )
+        .with_older(rest);
+        signer.scheme = Scheme::FraiseqlV2;
+        Some(signer)
     }
 
     /// Adds secrets still signed with while receivers move to the first
@@ -143,15 +175,37 @@ impl Signer {
             STANDARD_TIMESTAMP.into(),
         )
         .with_older(&rest);
-        signer.standard = true;
+        signer.scheme = Scheme::Standard;
         Ok(signer)
     }
 
     /// The signature headers of one request: `(name, value)` pairs.
     /// `delivery_id` is the Standard Webhooks `webhook-id` (stable across
-    /// retries, so receivers can deduplicate on it).
-    pub fn headers(&self, delivery_id: &str, timestamp: u64, body: &[u8]) -> Vec<(&str, String)> {
-        if self.standard {
+    /// retries, so receivers can deduplicate on it); `event_id` is FraiseQL
+    /// v2's `X-FraiseQL-Event-Id`.
+    pub fn headers(
+        &self,
+        delivery_id: &str,
+        event_id: &str,
+        timestamp: u64,
+        body: &[u8],
+    ) -> Vec<(&str, String)> {
+        if self.scheme == Scheme::FraiseqlV2 {
+            let ts = timestamp.to_string();
+            let mut value = format!("t={ts}");
+            for key in std::iter::once(&self.key).chain(&self.older) {
+                value.push_str(",v1=");
+                value.push_str(&hex::encode(match key {
+                    Keyed::Sha256(mac) => digest(mac.clone(), &ts, body).as_ref().to_vec(),
+                    Keyed::Sha512(mac) => digest(mac.clone(), &ts, body).as_ref().to_vec(),
+                }));
+            }
+            return vec![
+                (FRAISEQL_V2_SIGNATURE, value),
+                (FRAISEQL_V2_EVENT_ID, event_id.to_string()),
+            ];
+        }
+        if self.scheme == Scheme::Standard {
             let ts = timestamp.to_string();
             let signatures: Vec<String> = std::iter::once(&self.key)
                 .chain(&self.older)
@@ -189,10 +243,10 @@ impl Signer {
 
     /// The scheme, for `wasmhook check`.
     pub fn scheme(&self) -> &'static str {
-        if self.standard {
-            "standard-webhooks"
-        } else {
-            "fraiseql"
+        match self.scheme {
+            Scheme::Standard => "standard-webhooks",
+            Scheme::Fraiseql => "fraiseql",
+            Scheme::FraiseqlV2 => "fraiseql-v2",
         }
     }
 
@@ -273,11 +327,56 @@ mod tests {
     }
 
     #[test]
+    fn fraiseql_v2_signs_as_fraiseql_observers_do() {
+        // The vector of `matches_independently_computed_vectors`, laid out
+        // as FraiseQL's `X-FraiseQL-Signature-256`; the old secret's tag
+        // follows during a rotation.
+        let body = br#"{"a":1}"#;
+        let signer = Signer::fraiseql_v2(&[b"secret", b"old"]).unwrap();
+        let headers = signer.headers("delivery-1", "evt-1", 1704067200, body);
+        let old = signer_tag(b"old", "1704067200", body);
+        assert_eq!(
+            headers,
+            vec![
+                (
+                    FRAISEQL_V2_SIGNATURE,
+                    format!(
+                        "t=1704067200,v1=521612bcabb6f55cc5b1214733a369db3e76d2a8873679bad51856c594061a5a,v1={old}"
+                    )
+                ),
+                (FRAISEQL_V2_EVENT_ID, "evt-1".to_string()),
+            ]
+        );
+        assert_eq!(signer.scheme(), "fraiseql-v2");
+        assert!(Signer::fraiseql_v2(&[]).is_none());
+        // What wasmhook sends, its own incoming side accepts.
+        let sent: Vec<(String, String)> = headers
+            .into_iter()
+            .map(|(name, value)| (name.to_string(), value))
+            .collect();
+        let scheme = crate::incoming::scheme::Scheme::FraiseqlV2 {
+            tolerance_seconds: 300,
+        };
+        for secret in [&b"secret"[..], b"old"] {
+            assert_eq!(
+                crate::incoming::scheme::verify(&scheme, &sent, body, &[secret], 1704067200),
+                Ok(())
+            );
+        }
+    }
+
+    fn signer_tag(secret: &[u8], timestamp: &str, body: &[u8]) -> String {
+        let mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).unwrap();
+        hex::encode(digest(mac, timestamp, body))
+    }
+
+    #[test]
     fn standard_webhooks_matches_the_spec_test_vector() {
         let signer =
             Signer::standard_webhooks(&["whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"]).unwrap();
         let headers = signer.headers(
             "msg_27UH4WbU6Z5A5EzD8u03UvzRbpk",
+            "evt-1",
             1649367553,
             br#"{"email":"test@example.com","username":"test_user"}"#,
         );
@@ -300,18 +399,20 @@ mod tests {
         let new = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
         let both = Signer::standard_webhooks(&[new, old]).unwrap();
         let (body, id) = (b"{}".as_slice(), "msg_1");
-        let value = both.headers(id, 1, body)[2].1.clone();
+        let value = both.headers(id, "evt-1", 1, body)[2].1.clone();
         let only = |s| {
             Signer::standard_webhooks(&[s])
                 .unwrap()
-                .headers(id, 1, body)[2]
+                .headers(id, "evt-1", 1, body)[2]
                 .1
                 .clone()
         };
         assert_eq!(value, format!("{} {}", only(new), only(old)));
 
         let hmac = signer(Algorithm::Sha256, "new").with_older(&[b"old"]);
-        let header = hmac.headers(id, 1704067200, br#"{"a":1}"#)[0].1.clone();
+        let header = hmac.headers(id, "evt-1", 1704067200, br#"{"a":1}"#)[0]
+            .1
+            .clone();
         let (first, second) = header.split_once(' ').unwrap();
         assert_eq!(
             first,

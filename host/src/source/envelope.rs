@@ -2,13 +2,18 @@
 //! out, or an error that says which envelope it looked like and what is
 //! missing.
 //!
-//! - FraiseQL: has `entity_type` (with `operation`, `entity`, optional `old`).
+//! - FraiseQL v2 `EntityEvent` (what FraiseQL's observer transport
+//!   publishes): has `entity_type` and `event_type` (with `data`, `changes`).
+//! - FraiseQL change-log row, as the CDC sinks publish it (`ChangeEvent`):
+//!   has `object_type` and `op` (with `after`, `before`, `seq`).
+//! - FraiseQL as its docs describe it: has `entity_type` (with `operation`,
+//!   `entity`, optional `old`).
 //! - Hasura event trigger: has `table` and `event` (`event.op`, `event.data`).
 //! - Native (wasmhook's own): has `entity` as a string and `op`.
 
 use serde_json::{Map, Value};
 
-use crate::event::{Envelope, Event, Operation};
+use crate::event::{Envelope, Event, Operation, META_FIELDS};
 
 /// Why a document is not an event.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -34,8 +39,15 @@ pub fn parse_keyed(
             kind(&document)
         )));
     };
-    if map.contains_key("entity_type") {
+    if map.contains_key("entity_type")
+        && map.contains_key("event_type")
+        && !map.contains_key("operation")
+    {
+        fraiseql_v2(&mut map, source, fallback_id)
+    } else if map.contains_key("entity_type") {
         fraiseql(&mut map, source, fallback_id)
+    } else if map.contains_key("object_type") && map.contains_key("op") {
+        fraiseql_cdc(&mut map, source, fallback_id)
     } else if map.contains_key("table") && map.contains_key("event") {
         hasura(&mut map, source, fallback_id)
     } else if map.get("entity").is_some_and(Value::is_string) && map.contains_key("op") {
@@ -43,8 +55,9 @@ pub fn parse_keyed(
     } else {
         let keys: Vec<&str> = map.keys().map(String::as_str).take(8).collect();
         Err(EnvelopeError(format!(
-            "not a known envelope (keys: {}); expected FraiseQL (entity_type, operation, entity), \
-             Hasura (table, event.op, event.data) or native (entity, op, data)",
+            "not a known envelope (keys: {}); expected FraiseQL v2 (entity_type, event_type, data), \
+             a FraiseQL change (object_type, op, after), FraiseQL docs-style (entity_type, \
+             operation, entity), Hasura (table, event.op, event.data) or native (entity, op, data)",
             keys.join(", ")
         )))
     }
@@ -74,6 +87,7 @@ fn fraiseql(
         source: source.to_string(),
         data,
         old,
+        meta: Map::new(),
     })
 }
 
@@ -124,6 +138,7 @@ fn hasura(
         source: source.to_string(),
         data,
         old,
+        meta: Map::new(),
     })
 }
 
@@ -151,7 +166,140 @@ fn native(
         source: source.to_string(),
         data,
         old,
+        meta: Map::new(),
     })
+}
+
+/// FraiseQL v2's `EntityEvent`. It carries no old row: an UPDATE of a table
+/// that keeps a pre-image has `changes` (`{field: {old, new}}`), from which
+/// the old row is rebuilt so `_old`, `_changed` and `field.changed()` work.
+/// A DELETE carries the row as it was in `data` (or `{}`).
+fn fraiseql_v2(
+    map: &mut Map<String, Value>,
+    source: &str,
+    fallback_id: Option<String>,
+) -> Result<Event, EnvelopeError> {
+    let name = "FraiseQL v2 event";
+    let entity = required_string(map, "entity_type", name)?;
+    let operation = Operation::parse(&required_string(map, "event_type", name)?);
+    let data = object_or_null(map.remove("data"), "data", name)?
+        .unwrap_or_else(|| Value::Object(Map::new()));
+    let changes = object_or_null(map.remove("changes"), "changes", name)?;
+    let old = match (&operation, changes) {
+        (Operation::Delete, _) => non_empty_object(&data).then(|| data.clone()),
+        (_, Some(Value::Object(changes))) => Some(rebuild_old(&data, &changes)),
+        _ => None,
+    };
+    let meta = take_meta(map, name)?;
+    Ok(Event {
+        id: non_empty(optional_string(map, "id", name)?)
+            .unwrap_or_else(|| fallback_id.unwrap_or_else(new_id)),
+        entity_id: non_empty(optional_string(map, "entity_id", name)?).or_else(|| row_id(&data)),
+        timestamp: optional_string(map, "timestamp", name)?.unwrap_or_else(now),
+        entity,
+        operation,
+        envelope: Envelope::FraiseqlV2,
+        source: source.to_string(),
+        data,
+        old,
+        meta,
+    })
+}
+
+/// A FraiseQL change-log row: the CDC sinks' `ChangeEvent`, or a row of
+/// `core.tb_entity_change_log` as the change-log source hands it over (with
+/// its `id`). Without an `id` the event is named `object_type:seq`, which is
+/// also the `Nats-Msg-Id` the sinks send, so redeliveries keep their id.
+fn fraiseql_cdc(
+    map: &mut Map<String, Value>,
+    source: &str,
+    fallback_id: Option<String>,
+) -> Result<Event, EnvelopeError> {
+    let name = "FraiseQL change";
+    let entity = required_string(map, "object_type", name)?;
+    let operation = Operation::parse(&required_string(map, "op", name)?);
+    let after = object_or_null(map.remove("after"), "after", name)?;
+    let before = object_or_null(map.remove("before"), "before", name)?;
+    let data = match (after, &operation) {
+        (Some(row), Operation::Delete) if !non_empty_object(&row) => before.clone().unwrap_or(row),
+        (Some(row), _) => row,
+        (None, Operation::Insert | Operation::Update) => {
+            return Err(EnvelopeError(format!(
+                "{name}: \"after\" is required for {operation} and must be an object"
+            )))
+        }
+        (None, _) => before.clone().unwrap_or_else(|| Value::Object(Map::new())),
+    };
+    let meta = take_meta(map, name)?;
+    let sequence_id = id_value(meta.get("seq")).map(|seq| format!("{entity}:{seq}"));
+    Ok(Event {
+        id: non_empty(optional_string(map, "id", name)?)
+            .or(sequence_id)
+            .or(fallback_id)
+            .unwrap_or_else(new_id),
+        entity_id: non_empty(optional_string(map, "object_id", name)?).or_else(|| row_id(&data)),
+        timestamp: optional_string(map, "commit_time", name)?
+            .or(optional_string(map, "created_at", name)?)
+            .unwrap_or_else(now),
+        entity,
+        operation,
+        envelope: Envelope::FraiseqlCdc,
+        source: source.to_string(),
+        data,
+        old: before,
+        meta,
+    })
+}
+
+/// The row before an update, from the row after it and FraiseQL's
+/// `changes`: each changed field gets its `old` value back.
+fn rebuild_old(data: &Value, changes: &Map<String, Value>) -> Value {
+    let mut old = match data {
+        Value::Object(row) => row.clone(),
+        _ => Map::new(),
+    };
+    for (field, change) in changes {
+        if let Some(value) = change.get("old") {
+            old.insert(field.clone(), value.clone());
+        }
+    }
+    Value::Object(old)
+}
+
+/// Moves the [`META_FIELDS`] the envelope carries (and that are not null)
+/// into the event's metadata.
+fn take_meta(
+    map: &mut Map<String, Value>,
+    name: &str,
+) -> Result<Map<String, Value>, EnvelopeError> {
+    let mut meta = Map::new();
+    for field in META_FIELDS {
+        match map.remove(field) {
+            None | Some(Value::Null) => {}
+            Some(value @ (Value::String(_) | Value::Number(_))) if field != "trace_context" => {
+                meta.insert(field.to_string(), value);
+            }
+            Some(value @ (Value::Object(_) | Value::String(_))) if field == "trace_context" => {
+                meta.insert(field.to_string(), value);
+            }
+            Some(other) => {
+                return Err(EnvelopeError(format!(
+                    "{name}: \"{field}\" must be {}, found {}",
+                    if field == "trace_context" {
+                        "an object or a string"
+                    } else {
+                        "a string or a number"
+                    },
+                    kind(&other)
+                )))
+            }
+        }
+    }
+    Ok(meta)
+}
+
+fn non_empty_object(value: &Value) -> bool {
+    matches!(value, Value::Object(map) if !map.is_empty())
 }
 
 /// The row an observer sees: the new row, or for a DELETE without one, the
@@ -307,6 +455,153 @@ mod tests {
             "a DELETE sees the old row"
         );
         assert_eq!(e.timestamp, "2018-09-05T07:40:51.337101");
+    }
+
+    /// As FraiseQL 2.19's observer transport publishes an update of a table
+    /// that keeps a pre-image (`../shared` wire notes).
+    fn entity_event(event_type: &str, changes: Value, data: Value) -> Value {
+        json!({"id": "3ca6495f-0000-7000-8000-000000000001", "event_type": event_type,
+            "entity_type": "Order", "entity_id": "0195f3a2-0000-7000-8000-000000000002",
+            "data": data, "changes": changes, "user_id": "u-7", "tenant_id": "t-1",
+            "timestamp": "2026-12-07T04:14:57.502040Z", "duration_ms": null, "seq": 2,
+            "actor_type": "user", "acting_for": null, "schema_version": null,
+            "cdc_source": "fallback_trigger"})
+    }
+
+    #[test]
+    fn fraiseql_v2_update_rebuilds_the_old_row_from_changes() {
+        let e = ok(entity_event(
+            "UPDATE",
+            json!({"status": {"old": "paid", "new": "shipped"}, "note": {"old": null, "new": "x"}}),
+            json!({"id": "0195f3a2", "total": 1500, "status": "shipped", "note": "x"}),
+        ));
+        assert_eq!(
+            (e.entity.as_str(), &e.operation),
+            ("Order", &Operation::Update)
+        );
+        assert_eq!(e.envelope, Envelope::FraiseqlV2);
+        assert_eq!(e.id, "3ca6495f-0000-7000-8000-000000000001");
+        assert_eq!(
+            e.entity_id.as_deref(),
+            Some("0195f3a2-0000-7000-8000-000000000002")
+        );
+        assert_eq!(e.timestamp, "2026-12-07T04:14:57.502040Z");
+        assert_eq!(
+            e.old,
+            Some(json!({"id": "0195f3a2", "total": 1500, "status": "paid", "note": null})),
+            "changed fields get their old values"
+        );
+        assert_eq!(
+            Value::Object(e.changed()),
+            json!({"status": {"old": "paid", "new": "shipped"}, "note": {"old": null, "new": "x"}})
+        );
+        assert_eq!(
+            Value::Object(e.meta.clone()),
+            json!({"tenant_id": "t-1", "user_id": "u-7", "actor_type": "user", "seq": 2})
+        );
+    }
+
+    #[test]
+    fn fraiseql_v2_operations_in_any_case_and_without_changes() {
+        let insert = ok(entity_event("insert", Value::Null, json!({"id": 1})));
+        assert_eq!(
+            (&insert.operation, &insert.old),
+            (&Operation::Insert, &None)
+        );
+        let custom = ok(entity_event("CUSTOM", Value::Null, Value::Null));
+        assert_eq!(custom.operation, Operation::Other("CUSTOM".into()));
+        assert_eq!(custom.data, json!({}));
+        let update = ok(entity_event(
+            "UPDATE",
+            Value::Null,
+            json!({"id": 1, "s": "a"}),
+        ));
+        assert_eq!(update.old, None, "no pre-image: nothing to rebuild");
+        let delete = ok(entity_event(
+            "DELETE",
+            Value::Null,
+            json!({"id": 1, "s": "a"}),
+        ));
+        assert_eq!(delete.data, json!({"id": 1, "s": "a"}));
+        assert_eq!(
+            delete.old,
+            Some(json!({"id": 1, "s": "a"})),
+            "the row as it was"
+        );
+        let gone = ok(entity_event("DELETE", Value::Null, json!({})));
+        assert_eq!(gone.old, None);
+    }
+
+    /// As the CDC sinks publish a change (`ChangeEvent`).
+    fn change_event(op: &str, after: Value, before: Value) -> Value {
+        json!({"seq": 2, "object_type": "Order", "op": op, "tenant_id": null,
+            "object_id": "0195f3a2", "after": after, "before": before,
+            "commit_time": "2026-12-07T04:14:57.503393Z"})
+    }
+
+    #[test]
+    fn fraiseql_cdc_changes_map_rows_and_name_the_event_by_sequence() {
+        let e = ok(change_event(
+            "update",
+            json!({"id": "0195f3a2", "status": "shipped"}),
+            json!({"id": "0195f3a2", "status": "paid"}),
+        ));
+        assert_eq!(
+            (e.entity.as_str(), &e.operation),
+            ("Order", &Operation::Update)
+        );
+        assert_eq!(e.envelope, Envelope::FraiseqlCdc);
+        assert_eq!(e.id, "Order:2", "the sinks' Nats-Msg-Id");
+        assert_eq!(e.entity_id.as_deref(), Some("0195f3a2"));
+        assert_eq!(e.timestamp, "2026-12-07T04:14:57.503393Z");
+        assert_eq!(e.changed().len(), 1);
+        assert_eq!(Value::Object(e.meta.clone()), json!({"seq": 2}));
+        let delete = ok(change_event(
+            "delete",
+            Value::Null,
+            json!({"id": "x", "s": 1}),
+        ));
+        assert_eq!(
+            (&delete.operation, &delete.data),
+            (&Operation::Delete, &json!({"id": "x", "s": 1}))
+        );
+        let custom = ok(change_event("custom", Value::Null, Value::Null));
+        assert_eq!(
+            (custom.operation.as_str(), &custom.data),
+            ("CUSTOM", &json!({}))
+        );
+        let mut row = change_event("insert", json!({"id": 1}), Value::Null);
+        row["id"] = json!("0195f3a2-aaaa");
+        assert_eq!(
+            ok(row).id,
+            "0195f3a2-aaaa",
+            "a change-log row keeps its own id"
+        );
+    }
+
+    #[test]
+    fn fraiseql_v2_and_cdc_errors_name_the_field() {
+        for (document, expected) in [
+            (
+                json!({"entity_type": "O", "event_type": 3}),
+                "FraiseQL v2 event: \"event_type\" must be a non-empty string, found a number",
+            ),
+            (
+                json!({"entity_type": "O", "event_type": "UPDATE", "data": [1]}),
+                "FraiseQL v2 event: \"data\" must be an object, found an array",
+            ),
+            (
+                json!({"entity_type": "O", "event_type": "UPDATE", "data": {}, "tenant_id": [1]}),
+                "\"tenant_id\" must be a string or a number, found an array",
+            ),
+            (
+                json!({"object_type": "O", "op": "insert", "after": null}),
+                "FraiseQL change: \"after\" is required for INSERT",
+            ),
+        ] {
+            let message = err(document.clone());
+            assert!(message.contains(expected), "{document}: {message}");
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@ use crate::config::SourceConfig;
 use crate::pipeline::{Message, Pipeline};
 
 pub mod envelope;
+pub mod fraiseql_changelog;
 pub mod http;
 pub mod jetstream;
 pub mod nats;
@@ -217,6 +218,11 @@ pub fn spawn(
             SourceConfig::PostgresLog(c) => postgres_log::run(c, pipeline, connected, stop)
                 .await
                 .map_err(|e| e.to_string()),
+            SourceConfig::FraiseqlChangelog(c) => {
+                fraiseql_changelog::run(c, pipeline, connected, stop)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
         };
         if let Err(e) = result {
             error!(backend, error = %e, "source stopped");

@@ -51,6 +51,28 @@ pub async fn connect(
     connect_reporting(url, Events::new(connected, Readiness::OnConnect, None)).await
 }
 
+/// [`connect`] for a source that reports itself ready once it is bound
+/// (a JetStream consumer): the client's connection alone marks nothing
+/// ready, while a lost connection marks `connected` down at once.
+pub async fn connect_bound(
+    url: &str,
+    connected: Connected,
+) -> Result<async_nats::Client, NatsError> {
+    connect_reporting(url, Events::new(Some(connected), Readiness::Bound, None)).await
+}
+
+/// The header FraiseQL's CDC sinks (and JetStream deduplication) name a
+/// message by.
+const MESSAGE_ID: &str = "Nats-Msg-Id";
+
+/// The publisher's id of a message (`Nats-Msg-Id`), when it has one.
+pub(crate) fn message_id(headers: Option<&async_nats::HeaderMap>) -> Option<String> {
+    headers?
+        .get(MESSAGE_ID)
+        .map(|value| value.as_str().trim().to_string())
+        .filter(|id| !id.is_empty())
+}
+
 /// [`connect`], with the client's events reported through `events`.
 async fn connect_reporting(url: &str, events: Events) -> Result<async_nats::Client, NatsError> {
     let events = Arc::new(events);
@@ -80,6 +102,9 @@ enum Readiness {
     /// the subscription it would match. A connection wakes the source
     /// through this, and it reports ready itself.
     Confirmed(Arc<Notify>),
+    /// Only by the source, once its consumer is bound; the client's
+    /// events only mark it down.
+    Bound,
 }
 
 /// What the client's events change: `/readyz`, the logs and the count of
@@ -113,7 +138,7 @@ impl Events {
                 match (&self.readiness, &self.status) {
                     (Readiness::Confirmed(connection), _) => connection.notify_one(),
                     (Readiness::OnConnect, Some(status)) => status.set(true),
-                    (Readiness::OnConnect, None) => {}
+                    (Readiness::OnConnect, None) | (Readiness::Bound, _) => {}
                 }
                 info!("NATS connected");
             }
@@ -250,8 +275,8 @@ pub async fn run(
             .into_iter()
             .map(|m| Message {
                 source: format!("nats:{}", m.subject),
+                key: message_id(m.headers.as_ref()),
                 payload: m.payload,
-                key: None,
             })
             .collect();
         if !storing.store(&batch, &mut shutdown).await {
@@ -304,6 +329,26 @@ mod tests {
         // The source is woken to confirm them (a permit is stored).
         let woken = futures::FutureExt::now_or_never(connection.notified());
         assert!(woken.is_some());
+    }
+
+    #[test]
+    fn a_bound_source_is_not_ready_by_connecting() {
+        let status = Connected::new(false);
+        let events = Events::new(Some(status.clone()), Readiness::Bound, None);
+        events.on(async_nats::Event::Connected);
+        assert!(!status.get(), "ready before the consumer was bound");
+        status.set(true);
+        events.on(async_nats::Event::Disconnected);
+        assert!(!status.get());
+    }
+
+    #[test]
+    fn the_publishers_message_id_names_a_message() {
+        let mut headers = async_nats::HeaderMap::new();
+        assert_eq!(message_id(Some(&headers)), None);
+        headers.insert("Nats-Msg-Id", "Order:2");
+        assert_eq!(message_id(Some(&headers)).as_deref(), Some("Order:2"));
+        assert_eq!(message_id(None), None);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use futures::StreamExt;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, Client, Notification};
-use tracing::{debug, error, info};
+use tracing::{debug, error, info, warn};
 
 use super::{Connected, Unanswered};
 use crate::pipeline::{Message, Pipeline};
@@ -213,8 +213,16 @@ pub async fn run(
         .map_err(|e| ListenError(format!("{}: {}", display_dsn(&config.url), describe(&e))))?;
     let mut link = super::Link::new(Some(connected));
     let storing = Unanswered::new(pipeline, "PostgreSQL notifications");
+    let mut wake_ups = WakeUps::default();
     while !*shutdown.borrow() {
-        let session = listen(config, &pg, &storing, &mut link, &mut shutdown);
+        let session = listen(
+            config,
+            &pg,
+            &storing,
+            &mut wake_ups,
+            &mut link,
+            &mut shutdown,
+        );
         match session.await {
             Ok(()) => break,
             Err(e) => {
@@ -232,10 +240,38 @@ pub async fn run(
     Ok(())
 }
 
+/// Notifications that carry only a row number: FraiseQL's wake-ups on
+/// `fraiseql_events`, which name a change-log row rather than carry an
+/// event. They are skipped, with one warning that says what reads them.
+#[derive(Debug, Default)]
+struct WakeUps {
+    warned: bool,
+}
+
+impl WakeUps {
+    /// True if `payload` is such a wake-up (and warns about the first).
+    fn skip(&mut self, payload: &str, channel: &str) -> bool {
+        let payload = payload.trim();
+        let wake_up = !payload.is_empty() && payload.bytes().all(|b| b.is_ascii_digit());
+        if wake_up && !self.warned {
+            self.warned = true;
+            warn!(
+                channel,
+                payload,
+                "this channel carries bare row numbers, as FraiseQL's change log notifies: they are \
+                 wake-ups, not events, and are skipped. To deliver FraiseQL's changes, use \
+                 [observers] backend = \"fraiseql-changelog\", which reads the rows they name"
+            );
+        }
+        wake_up
+    }
+}
+
 async fn listen(
     config: &ListenConfig,
     pg: &tokio_postgres::Config,
     storing: &Unanswered,
+    wake_ups: &mut WakeUps,
     link: &mut super::Link,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), SessionError> {
@@ -260,13 +296,14 @@ async fn listen(
         }
         let batch: Vec<Message> = received
             .drain(..)
+            .filter(|n| !wake_ups.skip(n.payload(), &config.channel))
             .map(|n| Message {
                 source: source.clone(),
                 payload: bytes::Bytes::copy_from_slice(n.payload().as_bytes()),
                 key: None,
             })
             .collect();
-        if !storing.store(&batch, shutdown).await {
+        if !batch.is_empty() && !storing.store(&batch, shutdown).await {
             return Ok(());
         }
     }
@@ -275,6 +312,17 @@ async fn listen(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bare_row_numbers_are_skipped_with_one_warning() {
+        let mut wake_ups = WakeUps::default();
+        assert!(wake_ups.skip("42", "fraiseql_events"));
+        assert!(wake_ups.warned);
+        assert!(wake_ups.skip(" 43 ", "fraiseql_events"));
+        for event in ["{\"entity\": \"o\"}", "", "4a", "-1"] {
+            assert!(!wake_ups.skip(event, "c"), "{event:?}");
+        }
+    }
 
     #[test]
     fn names_are_quoted_as_written() {
