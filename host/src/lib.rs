@@ -189,6 +189,7 @@ pub async fn run(
         connected,
         switches,
         admin_token: config.server.admin_token.clone(),
+        ingest_tokens: config.server.ingest_tokens.clone().into(),
         seen,
     };
     let router = server::router(

@@ -40,6 +40,8 @@ fn check_prints_observers_or_names_the_problem() {
          "bad.toml: webhooks.signing.secret: environment variable WASMHOOK_TEST_UNSET_VAR is not set"),
         ("[webhooks]\nretry = 3\n", "bad.toml: webhooks.retry: invalid type: integer `3`, expected struct RetrySection"),
         ("[observer]\n", "bad.toml: observer: invalid type: map, expected a sequence"),
+        ("[server]\nlisten = \"0.0.0.0:18080\"\n",
+         "bad.toml: server.ingest_token: server.listen 0.0.0.0:18080 is reachable from other machines"),
     ] {
         let path = write(dir.path(), "bad.toml", text);
         let (code, _, err) = wasmhook(&["check", "--config", path.to_str().unwrap()], dir.path());

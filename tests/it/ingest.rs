@@ -270,3 +270,53 @@ async fn concurrent_ingest_requests_are_all_answered() {
         .await;
     wasmhook.stop().await;
 }
+
+/// `POST /events` with `ingest_tokens = [new, old]`: no token and a wrong
+/// one are refused with 401 and nothing stored; either token of a rotation
+/// is accepted and delivered.
+#[tokio::test]
+async fn ingest_tokens_guard_post_events_and_rotate() {
+    let receiver = TestReceiver::start().await;
+    let wasmhook = InProcess::start(&format!(
+        "[server]\ningest_tokens = [\"new-token\", \"old-token\"]\n\
+         [[observer]]\nname = \"orders\"\nentity = \"order\"\n[[observer.webhook]]\nurl = \"{}\"\n",
+        receiver.url("/orders")
+    ))
+    .await;
+    let send = |token: Option<&'static str>, id: i64| {
+        let url = wasmhook.url("/events");
+        async move {
+            let mut request = reqwest::Client::new()
+                .post(url)
+                .body(fraiseql_order("created", json!({"id": id}), None).to_string());
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.text().await.unwrap())
+        }
+    };
+    let (status, body) = send(None, 1).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("ingest_token"), "{body}");
+    assert!(!body.contains("new-token"), "the token is not echoed");
+    assert_eq!(send(Some("wrong"), 2).await.0, 401);
+    assert_eq!(send(Some("new-toke"), 3).await.0, 401);
+    assert_eq!(send(Some("new-token"), 4).await.0, 202);
+    assert_eq!(send(Some("old-token"), 5).await.0, 202);
+    let got = receiver
+        .wait_until("the two accepted events", Duration::from_secs(30), |r| {
+            r.len() >= 2
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut ids: Vec<i64> = receiver
+        .requests()
+        .iter()
+        .map(|r| r.json()["id"].as_i64().unwrap())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, vec![4, 5], "refused events were not stored: {got:?}");
+    wasmhook.stop().await;
+}

@@ -16,6 +16,7 @@ const ADMIN: &str = "adm-token-3b8e41";
 const BEARER: &str = "bearer-token-9d2c6a";
 const QUERY: &str = "query-token-4a7f13";
 const INCOMING: &str = "gh-incoming-secret-0c5e88";
+const INGEST: &str = "ingest-token-61d0b2";
 
 #[tokio::test]
 async fn no_secret_reaches_logs_metrics_dlq_listings_or_errors() {
@@ -28,7 +29,7 @@ async fn no_secret_reaches_logs_metrics_dlq_listings_or_errors() {
     std::fs::write(
         &config,
         format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_token = \"${{ADMIN}}\"\n[storage]\npath = \"db\"\n\
+            "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_token = \"${{ADMIN}}\"\ningest_token = \"${{INGEST}}\"\n[storage]\npath = \"db\"\n\
              [webhooks]\nallowed_networks = [\"127.0.0.0/8\"]\n\
              [webhooks.signing]\nsecrets = [\"${{SIGNING}}\", \"{ROTATED}\"]\n\
              [webhooks.retry]\nmax_attempts = 2\ninitial_delay = \"10ms\"\n\
@@ -50,6 +51,7 @@ async fn no_secret_reaches_logs_metrics_dlq_listings_or_errors() {
         ("BEARER", BEARER),
         ("KEY", ENCRYPTION),
         ("INCOMING", INCOMING),
+        ("INGEST", INGEST),
     ];
     let running = Running::start_with_env(&config, dir.path(), port, &env).await;
     let events: Vec<String> = (0..5)
@@ -58,11 +60,22 @@ async fn no_secret_reaches_logs_metrics_dlq_listings_or_errors() {
                 .to_string()
         })
         .collect();
-    let (status, _) = post(&running.url("/events"), events.join("\n")).await;
-    assert_eq!(status, 202);
-    // A bad event and refused incoming webhooks produce error answers.
+    let ingest = |body: String| {
+        reqwest::Client::new()
+            .post(running.url("/events"))
+            .bearer_auth(INGEST)
+            .body(body)
+            .send()
+    };
+    let accepted = ingest(events.join("\n")).await.unwrap();
+    assert_eq!(accepted.status(), 202);
+    // A bad event, a wrong ingest token and refused incoming webhooks
+    // produce error answers.
     let mut answers = Vec::new();
-    let (_, answer) = post(&running.url("/events"), "{\"nope\": 1}").await;
+    let bad = ingest("{\"nope\": 1}".into()).await.unwrap();
+    answers.push(bad.text().await.unwrap());
+    let (status, answer) = post(&running.url("/events"), "{\"nope\": 1}").await;
+    assert_eq!(status, 401);
     answers.push(answer.to_string());
     let refused = reqwest::Client::new()
         .post(running.url("/webhooks/github"))
@@ -144,6 +157,7 @@ async fn no_secret_reaches_logs_metrics_dlq_listings_or_errors() {
     let all = outputs.join("\n");
     assert!(all.len() > 1000, "something was written");
     for secret in [
+        INGEST,
         SIGNING,
         ROTATED,
         STANDARD,

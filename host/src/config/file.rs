@@ -37,6 +37,10 @@ pub(super) struct FileConfig {
 pub(super) struct ServerSection {
     pub listen: Option<String>,
     pub admin_token: Option<String>,
+    pub ingest_token: Option<String>,
+    pub ingest_tokens: Option<Vec<String>>,
+    pub allow_unauthenticated_ingest: Option<bool>,
+    pub allow_unauthenticated_admin: Option<bool>,
     pub max_body_bytes: Option<usize>,
     #[serde(default, deserialize_with = "duration")]
     pub shutdown_timeout: Option<Duration>,

@@ -9,6 +9,7 @@ mod delivery;
 mod env;
 mod file;
 mod schedule;
+mod server;
 mod source;
 
 pub(crate) use source::redact;
@@ -53,13 +54,16 @@ pub enum ConfigError {
     },
 }
 
-/// The HTTP listener: ingest, admin API.
-#[derive(Debug, Clone)]
+/// The HTTP listener: ingest, admin API. Its `Debug` leaves the tokens out.
+#[derive(Clone)]
 pub struct ServerConfig {
     /// Address to bind.
     pub listen: SocketAddr,
     /// When set, `/admin` requires `Authorization: Bearer <token>`.
     pub admin_token: Option<String>,
+    /// When not empty, `POST /events` requires `Authorization: Bearer`
+    /// with one of these (several while a token is rotated).
+    pub ingest_tokens: Vec<String>,
     /// Largest accepted request body on `/events`.
     pub max_body_bytes: usize,
     /// On SIGTERM, how long attempts in flight may finish; what is left
@@ -295,9 +299,11 @@ fn resolve(
             format!("{listen_text:?} is not an address like \"127.0.0.1:8080\""),
         )
     })?;
+    let exposure = server::Exposure::read(&raw.server)?;
     let server = ServerConfig {
         listen,
         admin_token: raw.server.admin_token.filter(|t| !t.is_empty()),
+        ingest_tokens: server::ingest_tokens(raw.server.ingest_token, raw.server.ingest_tokens)?,
         max_body_bytes: positive(
             raw.server.max_body_bytes,
             10 * 1024 * 1024,
@@ -333,6 +339,7 @@ fn resolve(
         .clone()
         .unwrap_or_else(|| "nats://127.0.0.1:4222".into());
     let source = source::resolve(raw.observers, &server)?;
+    exposure.check(&server, &source)?;
     let http = HttpConfig {
         connect_timeout: Duration::from_millis(positive(
             raw.webhooks.connect_timeout_ms,

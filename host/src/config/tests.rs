@@ -268,3 +268,37 @@ secret = "s"
         "{e}"
     );
 }
+
+#[test]
+fn a_listener_beyond_loopback_needs_tokens_or_an_explicit_opt_out() {
+    let open = load("[server]\nlisten = \"0.0.0.0:8080\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        open.starts_with(
+            "wasmhook.toml: server.ingest_token: server.listen 0.0.0.0:8080 is reachable"
+        ),
+        "{open}"
+    );
+    let no_admin = load("[server]\nlisten = \"0.0.0.0:8080\"\ningest_token = \"t\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        no_admin.contains("server.admin_token: server.listen"),
+        "{no_admin}"
+    );
+    let ok = load("[server]\nlisten = \"0.0.0.0:8080\"\ningest_tokens = [\"new\", \"old\"]\nadmin_token = \"a\"\n")
+        .unwrap();
+    assert_eq!(ok.server.ingest_tokens, vec!["new", "old"]);
+    assert!(
+        !format!("{:?}", ok.server).contains("new"),
+        "tokens stay out of Debug"
+    );
+    load("[server]\nlisten = \"0.0.0.0:8080\"\nallow_unauthenticated_ingest = true\nallow_unauthenticated_admin = true\n")
+        .unwrap();
+    // Not serving POST /events: no ingest token needed.
+    load("[server]\nlisten = \"0.0.0.0:8080\"\nadmin_token = \"a\"\n[observers]\nbackend = \"nats\"\n").unwrap();
+    load("[server]\nlisten = \"127.0.0.1:8080\"\n").unwrap();
+    let both = load("[server]\ningest_token = \"a\"\ningest_tokens = [\"b\"]\n").unwrap_err();
+    assert!(both.to_string().contains("not both"), "{both}");
+}

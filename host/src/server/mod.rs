@@ -3,9 +3,9 @@
 //! `wasmhook run` holds the database.
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, StatusCode};
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -23,6 +23,8 @@ use crate::outbox::StoreError;
 use crate::pipeline::Pipeline;
 use crate::source::{envelope, http};
 
+mod auth;
+
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AppState {
@@ -30,6 +32,8 @@ pub struct AppState {
     pub pipeline: Pipeline,
     /// Bearer token for `/admin`, if set.
     pub admin_token: Option<String>,
+    /// Bearer tokens for `POST /events`; none: open (on loopback, or by choice).
+    pub ingest_tokens: Arc<[String]>,
     /// Replay memory of the incoming receivers.
     pub seen: Seen,
     /// The process's metrics.
@@ -61,14 +65,23 @@ pub fn router(
             "/webhooks/{observer}/{index}/{action}",
             post(webhook_switch),
         )
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_admin,
+        ));
     let mut router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .nest("/admin", admin);
     if ingest {
-        router = router.route("/events", post(ingest_events));
+        router = router.route(
+            "/events",
+            post(ingest_events).route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                auth::require_ingest,
+            )),
+        );
     }
     for receiver in receivers {
         let limit = receiver.max_payload_bytes;
@@ -294,28 +307,6 @@ async fn webhook_switch(
 
 async fn plugin_list(State(state): State<AppState>) -> Response {
     Json(state.pipeline.plugins().list()).into_response()
-}
-
-async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if let Some(token) = &state.admin_token {
-        let given = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        let ok = given.is_some_and(|given| constant_time_eq(given.as_bytes(), token.as_bytes()));
-        if !ok {
-            return problem(
-                StatusCode::UNAUTHORIZED,
-                "admin API: missing or wrong bearer token",
-            );
-        }
-    }
-    next.run(request).await
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn dlq_list(State(state): State<AppState>, Query(filter): Query<Filter>) -> Response {
