@@ -26,6 +26,7 @@ pub mod schedule;
 pub mod server;
 pub mod signing;
 pub mod source;
+pub mod tls;
 
 use std::future::Future;
 use std::sync::Arc;

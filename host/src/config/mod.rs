@@ -797,12 +797,22 @@ fn resolve_observer(
     })
 }
 
+/// Operations beyond row changes that envelopes carry: FraiseQL's CUSTOM
+/// mutations and Hasura's MANUAL invocations. Any other name is taken for a
+/// typo, except on the observers of incoming webhooks, whose event types
+/// are the provider's.
+const OTHER_OPERATIONS: [&str; 2] = ["CUSTOM", "MANUAL"];
+
 fn operation(name: &str, key: &str, any_operation: bool) -> Result<Operation, ConfigError> {
     match Operation::parse(name) {
-        Operation::Other(other) if !any_operation => Err(invalid(
-            key,
-            format!("{other:?} is not INSERT, UPDATE or DELETE"),
-        )),
+        Operation::Other(other)
+            if !any_operation && !OTHER_OPERATIONS.contains(&other.as_str()) =>
+        {
+            Err(invalid(
+                key,
+                format!("{other:?} is not INSERT, UPDATE, DELETE, CUSTOM or MANUAL"),
+            ))
+        }
         op => Ok(op),
     }
 }

@@ -166,7 +166,7 @@ fn errors_name_the_file_and_key() {
         ("[[observer]]\nname = \"o\"\nentity = \"order\"\n[[observer.webhook]]\nurl = \"ftp://x\"".to_string(), "webhook[0].url: \"ftp://x\" is not an http or https URL"),
         ("[[observer]]\nname = \"o\"\nentity = \"order\"\n[[observer.webhook]]\nurl_env = \"NOPE\"".to_string(), "webhook[0].url_env: environment variable NOPE is not set"),
         ("[[observer]]\nname = \"o\"\nentity = \"order\"".to_string(), "observer[0] (\"o\").webhook: an observer needs at least one"),
-        ("[[observer]]\nname = \"o\"\nentity = \"order\"\nevent = \"UPSERT\"\n[[observer.webhook]]\nurl = \"http://x\"".to_string(), "observer[0] (\"o\").event: \"UPSERT\" is not INSERT, UPDATE or DELETE"),
+        ("[[observer]]\nname = \"o\"\nentity = \"order\"\nevent = \"UPSERT\"\n[[observer.webhook]]\nurl = \"http://x\"".to_string(), "observer[0] (\"o\").event: \"UPSERT\" is not INSERT, UPDATE, DELETE, CUSTOM or MANUAL"),
         (format!("{}{}", webhook_config(""), webhook_config("")), "observer[1].name: observer name \"o\" is used twice"),
         ("[[observer]]\nname = \"o\"\n".to_string(), "observer[0]: missing field `entity`"),
     ] {
