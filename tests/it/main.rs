@@ -9,6 +9,7 @@ mod fuzz_corpus;
 mod incoming;
 mod ingest;
 mod jetstream;
+mod listen;
 mod nats;
 mod ops;
 mod plugins;

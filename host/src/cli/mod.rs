@@ -4,6 +4,7 @@
 mod access;
 mod decrypt;
 mod dlq;
+mod listen;
 mod pg;
 mod plugin;
 mod webhook;
@@ -62,6 +63,9 @@ enum Command {
     },
     /// Decrypt the encrypted fields of a webhook body (for receivers).
     Decrypt(decrypt::DecryptArgs),
+    /// A development receiver: prints each delivery, checks its signature,
+    /// fails on purpose when asked.
+    Listen(listen::ListenArgs),
     /// Install or remove the PostgreSQL event log and triggers (`postgres-log`).
     Pg {
         #[command(subcommand)]
@@ -136,6 +140,10 @@ fn execute(cli: Cli) -> Result<ExitCode> {
             runtime.block_on(dlq::execute(&config, command))
         }
         Command::Decrypt(args) => decrypt::execute(args),
+        Command::Listen(args) => {
+            runtime.block_on(listen::execute(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Pg { command } => runtime.block_on(pg::execute(command)),
     }
 }
