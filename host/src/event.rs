@@ -91,14 +91,21 @@ pub enum Envelope {
 
 /// Facts about a change beyond its rows that envelopes may carry; each is
 /// kept in [`Event::meta`] under this name and reached by conditions and
-/// templates as `_` + name (`_tenant_id`, `_trace_context.traceparent`).
-pub const META_FIELDS: [&str; 6] = [
+/// templates as `_` + name (`_tenant_id`, `_trace_context.traceparent`,
+/// `_session.x-hasura-user-id`).
+pub const META_FIELDS: [&str; 10] = [
     "tenant_id",
     "user_id",
     "actor_type",
     "acting_for",
     "trace_context",
     "seq",
+    // Hasura's event triggers: the trigger's name, the table's schema, the
+    // session variables of the mutation and the delivery counters.
+    "trigger",
+    "schema",
+    "session",
+    "delivery_info",
 ];
 
 /// A database mutation, normalised.
@@ -147,6 +154,22 @@ impl Event {
         match rest {
             Some(rest) => lookup(value, rest),
             None => Some(value),
+        }
+    }
+
+    /// Whether the event is about `name`: its entity, case-insensitively,
+    /// or `schema.table` when the envelope names the table's schema
+    /// (Hasura's `table.schema`), so same-named tables of two schemas can
+    /// be told apart.
+    pub fn is_entity(&self, name: &str) -> bool {
+        if name.eq_ignore_ascii_case(&self.entity) {
+            return true;
+        }
+        match (name.rsplit_once('.'), self.meta.get("schema")) {
+            (Some((schema, table)), Some(Value::String(own))) => {
+                table.eq_ignore_ascii_case(&self.entity) && schema.eq_ignore_ascii_case(own)
+            }
+            _ => false,
         }
     }
 

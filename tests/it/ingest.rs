@@ -320,3 +320,58 @@ async fn ingest_tokens_guard_post_events_and_rotate() {
     assert_eq!(ids, vec![4, 5], "refused events were not stored: {got:?}");
     wasmhook.stop().await;
 }
+
+/// Hasura payloads in full: the same table name in two schemas, told
+/// apart by `entity = "schema.table"`; who made the change (session
+/// variables) and the trigger's name reach conditions and templates.
+#[tokio::test]
+async fn hasura_schema_session_and_trigger_drive_observers_and_templates() {
+    let receiver = TestReceiver::start().await;
+    let wasmhook = InProcess::start(&format!(
+        r#"
+[[observer]]
+name = "billing_orders"
+entity = "billing.orders"
+condition = "_session.x-hasura-role == 'user'"
+
+  [[observer.webhook]]
+  url = "{}"
+  body = {{ user = "{{{{ _session.x-hasura-user-id }}}}", trigger = "{{{{ _trigger }}}}", schema = "{{{{ _schema }}}}", id = "{{{{ id }}}}" }}
+"#,
+        receiver.url("/billing")
+    ))
+    .await;
+    let hasura = |schema: &str, role: &str, id: i64| {
+        json!({
+            "id": format!("evt-{schema}-{id}"), "created_at": "2026-03-02T14:00:00Z",
+            "table": {"schema": schema, "name": "orders"}, "trigger": {"name": "orders_changed"},
+            "delivery_info": {"max_retries": 0, "current_retry": 0},
+            "event": {"op": "INSERT", "data": {"old": null, "new": {"id": id}},
+                "session_variables": {"x-hasura-role": role, "x-hasura-user-id": "u-42"}}
+        })
+        .to_string()
+    };
+    for body in [
+        hasura("public", "user", 1),
+        hasura("billing", "admin", 2),
+        hasura("billing", "user", 3),
+    ] {
+        assert_eq!(wasmhook.post_events(body).await.0, 202);
+    }
+    let got = receiver
+        .wait_until("the billing order", Duration::from_secs(30), |r| {
+            !r.is_empty()
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        receiver.requests().len(),
+        1,
+        "only billing.orders by a user"
+    );
+    assert_eq!(
+        got[0].json(),
+        json!({"user": "u-42", "trigger": "orders_changed", "schema": "billing", "id": 3})
+    );
+    wasmhook.stop().await;
+}

@@ -579,6 +579,9 @@ fn lex_number(chars: &[char], start: usize) -> Result<(Number, usize), Condition
     }
 }
 
+/// The metadata of Hasura's session variables, whose names hold `-`.
+const SESSION: &str = "_session";
+
 fn is_name_char(c: &char) -> bool {
     c.is_ascii_alphanumeric() || *c == '_'
 }
@@ -591,7 +594,13 @@ fn lex_word(chars: &[char], start: usize) -> Result<(Kind, usize), ConditionErro
     let mut i = start;
     loop {
         let segment_start = i;
-        while chars.get(i).is_some_and(is_name_char) {
+        // Session variables are named like HTTP headers (`x-hasura-role`):
+        // under `_session`, a segment may hold `-` after its first letter.
+        let hyphens = segments.first().is_some_and(|(first, _)| first == SESSION);
+        while chars
+            .get(i)
+            .is_some_and(|c| is_name_char(c) || (hyphens && *c == '-' && i > segment_start))
+        {
             i += 1;
         }
         segments.push((

@@ -142,7 +142,7 @@ impl Observer {
 
     /// Whether this observer selects the event (before webhook conditions).
     pub fn selects(&self, event: &Event, plugins: &Plugins) -> Result<bool, PluginError> {
-        if !event.entity.eq_ignore_ascii_case(&self.entity)
+        if !event.is_entity(&self.entity)
             || !(self.events.is_empty() || self.events.contains(&event.operation))
         {
             return Ok(false);

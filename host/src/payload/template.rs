@@ -581,9 +581,11 @@ fn parse_name(inner: &str) -> Result<Source, String> {
                 .into(),
         );
     }
+    // Session variables are named like HTTP headers (`x-hasura-role`).
+    let hyphens = name.starts_with("_session.");
     if let Some(bad) = name
         .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '.'))
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '.' || (hyphens && *c == '-')))
     {
         return Err(format!(
             "invalid character {bad:?} in placeholder `{{{{{inner}}}}}`: names use letters, digits, `_` and `.`"
@@ -952,6 +954,10 @@ mod tests {
             assert_eq!(String::from_utf8(out).unwrap(), expected, "{template}");
         }
         assert!(TextTemplate::parse("{{_trace_context..x}}").is_err());
+        assert!(
+            TextTemplate::parse("{{ customer-email }}").is_err(),
+            "hyphens only in session names"
+        );
     }
 
     #[test]
@@ -967,7 +973,7 @@ mod tests {
             (
                 Input::Text("{\"a\": {{_foo}}}"),
                 "column 7",
-                "unknown variable _foo; known: _id, _event_id, _timestamp, _event, _entity, _json, _old, _changed, _tenant_id, _user_id, _actor_type, _acting_for, _trace_context, _seq",
+                "unknown variable _foo; known: _id, _event_id, _timestamp, _event, _entity, _json, _old, _changed, _tenant_id, _user_id, _actor_type, _acting_for, _trace_context, _seq, _trigger, _schema, _session, _delivery_info",
             ),
             (Input::Text("{{ customer-email }}"), "column 1", "invalid character '-'"),
             (Input::Text("{{ a b }}"), "column 1", "invalid character ' '"),

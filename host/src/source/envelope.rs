@@ -128,6 +128,7 @@ fn hasura(
     let old = object_or_null(rows.remove("old"), "event.data.old", name)?;
     let new = object_or_null(rows.remove("new"), "event.data.new", name)?;
     let data = data_for(&operation, new, &old, "event.data.new", name)?;
+    let meta = hasura_meta(map, &mut event);
     Ok(Event {
         id: id_value(map.get("id")).unwrap_or_else(|| fallback_id.unwrap_or_else(new_id)),
         entity_id: row_id(&data),
@@ -138,8 +139,32 @@ fn hasura(
         source: source.to_string(),
         data,
         old,
-        meta: Map::new(),
+        meta,
     })
+}
+
+/// What a Hasura payload says beyond the rows: the trigger's name, the
+/// table's schema, the session variables (who made the change), the trace
+/// context and the delivery counters; what is absent or null is left out.
+fn hasura_meta(map: &Map<String, Value>, event: &mut Map<String, Value>) -> Map<String, Value> {
+    let mut meta = Map::new();
+    let mut keep = |key: &str, value: Option<Value>| {
+        if let Some(value) = value.filter(|v| !v.is_null()) {
+            meta.insert(key.to_string(), value);
+        }
+    };
+    keep(
+        "trigger",
+        map.get("trigger").and_then(|t| t.get("name")).cloned(),
+    );
+    keep(
+        "schema",
+        map.get("table").and_then(|t| t.get("schema")).cloned(),
+    );
+    keep("session", event.remove("session_variables"));
+    keep("trace_context", event.remove("trace_context"));
+    keep("delivery_info", map.get("delivery_info").cloned());
+    meta
 }
 
 fn native(
@@ -455,6 +480,33 @@ mod tests {
             "a DELETE sees the old row"
         );
         assert_eq!(e.timestamp, "2018-09-05T07:40:51.337101");
+        assert_eq!(
+            Value::Object(e.meta.clone()),
+            json!({"trigger": "order_trigger", "schema": "public"})
+        );
+    }
+
+    /// A Hasura payload as its docs show it, in full: who made the change
+    /// and the table's schema are kept, so same-named tables of two
+    /// schemas are told apart.
+    #[test]
+    fn hasura_metadata_is_kept() {
+        let e = ok(json!({
+            "id": "85558393-c75d-4d2f-9c15-e80591b83894", "created_at": "2018-09-05T07:40:51.337101",
+            "table": {"schema": "billing", "name": "orders"}, "trigger": {"name": "order_trigger"},
+            "delivery_info": {"max_retries": 3, "current_retry": 0},
+            "event": {"op": "UPDATE", "data": {"old": {"id": 7, "total": 10}, "new": {"id": 7, "total": 12}},
+                "session_variables": {"x-hasura-role": "user", "x-hasura-user-id": "42"},
+                "trace_context": {"trace_id": "abc", "span_id": "def"}}
+        }));
+        assert_eq!(e.meta_field("session.x-hasura-user-id"), Some(&json!("42")));
+        assert_eq!(e.meta_field("trace_context.trace_id"), Some(&json!("abc")));
+        assert_eq!(e.meta_field("delivery_info.max_retries"), Some(&json!(3)));
+        assert!(
+            e.is_entity("orders") && e.is_entity("billing.orders") && e.is_entity("Billing.Orders")
+        );
+        assert!(!e.is_entity("public.orders"));
+        assert!(!e.is_entity("billing.users"));
     }
 
     /// As FraiseQL 2.19's observer transport publishes an update of a table
