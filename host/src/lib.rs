@@ -9,6 +9,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod delivery;
 pub mod dlq;

@@ -17,12 +17,13 @@ use serde::Serialize;
 use serde_json::Value;
 use tracing::{debug, warn};
 
+use crate::clock::{self, now_ms, Family};
 use crate::delivery::dispatcher::Schedule;
-use crate::dlq::{grave, Filter};
+use crate::dlq::Filter;
 use crate::event::{Event, SharedEvent};
 use crate::metrics::{Failure, Metrics};
 use crate::observer::{self, Observer};
-use crate::outbox::{now_ms, Delivery, Store, StoreError};
+use crate::outbox::{Delivery, Store, StoreError};
 use crate::payload;
 use crate::plugin::{PluginError, Plugins};
 use crate::source::envelope;
@@ -252,7 +253,7 @@ impl Pipeline {
         let mut dead = Vec::new();
         // The ids of deliveries that die here come from families, so that
         // their letters share DLQ records (`dlq::grave`).
-        let mut family: Option<grave::Family> = None;
+        let mut family: Option<Family> = None;
         for event in events {
             let mut created = Vec::new();
             let mut shared: Option<SharedEvent> = None;
@@ -280,7 +281,7 @@ impl Pipeline {
                     None => payload::build(&matched, event, &self.plugins).map(Some),
                 };
                 let id = match built {
-                    Ok(_) => envelope::new_id(),
+                    Ok(_) => clock::new_id(),
                     Err(_) => family.get_or_insert_with(Default::default).next_id(),
                 };
                 let mut delivery = Delivery {

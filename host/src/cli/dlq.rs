@@ -76,7 +76,7 @@ pub(super) struct Window {
 
 fn instant_ms(text: &str, flag: &str) -> Result<u64> {
     if let Ok(age) = parse_duration(text) {
-        return Ok(crate::outbox::now_ms().saturating_sub(age.as_millis() as u64));
+        return Ok(crate::clock::now_ms().saturating_sub(age.as_millis() as u64));
     }
     let time = humantime::parse_rfc3339_weak(text).map_err(|_| {
         anyhow::anyhow!(

@@ -13,9 +13,10 @@ use super::batch;
 use super::retry::{AttemptResult, Hints, RetryAction, RetryPolicy};
 use super::switches::Switches;
 use super::Sender;
+use crate::clock::now_ms;
 use crate::metrics::{Failure, Metrics};
 use crate::observer::{Match, Observer, Webhook};
-use crate::outbox::{now_ms, Delivery, Store, StoreError};
+use crate::outbox::{Delivery, Store, StoreError};
 use crate::payload::{self, Payload};
 use crate::plugin::{PluginError, Plugins};
 

@@ -25,9 +25,10 @@ use super::limits::{Admit, BatchConfig, Breaker, Controls, TokenBucket, Transiti
 use super::retry::RetryPolicy;
 use super::switches::Switches;
 use super::Sender;
+use crate::clock::now_ms;
 use crate::metrics::Metrics;
 use crate::observer::Observer;
-use crate::outbox::{now_ms, Store, StoreError};
+use crate::outbox::{Store, StoreError};
 use crate::plugin::Plugins;
 
 /// Schedules outbox keys on the running dispatcher.

@@ -19,8 +19,9 @@ use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderName, HeaderValue, CONTENT_TYPE, USER_AGENT};
 
+use crate::clock::now_ms;
 use crate::config::HttpConfig;
-use crate::outbox::{now_ms, Attempt};
+use crate::outbox::Attempt;
 use crate::payload::Payload;
 use crate::signing::Signer;
 use retry::AttemptResult;

@@ -16,7 +16,8 @@ use std::time::Duration;
 use sled::transaction::ConflictableTransactionError;
 use sled::Transactional;
 
-use crate::outbox::{created, encode, now_ms, tx_error, Delivery, Store, StoreError};
+use crate::clock::now_ms;
+use crate::outbox::{created, encode, tx_error, Delivery, Store, StoreError};
 
 /// What died.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -286,7 +287,7 @@ impl Store {
     /// Enforces `retention` (entries older are deleted) and `max_bytes`
     /// (the oldest entries go first until the DLQ fits); returns how many
     /// were deleted. Oldest first is the key order: ids are v7 UUIDs. A
-    /// grave goes whole for `max_bytes`, so up to [`grave::PER_GRAVE`]
+    /// grave goes whole for `max_bytes`, so up to [`crate::clock::Family::SIZE`]
     /// entries more than needed may go.
     pub fn dlq_enforce(
         &self,
@@ -412,7 +413,7 @@ mod tests {
 
     /// `n` deliveries of one family (one accepted batch), of observers o0
     /// and o1 in turn, refused at acceptance.
-    fn refused(family: &mut grave::Family, n: usize) -> Vec<(Delivery, String)> {
+    fn refused(family: &mut crate::clock::Family, n: usize) -> Vec<(Delivery, String)> {
         (0..n)
             .map(|i| {
                 let mut refused = delivery(&format!("o{}", i % 2), 0, i);
@@ -428,7 +429,7 @@ mod tests {
     async fn a_batch_of_letters_is_one_record_and_each_letter_still_answers() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), 1 << 20).unwrap();
-        let mut family = grave::Family::default();
+        let mut family = crate::clock::Family::default();
         let dead = refused(&mut family, 6);
         let ids: Vec<String> = dead.iter().map(|(d, _)| d.id.clone()).collect();
         store
@@ -447,7 +448,7 @@ mod tests {
             (ids[2].as_str(), "refused 2")
         );
         assert!(matches!(
-            store.dlq_get(&grave::Family::default().next_id()),
+            store.dlq_get(&crate::clock::Family::default().next_id()),
             Err(StoreError::NotFound(_))
         ));
 
@@ -516,7 +517,7 @@ mod tests {
         let keys = store
             .enqueue(
                 (0..5).map(|i| delivery("o", i, i)).collect(),
-                refused(&mut grave::Family::default(), 2),
+                refused(&mut crate::clock::Family::default(), 2),
             )
             .await
             .unwrap();

@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use crate::outbox::{now_ms, Store, StoreError};
+use crate::clock::now_ms;
+use crate::outbox::{Store, StoreError};
 
 /// Remembered delivery ids, with their expiry.
 #[derive(Clone)]

@@ -10,12 +10,12 @@ use std::cell::Cell;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
+use crate::clock::{self, now_ms};
 use crate::dlq::{grave, DeadLetter, Failure};
 use crate::event::SharedEvent;
 use crate::payload::Payload;
@@ -253,14 +253,6 @@ struct Flusher {
 struct Reserve {
     path: std::path::PathBuf,
     bytes: u64,
-}
-
-/// Milliseconds since the epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 pub(crate) fn tx_error(error: TransactionError<StoreError>) -> StoreError {
@@ -521,7 +513,7 @@ impl Store {
     ) -> Result<DeadLetter, StoreError> {
         self.check_space()?;
         let letter = DeadLetter {
-            id: crate::source::envelope::new_id(),
+            id: clock::new_id(),
             failed_at_ms: now_ms(),
             reason,
             failure: Failure::Input {
@@ -581,7 +573,7 @@ pub(crate) mod test_support {
     /// A fresh, never attempted delivery of event `i`.
     pub(crate) fn delivery(observer: &str, webhook: usize, i: usize) -> Delivery {
         Delivery {
-            id: crate::source::envelope::new_id(),
+            id: crate::clock::new_id(),
             observer: observer.into(),
             webhook,
             event: order_update(serde_json::json!({}), serde_json::json!({"i": i})).into(),

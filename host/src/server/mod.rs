@@ -158,7 +158,7 @@ async fn receive(
             )
         })
         .collect();
-    let now = crate::outbox::now_ms() / 1000;
+    let now = crate::clock::now_ms() / 1000;
     if let Err(refusal) = receiver.verify(
         method.as_str(),
         uri.path(),
@@ -226,7 +226,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
     let storage = store
         .check_space()
         .and_then(|()| store.tree("health"))
-        .and_then(|tree| Ok(tree.insert("probe", &crate::outbox::now_ms().to_be_bytes())?))
+        .and_then(|tree| Ok(tree.insert("probe", &crate::clock::now_ms().to_be_bytes())?))
         .is_ok();
     let status = if source && storage {
         StatusCode::OK
