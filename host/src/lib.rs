@@ -1,9 +1,10 @@
 //! wasmhook: database-mutation events in, signed and reliable webhooks out.
 //!
 //! The data flow, one module per stage: [`source`] -> [`observer`] ->
-//! [`payload`] -> [`outbox`] -> [`delivery`] (with [`signing`] and the retry
-//! policy) -> [`dlq`]; [`pipeline`] wires them and [`server`] carries the HTTP
-//! routes. [`schedule`] is a second way in: cron runs instead of bus events.
+//! [`payload`] -> the outbox -> [`delivery`] (with [`signing`] and the retry
+//! policy) -> the DLQ; the outbox and the DLQ are kept by [`store`],
+//! [`pipeline`] wires the stages and [`server`] carries the HTTP routes.
+//! [`schedule`] is a second way in: cron runs instead of bus events.
 //! See ARCHITECTURE.md.
 
 #![warn(missing_docs, unreachable_pub)]
@@ -12,14 +13,12 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod delivery;
-pub mod dlq;
 pub mod event;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod incoming;
 pub mod metrics;
 pub mod observer;
-pub mod outbox;
 pub mod payload;
 pub mod pipeline;
 pub mod plugin;
@@ -27,6 +26,7 @@ pub mod schedule;
 pub mod server;
 pub mod signing;
 pub mod source;
+pub mod store;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -39,15 +39,15 @@ use tracing::{error, info};
 use config::{Config, SourceConfig};
 use delivery::dispatcher::Dispatcher;
 use delivery::Sender;
-use outbox::Store;
 use pipeline::Pipeline;
+use store::Store;
 
 /// Why `run` stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     /// The database could not be opened or written.
     #[error(transparent)]
-    Store(#[from] outbox::StoreError),
+    Store(#[from] store::StoreError),
     /// The HTTP client could not be built.
     #[error(transparent)]
     Client(#[from] delivery::ClientError),
@@ -93,8 +93,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
-    let store = Store::open(&config.storage.path, config.storage.cache_capacity_bytes)?
-        .reserve(&config.storage.path, config.storage.min_free_bytes);
+    let store = Store::open(&config.storage).await?;
     let metrics = metrics::Metrics::new(&config.metrics_namespace);
     let switches = delivery::switches::Switches::open(&store)?;
     let plugins = load_plugins(&config, metrics.clone())?;
@@ -112,7 +111,7 @@ pub async fn run(
         switches: switches.clone(),
     });
     // Read before any source starts, so nothing new is queued twice.
-    let resumed = store.pending()?;
+    let resumed = store.pending().await?;
     let pipeline = Pipeline::new(
         observers,
         plugins.clone(),
@@ -165,7 +164,7 @@ pub async fn run(
         let (store, dlq, mut stop) = (store.clone(), config.dlq.clone(), stop_rx.clone());
         tokio::spawn(async move {
             loop {
-                match store.dlq_enforce(dlq.retention, dlq.max_bytes) {
+                match store.dlq_enforce(dlq.retention, dlq.max_bytes).await {
                     Ok(0) => {}
                     Ok(n) => info!(removed = n, "DLQ retention applied"),
                     Err(e) => error!(error = %e, "cannot apply DLQ retention"),

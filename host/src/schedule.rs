@@ -20,8 +20,8 @@ use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
 use crate::event::{Envelope, Event, Operation};
-use crate::outbox::{Store, StoreError};
 use crate::pipeline::Pipeline;
+use crate::store::{Store, StoreError};
 
 /// The operation of every scheduled event, for templates and plugins.
 pub const OPERATION: &str = "SCHEDULED";
@@ -427,12 +427,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let run = at("2026-03-02T09:00:00Z");
         {
-            let store = Store::open(dir.path(), 1 << 20).unwrap();
+            let store = crate::store::open_in(dir.path()).await;
             let marks = Marks::open(&store).unwrap();
             assert_eq!(marks.get("daily-report").unwrap(), None);
             marks.set("daily-report", run).await.unwrap();
         }
-        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let store = crate::store::open_in(dir.path()).await;
         let marks = Marks::open(&store).unwrap();
         assert_eq!(marks.get("daily-report").unwrap(), Some(run));
         assert_eq!(marks.get("other").unwrap(), None);

@@ -244,7 +244,7 @@ fn describe(config: &Config) -> String {
                 out,
                 "    -> {} {}{when}",
                 w.method,
-                crate::dlq::redact::url(&w.url)
+                crate::store::redact::url(&w.url)
             );
         }
     }
@@ -265,7 +265,7 @@ fn describe(config: &Config) -> String {
                 out,
                 "    -> {} {}",
                 w.method,
-                crate::dlq::redact::url(&w.url)
+                crate::store::redact::url(&w.url)
             );
         }
     }

@@ -44,7 +44,7 @@ pub(super) async fn execute(config: &Config, command: WebhookCommand) -> Result<
             );
         }
     }
-    let access = Access::open(config)?;
+    let access = Access::open(config).await?;
     match (&access, command) {
         (Access::Direct(store), WebhookCommand::List) => {
             let list = Switches::open(store)?.list();

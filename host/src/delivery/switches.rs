@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use serde::Serialize;
 
-use crate::outbox::{Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// Which webhook: observer name and position.
 pub type WebhookId = (String, usize);
@@ -124,10 +124,10 @@ impl Switches {
 mod tests {
     use super::*;
 
-    #[test]
-    fn switches_park_and_release_and_survive_a_reopen() {
+    #[tokio::test]
+    async fn switches_park_and_release_and_survive_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let store = crate::store::open_in(dir.path()).await;
         let switches = Switches::open(&store).unwrap();
         switches.disable("orders", 1).unwrap();
         assert!(switches.is_disabled("orders", 1));

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::clock::now_ms;
-use crate::outbox::{Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// Remembered delivery ids, with their expiry.
 #[derive(Clone)]
@@ -66,17 +66,20 @@ impl Seen {
 }
 
 fn expiry_of(value: &[u8]) -> u64 {
-    crate::outbox::u64_key(value)
+    let mut bytes = [0u8; 8];
+    let n = value.len().min(8);
+    bytes[8 - n..].copy_from_slice(&value[value.len() - n..]);
+    u64::from_be_bytes(bytes)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_delivery_id_passes_once_per_window() {
+    #[tokio::test]
+    async fn a_delivery_id_passes_once_per_window() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let store = crate::store::open_in(dir.path()).await;
         let seen = Seen::open(&store).unwrap();
         assert!(seen
             .first_time("github/abc", Duration::from_secs(60))

@@ -16,12 +16,11 @@ use std::sync::Arc;
 
 use axum::http::{HeaderMap, Method, Uri};
 
-use crate::dlq::{Filter, Summary};
 use crate::incoming::replay::Seen;
 use crate::incoming::Receiver;
-use crate::outbox::StoreError;
 use crate::pipeline::Pipeline;
 use crate::source::{envelope, http};
+use crate::store::{Filter, StoreError, Summary};
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -238,7 +237,9 @@ async fn readyz(State(state): State<AppState>) -> Response {
 
 async fn metrics(State(state): State<AppState>) -> Response {
     let store = state.pipeline.store();
-    let text = state.metrics.encode(store.dlq_len(), store.outbox_len());
+    let text = state
+        .metrics
+        .encode(store.dlq_len().await, store.outbox_len().await);
     (
         [(
             header::CONTENT_TYPE,
@@ -319,7 +320,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 async fn dlq_list(State(state): State<AppState>, Query(filter): Query<Filter>) -> Response {
-    match state.pipeline.store().dlq_list(&filter) {
+    match state.pipeline.store().dlq_list(&filter).await {
         Ok(letters) => Json(
             letters
                 .iter()
@@ -332,14 +333,14 @@ async fn dlq_list(State(state): State<AppState>, Query(filter): Query<Filter>) -
 }
 
 async fn dlq_show(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    match state.pipeline.store().dlq_get(&id) {
+    match state.pipeline.store().dlq_get(&id).await {
         Ok(letter) => Json(letter.redacted()).into_response(),
         Err(e) => storage_problem(&e),
     }
 }
 
 async fn dlq_retry(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    match state.pipeline.retry(&id) {
+    match state.pipeline.retry(&id).await {
         Ok(()) => Json(json!({ "requeued": 1 })).into_response(),
         Err(e) => storage_problem(&e),
     }
@@ -373,6 +374,7 @@ async fn dlq_retry_all(
     match state
         .pipeline
         .retry_all(&filter, std::time::Duration::from_millis(spacing.delay_ms))
+        .await
     {
         Ok(n) => Json(json!({ "requeued": n })).into_response(),
         Err(e) => storage_problem(&e),

@@ -15,8 +15,9 @@
 
 use serde::de::IgnoredAny;
 
-use super::DeadLetter;
-use crate::outbox::{decode, encode, record, StoreError};
+use super::record::{self, decode, encode};
+use crate::store::error::StoreError;
+use crate::store::letter::DeadLetter;
 
 /// The hyphenated id up to its last 16 bits (4 hex digits).
 const SHARED: usize = 32;
@@ -94,11 +95,21 @@ pub(crate) fn records(letters: Vec<DeadLetter>) -> Vec<(Vec<u8>, Vec<u8>)> {
         .collect()
 }
 
+/// Entries in a DLQ tree, counted once at open.
+pub(crate) fn count_all(dlq: &sled::Tree) -> Result<u64, StoreError> {
+    let mut n = 0;
+    for item in dlq.iter() {
+        let (key, bytes) = item?;
+        n += count(&key, &bytes);
+    }
+    Ok(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::clock::Family;
-    use crate::dlq::Failure;
+    use crate::store::letter::Failure;
 
     fn letter(id: String) -> DeadLetter {
         DeadLetter {
