@@ -95,7 +95,7 @@ pub async fn run(
 ) -> Result<(), RunError> {
     let store = Store::open(&config.storage).await?;
     let metrics = metrics::Metrics::new(&config.metrics_namespace);
-    let switches = delivery::switches::Switches::open(&store)?;
+    let switches = delivery::switches::Switches::open(&store).await?;
     let plugins = load_plugins(&config, metrics.clone())?;
     let sender = Sender::new(&config.http, config.signer.clone())?;
     let observers: Arc<[observer::Observer]> = config.observers.clone().into();
@@ -136,7 +136,7 @@ pub async fn run(
         pipeline.clone(),
         &store,
         stop_rx.clone(),
-    )?;
+    );
     let connected = source::Connected::new(config.source == SourceConfig::Http);
     let source = source::spawn(
         &config.source,
@@ -145,7 +145,7 @@ pub async fn run(
         stop_rx.clone(),
     );
 
-    let seen = incoming::replay::Seen::open(&store)?;
+    let seen = incoming::replay::Seen::new(store.clone());
     let purging = {
         let (seen, mut stop) = (seen.clone(), stop_rx.clone());
         tokio::spawn(async move {
@@ -154,7 +154,7 @@ pub async fn run(
                     _ = stop.wait_for(|s| *s) => break,
                     _ = tokio::time::sleep(Duration::from_secs(60)) => {}
                 }
-                if let Err(e) = seen.purge() {
+                if let Err(e) = seen.purge().await {
                     error!(error = %e, "cannot purge expired incoming delivery ids");
                 }
             }

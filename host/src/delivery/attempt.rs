@@ -213,7 +213,7 @@ impl Shared {
         // webhook off (an operator re-enables it) and keep what waits.
         let gone = result == AttemptResult::Status(410);
         if gone {
-            if let Err(e) = self.switches.disable(&observer_name, webhook_index) {
+            if let Err(e) = self.switches.disable(&observer_name, webhook_index).await {
                 warn!(error = %e, "cannot record the disabled webhook");
             }
             warn!(observer = %observer_name, %webhook, "the receiver answered 410 Gone: webhook disabled until `wasmhook webhook enable`");

@@ -1,5 +1,5 @@
 //! When deliveries run. Only keys and due times live in memory; the records
-//! stay in sled.
+//! stay in the store.
 //!
 //! A due key goes to its destination's queue (the receiver's host and port,
 //! or the webhook itself when it has its own limits), so a slow or failing

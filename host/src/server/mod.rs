@@ -180,7 +180,7 @@ async fn receive(
         .as_ref()
         .map(|id| format!("{}/{id}", receiver.name));
     if let Some(key) = &replay_key {
-        match state.seen.first_time(key, receiver.replay_window) {
+        match state.seen.first_time(key, receiver.replay_window).await {
             Ok(true) => {}
             Ok(false) => {
                 state.metrics.incoming(&receiver.name, "duplicate");
@@ -211,7 +211,7 @@ async fn receive(
             state.metrics.incoming(&receiver.name, "error");
             if let Some(key) = &replay_key {
                 // The sender will retry; that retry must not count as a replay.
-                let _ = state.seen.forget(key);
+                let _ = state.seen.forget(key).await;
             }
             storage_problem(&e)
         }
@@ -221,12 +221,7 @@ async fn receive(
 /// Ready when the source is connected and the database takes a write.
 async fn readyz(State(state): State<AppState>) -> Response {
     let source = state.connected.get();
-    let store = state.pipeline.store();
-    let storage = store
-        .check_space()
-        .and_then(|()| store.tree("health"))
-        .and_then(|tree| Ok(tree.insert("probe", &crate::clock::now_ms().to_be_bytes())?))
-        .is_ok();
+    let storage = state.pipeline.store().check_writable().await.is_ok();
     let status = if source && storage {
         StatusCode::OK
     } else {
@@ -271,8 +266,8 @@ async fn webhook_switch(
         );
     }
     let result = match action.as_str() {
-        "disable" => state.switches.disable(&observer, index).map(|()| 0),
-        "enable" => state.switches.enable(&observer, index).map(|keys| {
+        "disable" => state.switches.disable(&observer, index).await.map(|()| 0),
+        "enable" => state.switches.enable(&observer, index).await.map(|keys| {
             let n = keys.len();
             state.pipeline.resume(keys);
             n

@@ -68,17 +68,11 @@ impl Store {
         })
     }
 
-    /// Refuses new work when the filesystem is down to the reserve.
-    pub fn check_space(&self) -> Result<(), StoreError> {
+    /// Ok when new work would be taken: there is room above the reserve
+    /// and a write goes through (the readiness probe).
+    pub async fn check_writable(&self) -> Result<(), StoreError> {
         match &*self.backend {
-            Backend::Sled(db) => db.check_space(),
-        }
-    }
-
-    /// Another tree in the same database (for the stages that keep state).
-    pub fn tree(&self, name: &str) -> Result<::sled::Tree, StoreError> {
-        match &*self.backend {
-            Backend::Sled(db) => db.tree(name),
+            Backend::Sled(db) => db.check_writable(),
         }
     }
 
@@ -268,6 +262,64 @@ impl Store {
     ) -> Result<(), StoreError> {
         match &*self.backend {
             Backend::Sled(db) => db.save_source_cursor(source, position).await,
+        }
+    }
+
+    // What other stages keep between runs.
+
+    /// The switched-off webhooks: (observer, position).
+    pub async fn disabled_webhooks(&self) -> Result<Vec<(String, usize)>, StoreError> {
+        match &*self.backend {
+            Backend::Sled(db) => db.disabled_webhooks(),
+        }
+    }
+
+    /// Switches a webhook off (`disabled`) or on, durably.
+    pub async fn switch_webhook(
+        &self,
+        observer: &str,
+        webhook: usize,
+        disabled: bool,
+    ) -> Result<(), StoreError> {
+        match &*self.backend {
+            Backend::Sled(db) => db.switch_webhook(observer, webhook, disabled),
+        }
+    }
+
+    /// Records an incoming delivery id for `window`; false if it was
+    /// already recorded and has not expired (a replay). Atomic, so two
+    /// concurrent copies cannot both pass.
+    pub async fn replay_first_time(&self, key: &str, window: Duration) -> Result<bool, StoreError> {
+        match &*self.backend {
+            Backend::Sled(db) => db.replay_first_time(key, window),
+        }
+    }
+
+    /// Forgets an incoming delivery id.
+    pub async fn replay_forget(&self, key: &str) -> Result<(), StoreError> {
+        match &*self.backend {
+            Backend::Sled(db) => db.replay_forget(key),
+        }
+    }
+
+    /// Drops expired incoming delivery ids; returns how many.
+    pub async fn replay_purge(&self) -> Result<usize, StoreError> {
+        match &*self.backend {
+            Backend::Sled(db) => db.replay_purge(),
+        }
+    }
+
+    /// The last run the schedule `name` handled, unix milliseconds.
+    pub async fn schedule_mark(&self, name: &str) -> Result<Option<i64>, StoreError> {
+        match &*self.backend {
+            Backend::Sled(db) => db.schedule_mark(name),
+        }
+    }
+
+    /// Records the last run the schedule `name` handled, durably.
+    pub async fn save_schedule_mark(&self, name: &str, at_ms: i64) -> Result<(), StoreError> {
+        match &*self.backend {
+            Backend::Sled(db) => db.save_schedule_mark(name, at_ms).await,
         }
     }
 }

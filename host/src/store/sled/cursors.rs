@@ -7,13 +7,13 @@ use super::Database;
 use crate::store::error::StoreError;
 
 /// The tree of source positions.
-const CURSORS: &str = "source_cursors";
+pub(super) const CURSORS: &str = "source_cursors";
 
 impl Database {
     /// The position `source` saved last, as it wrote it.
     pub(crate) fn source_cursor(&self, source: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
-            .tree(CURSORS)?
+            .cursors
             .get(source.as_bytes())?
             .map(|bytes| bytes.to_vec()))
     }
@@ -24,7 +24,7 @@ impl Database {
         source: &str,
         position: &[u8],
     ) -> Result<(), StoreError> {
-        self.tree(CURSORS)?.insert(source.as_bytes(), position)?;
+        self.cursors.insert(source.as_bytes(), position)?;
         self.flush().await
     }
 }

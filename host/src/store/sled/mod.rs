@@ -1,5 +1,6 @@
-//! The sled backend: one embedded database holding the outbox, the DLQ and
-//! the small state other stages keep, for a single process.
+//! The sled backend: one embedded database holding the outbox, the DLQ,
+//! the source cursors and the small state other stages keep, for a single
+//! process.
 //!
 //! The outbox and the DLQ are trees of the same database, so moving a
 //! delivery between the two is one sled transaction. Its methods are
@@ -19,12 +20,20 @@ mod dlq;
 mod graves;
 mod outbox;
 mod record;
+mod state;
 
-/// The sled database with the outbox and DLQ trees.
+/// The sled database and its trees, opened once.
 pub(crate) struct Database {
     db: sled::Db,
     outbox: sled::Tree,
     dlq: sled::Tree,
+    /// See `cursors`.
+    cursors: sled::Tree,
+    /// See `state`.
+    switches: sled::Tree,
+    seen: sled::Tree,
+    marks: sled::Tree,
+    health: sled::Tree,
     /// See [`Reserve`].
     reserve: Option<Reserve>,
     flusher: Flusher,
@@ -87,6 +96,11 @@ impl Database {
         Ok(Database {
             outbox,
             dlq,
+            cursors: db.open_tree(cursors::CURSORS)?,
+            switches: db.open_tree(state::SWITCHES)?,
+            seen: db.open_tree(state::SEEN)?,
+            marks: db.open_tree(state::MARKS)?,
+            health: db.open_tree(state::HEALTH)?,
             db,
             reserve: (min_free_bytes > 0).then(|| Reserve {
                 path: path.to_path_buf(),
@@ -113,11 +127,6 @@ impl Database {
             });
         }
         Ok(())
-    }
-
-    /// Another tree in the same database (for the stages that keep state).
-    pub(crate) fn tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
-        Ok(self.db.open_tree(name)?)
     }
 
     /// Writes everything written so far to disk, and waits for it.
