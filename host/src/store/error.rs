@@ -1,7 +1,7 @@
 //! Why a storage operation failed, whichever backend ran it. Callers
-//! branch on `NotFound` and `NotRetryable` (the admin API's 404 and 409),
-//! `Full` (new work refused) and [`StoreError::is_locked`] (the CLI goes
-//! through the running process instead).
+//! branch on `NotFound` and `NotRetryable` (the admin API's 404 and 409)
+//! and on [`StoreError::is_locked`] (the CLI goes through the running
+//! process instead); the rest they report.
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]

@@ -9,10 +9,10 @@
 //! Callers see [`Store`], a cheap handle to clone, and the record types it
 //! speaks ([`Delivery`], [`DeadLetter`], [`Filter`], ...). Which backend
 //! keeps them is the store's business: today the embedded sled database
-//! (`sled/`), for one process. A backend is a variant of [`Backend`], so a
-//! call costs one `match` and no allocation, and a new backend touches only
-//! this module. Methods that a networked backend would wait on are `async`;
-//! sled's answer at once.
+//! (`sled/`), for one process. A backend is a variant of `Backend`, so a
+//! call costs one `match` and no allocation, and a new backend touches
+//! nothing outside `store/`. Methods that a networked backend would wait on
+//! are `async`; sled's answer at once.
 
 use std::path::PathBuf;
 use std::sync::Arc;
