@@ -6,9 +6,6 @@
 use super::Database;
 use crate::store::error::StoreError;
 
-/// The tree of source positions.
-pub(super) const CURSORS: &str = "source_cursors";
-
 impl Database {
     /// The position `source` saved last, as it wrote it.
     pub(crate) fn source_cursor(&self, source: &str) -> Result<Option<Vec<u8>>, StoreError> {

@@ -73,6 +73,15 @@ pub(crate) fn tx_error(error: TransactionError<StoreError>) -> StoreError {
 /// See [`Database::open`].
 const FLUSH_EVERY_MS: u64 = 20;
 
+/// The trees' names, as existing databases have them.
+const OUTBOX: &str = "outbox";
+const DLQ: &str = "dlq";
+const CURSORS: &str = "source_cursors";
+const SWITCHES: &str = "disabled_webhooks";
+const SEEN: &str = "incoming_seen";
+const MARKS: &str = "schedule_marks";
+const HEALTH: &str = "health";
+
 impl Database {
     /// Opens (or creates) the database at `path`, keeping `min_free_bytes`
     /// free on its filesystem (0: no reserve); fails if another process
@@ -90,17 +99,17 @@ impl Database {
             // short period keeps such duplicates few for a small cost.
             .flush_every_ms(Some(FLUSH_EVERY_MS))
             .open()?;
-        let outbox = db.open_tree("outbox")?;
-        let dlq = db.open_tree("dlq")?;
+        let outbox = db.open_tree(OUTBOX)?;
+        let dlq = db.open_tree(DLQ)?;
         let counts = Counts::new(outbox.len() as u64, graves::count_all(&dlq)?);
         Ok(Database {
             outbox,
             dlq,
-            cursors: db.open_tree(cursors::CURSORS)?,
-            switches: db.open_tree(state::SWITCHES)?,
-            seen: db.open_tree(state::SEEN)?,
-            marks: db.open_tree(state::MARKS)?,
-            health: db.open_tree(state::HEALTH)?,
+            cursors: db.open_tree(CURSORS)?,
+            switches: db.open_tree(SWITCHES)?,
+            seen: db.open_tree(SEEN)?,
+            marks: db.open_tree(MARKS)?,
+            health: db.open_tree(HEALTH)?,
             db,
             reserve: (min_free_bytes > 0).then(|| Reserve {
                 path: path.to_path_buf(),

@@ -5,15 +5,9 @@
 
 use std::time::Duration;
 
-use super::{u64_key, Database};
+use super::{u64_key, Database, MARKS};
 use crate::clock::now_ms;
 use crate::store::error::StoreError;
-
-/// Tree names, as existing databases have them.
-pub(super) const SWITCHES: &str = "disabled_webhooks";
-pub(super) const SEEN: &str = "incoming_seen";
-pub(super) const MARKS: &str = "schedule_marks";
-pub(super) const HEALTH: &str = "health";
 
 /// A switched-off webhook's key: observer name, NUL, position.
 fn switch_key(observer: &str, webhook: usize) -> Vec<u8> {
