@@ -1,24 +1,24 @@
 //! wasmhook: database-mutation events in, signed and reliable webhooks out.
 //!
 //! The data flow, one module per stage: [`source`] -> [`observer`] ->
-//! [`payload`] -> [`outbox`] -> [`delivery`] (with [`signing`] and the retry
-//! policy) -> [`dlq`]; [`pipeline`] wires them and [`server`] carries the HTTP
-//! routes. [`schedule`] is a second way in: cron runs instead of bus events.
+//! [`payload`] -> the outbox -> [`delivery`] (with [`signing`] and the retry
+//! policy) -> the DLQ; the outbox and the DLQ are kept by [`store`],
+//! [`pipeline`] wires the stages and [`server`] carries the HTTP routes.
+//! [`schedule`] is a second way in: cron runs instead of bus events.
 //! See ARCHITECTURE.md.
 
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod delivery;
-pub mod dlq;
 pub mod event;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod incoming;
 pub mod metrics;
 pub mod observer;
-pub mod outbox;
 pub mod payload;
 pub mod pipeline;
 pub mod plugin;
@@ -26,6 +26,7 @@ pub mod schedule;
 pub mod server;
 pub mod signing;
 pub mod source;
+pub mod store;
 pub mod tls;
 
 use std::future::Future;
@@ -39,15 +40,15 @@ use tracing::{error, info};
 use config::{Config, SourceConfig};
 use delivery::dispatcher::Dispatcher;
 use delivery::Sender;
-use outbox::Store;
 use pipeline::Pipeline;
+use store::Store;
 
 /// Why `run` stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     /// The database could not be opened or written.
     #[error(transparent)]
-    Store(#[from] outbox::StoreError),
+    Store(#[from] store::StoreError),
     /// The HTTP client could not be built.
     #[error(transparent)]
     Client(#[from] delivery::ClientError),
@@ -93,10 +94,9 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
-    let store = Store::open(&config.storage.path, config.storage.cache_capacity_bytes)?
-        .reserve(&config.storage.path, config.storage.min_free_bytes);
+    let store = Store::open(&config.storage).await?;
     let metrics = metrics::Metrics::new(&config.metrics_namespace);
-    let switches = delivery::switches::Switches::open(&store)?;
+    let switches = delivery::switches::Switches::open(&store).await?;
     let plugins = load_plugins(&config, metrics.clone())?;
     let sender = Sender::new(&config.http, config.signer.clone())?;
     let observers: Arc<[observer::Observer]> = config.observers.clone().into();
@@ -112,7 +112,7 @@ pub async fn run(
         switches: switches.clone(),
     });
     // Read before any source starts, so nothing new is queued twice.
-    let resumed = store.pending()?;
+    let resumed = store.pending().await?;
     let pipeline = Pipeline::new(
         observers,
         plugins.clone(),
@@ -137,7 +137,7 @@ pub async fn run(
         pipeline.clone(),
         &store,
         stop_rx.clone(),
-    )?;
+    );
     let connected = source::Connected::new(config.source == SourceConfig::Http);
     let source = source::spawn(
         &config.source,
@@ -146,7 +146,7 @@ pub async fn run(
         stop_rx.clone(),
     );
 
-    let seen = incoming::replay::Seen::open(&store)?;
+    let seen = incoming::replay::Seen::new(store.clone());
     let purging = {
         let (seen, mut stop) = (seen.clone(), stop_rx.clone());
         tokio::spawn(async move {
@@ -155,7 +155,7 @@ pub async fn run(
                     _ = stop.wait_for(|s| *s) => break,
                     _ = tokio::time::sleep(Duration::from_secs(60)) => {}
                 }
-                if let Err(e) = seen.purge() {
+                if let Err(e) = seen.purge().await {
                     error!(error = %e, "cannot purge expired incoming delivery ids");
                 }
             }
@@ -165,7 +165,7 @@ pub async fn run(
         let (store, dlq, mut stop) = (store.clone(), config.dlq.clone(), stop_rx.clone());
         tokio::spawn(async move {
             loop {
-                match store.dlq_enforce(dlq.retention, dlq.max_bytes) {
+                match store.dlq_enforce(dlq.retention, dlq.max_bytes).await {
                     Ok(0) => {}
                     Ok(n) => info!(removed = n, "DLQ retention applied"),
                     Err(e) => error!(error = %e, "cannot apply DLQ retention"),

@@ -17,15 +17,15 @@ use serde::Serialize;
 use serde_json::Value;
 use tracing::{debug, warn};
 
+use crate::clock::{self, now_ms, Family};
 use crate::delivery::dispatcher::Schedule;
-use crate::dlq::{grave, Filter};
 use crate::event::{Event, SharedEvent};
 use crate::metrics::{Failure, Metrics};
 use crate::observer::{self, Observer};
-use crate::outbox::{now_ms, Delivery, Store, StoreError};
 use crate::payload;
 use crate::plugin::{PluginError, Plugins};
 use crate::source::envelope;
+use crate::store::{Delivery, Filter, Store, StoreError};
 
 /// The part of the process every source and the admin API talk to.
 #[derive(Clone)]
@@ -175,18 +175,19 @@ impl Pipeline {
     /// with the reason; one whose request a plugin builds is stored unbuilt,
     /// and its first attempt builds it (or buries it with the reason).
     pub async fn accept(&self, events: &[Event]) -> Result<Vec<Routed>, StoreError> {
-        let routed = self.stage(events)?;
+        let routed = self.stage(events).await?;
         self.flush_if(stored_any(&routed)).await?;
         Ok(routed)
     }
 
-    /// [`Pipeline::accept`] up to the disk: the deliveries are stored in
-    /// sled's memory and scheduled; they are on disk after the next
-    /// [`Store::flush`] (see `Store::write`).
-    fn stage(&self, events: &[Event]) -> Result<Vec<Routed>, StoreError> {
+    /// [`Pipeline::accept`] up to the disk: the deliveries are written and
+    /// scheduled; they are durable after the next [`Store::flush`] (see
+    /// `Store::write`).
+    async fn stage(&self, events: &[Event]) -> Result<Vec<Routed>, StoreError> {
         self.stage_matches(events, |event| {
             observer::matches(&self.observers, event, &self.plugins)
         })
+        .await
     }
 
     /// Accepts one run of a schedule for its own observer, which no bus
@@ -200,16 +201,18 @@ impl Pipeline {
             warn!(observer, event = %event.id, "no such scheduled observer; run dropped");
             return Ok(0);
         };
-        let routed = self.stage_matches(std::slice::from_ref(&event), |event| {
-            observer::scheduled(observer, event, &self.plugins)
-        })?;
+        let routed = self
+            .stage_matches(std::slice::from_ref(&event), |event| {
+                observer::scheduled(observer, event, &self.plugins)
+            })
+            .await?;
         self.flush_if(stored_any(&routed)).await?;
         Ok(routed.iter().map(|r| r.deliveries.len()).sum())
     }
 
     /// Renders, stores (not yet flushed) and schedules what `select` matched
     /// for each event (see [`Pipeline::accept`]).
-    fn stage_matches<'a>(
+    async fn stage_matches<'a>(
         &'a self,
         events: &[Event],
         select: impl Fn(&Event) -> Vec<observer::Match<'a>>,
@@ -229,7 +232,7 @@ impl Pipeline {
         if deliveries.is_empty() && dead.is_empty() {
             return Ok(routed);
         }
-        let keys = self.store.write(deliveries, dead)?;
+        let keys = self.store.write(deliveries, dead).await?;
         // Attempts start while the write goes to disk: the disk's latency
         // (an fsync takes tens of milliseconds when the disk is busy) delays
         // the answer to the source, not the delivery. See `Store::write`.
@@ -251,8 +254,8 @@ impl Pipeline {
         let mut deliveries = Vec::new();
         let mut dead = Vec::new();
         // The ids of deliveries that die here come from families, so that
-        // their letters share DLQ records (`dlq::grave`).
-        let mut family: Option<grave::Family> = None;
+        // their letters share DLQ records (see `clock::Family`).
+        let mut family: Option<Family> = None;
         for event in events {
             let mut created = Vec::new();
             let mut shared: Option<SharedEvent> = None;
@@ -280,7 +283,7 @@ impl Pipeline {
                     None => payload::build(&matched, event, &self.plugins).map(Some),
                 };
                 let id = match built {
-                    Ok(_) => envelope::new_id(),
+                    Ok(_) => clock::new_id(),
                     Err(_) => family.get_or_insert_with(Default::default).next_id(),
                 };
                 let mut delivery = Delivery {
@@ -369,8 +372,8 @@ impl Pipeline {
     }
 
     /// [`Pipeline::ingest_messages`] up to the disk: the events' deliveries
-    /// are stored in sled's memory and scheduled, and on disk after the
-    /// next [`Store::flush`]. For buses that are never answered (see
+    /// are written and scheduled, and durable after the next
+    /// [`Store::flush`]. For buses that are never answered (see
     /// `source::Unanswered`).
     pub(crate) async fn stage_messages(&self, messages: &[Message]) -> Result<Staged, StoreError> {
         let mut events = Vec::with_capacity(messages.len());
@@ -386,7 +389,7 @@ impl Pipeline {
                 }
             }
         }
-        let routed = self.stage(&events)?;
+        let routed = self.stage(&events).await?;
         Ok(Staged {
             events: events.len(),
             stored: stored_any(&routed),
@@ -394,19 +397,19 @@ impl Pipeline {
     }
 
     /// Puts one DLQ entry back into delivery.
-    pub fn retry(&self, id: &str) -> Result<(), StoreError> {
-        let key = self.store.requeue(id)?;
+    pub async fn retry(&self, id: &str) -> Result<(), StoreError> {
+        let key = self.store.requeue(id).await?;
         self.schedule.at(now_ms(), key);
         Ok(())
     }
 
     /// Puts every matching DLQ delivery back; returns how many.
-    pub fn retry_all(
+    pub async fn retry_all(
         &self,
         filter: &Filter,
         spacing: std::time::Duration,
     ) -> Result<usize, StoreError> {
-        let keys = self.store.requeue_all(filter, spacing)?;
+        let keys = self.store.requeue_all(filter, spacing).await?;
         for (key, due) in &keys {
             self.schedule.at(*due, *key);
         }
@@ -446,7 +449,7 @@ mod tests {
             &|_| None,
         )
         .unwrap();
-        let store = Store::open(&dir.path().join("db"), 1 << 20).unwrap();
+        let store = crate::store::open_in(&dir.path().join("db")).await;
         let (plugins, _) = Plugins::load(&dir.path().join("plugins"), None).unwrap();
         let (schedule, mut scheduled) = Schedule::channel();
         let pipeline = Pipeline::new(
@@ -462,7 +465,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!((unmatched.events, unmatched.stored), (1, false));
-        assert_eq!(store.outbox_len(), 0);
+        assert_eq!(store.outbox_len().await, 0);
         assert!(scheduled.try_recv().is_err(), "nothing scheduled");
 
         let matched = pipeline
@@ -470,7 +473,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!((matched.events, matched.stored), (2, true));
-        assert_eq!(store.outbox_len(), 1);
+        assert_eq!(store.outbox_len().await, 1);
         assert!(scheduled.try_recv().is_ok(), "the delivery is scheduled");
 
         let garbage = Message {
@@ -479,6 +482,6 @@ mod tests {
         };
         let rejected = pipeline.stage_messages(&[garbage]).await.unwrap();
         assert_eq!((rejected.events, rejected.stored), (0, false));
-        assert_eq!(store.dlq_len(), 1);
+        assert_eq!(store.dlq_len().await, 1);
     }
 }

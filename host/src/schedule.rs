@@ -6,7 +6,7 @@
 //! anything is sent and shares signing, retries and the DLQ with every other
 //! webhook. In: the schedules and the wall clock. Out: stored deliveries.
 //!
-//! The last run each schedule handled is kept in sled, so a restart fires
+//! The last run each schedule handled is kept by the store, so a restart fires
 //! the latest run it missed, once, if that run is within the schedule's
 //! tolerance; older runs are skipped, as Hasura does with cron triggers.
 
@@ -20,17 +20,14 @@ use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
 use crate::event::{Envelope, Event, Operation};
-use crate::outbox::{Store, StoreError};
 use crate::pipeline::Pipeline;
+use crate::store::{Store, StoreError};
 
 /// The operation of every scheduled event, for templates and plugins.
 pub const OPERATION: &str = "SCHEDULED";
 
 /// How late a missed run may still be fired when none is configured.
 pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(3600);
-
-/// The sled tree of marks: schedule name -> the last run it handled.
-const MARKS: &str = "schedule_marks";
 
 /// The longest sleep between looks at the clock, so a wall clock that was
 /// set or a machine that was suspended is noticed within this time.
@@ -158,52 +155,39 @@ impl CronSchedule {
 
 /// The last run each schedule handled (fired, or skipped as too old).
 #[derive(Clone)]
-struct Marks(sled::Tree, Store);
+struct Marks(Store);
 
 impl Marks {
-    fn open(store: &Store) -> Result<Marks, StoreError> {
-        Ok(Marks(store.tree(MARKS)?, store.clone()))
-    }
-
-    fn get(&self, name: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let Some(bytes) = self.0.get(name.as_bytes())? else {
-            return Ok(None);
-        };
-        let ms: i64 = serde_json::from_slice(&bytes).map_err(|source| StoreError::Corrupt {
-            key: format!("{MARKS}/{name}"),
-            source,
-        })?;
-        Ok(DateTime::from_timestamp_millis(ms))
+    async fn get(&self, name: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let ms = self.0.schedule_mark(name).await?;
+        Ok(ms.and_then(DateTime::from_timestamp_millis))
     }
 
     async fn set(&self, name: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
-        let value = serde_json::to_vec(&at.timestamp_millis()).unwrap_or_default();
-        self.0.insert(name.as_bytes(), value)?;
-        self.1.flush().await?;
-        Ok(())
+        self.0.save_schedule_mark(name, at.timestamp_millis()).await
     }
 }
 
 /// Starts the scheduler: one loop per schedule until `stop`. `None` without
-/// schedules. The marks tree is opened here so a storage error stops
-/// start-up instead of a schedule silently never firing.
+/// schedules. (The marks' storage opens with the store, so a storage error
+/// stops start-up there instead of a schedule silently never firing.)
 pub fn spawn(
     schedules: Vec<CronSchedule>,
     pipeline: Pipeline,
     store: &Store,
     stop: watch::Receiver<bool>,
-) -> Result<Option<JoinHandle<()>>, StoreError> {
+) -> Option<JoinHandle<()>> {
     if schedules.is_empty() {
-        return Ok(None);
+        return None;
     }
-    let marks = Marks::open(store)?;
+    let marks = Marks(store.clone());
     let loops: Vec<_> = schedules
         .into_iter()
         .map(|schedule| drive(schedule, pipeline.clone(), marks.clone(), stop.clone()))
         .collect();
-    Ok(Some(tokio::spawn(async move {
+    Some(tokio::spawn(async move {
         futures::future::join_all(loops).await;
-    })))
+    }))
 }
 
 async fn drive(
@@ -213,7 +197,7 @@ async fn drive(
     mut stop: watch::Receiver<bool>,
 ) {
     let name = schedule.name.as_str();
-    let mut after = match marks.get(name) {
+    let mut after = match marks.get(name).await {
         Ok(Some(at)) => at,
         Ok(None) => {
             // A new schedule missed nothing; the mark lets a restart before
@@ -427,14 +411,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let run = at("2026-03-02T09:00:00Z");
         {
-            let store = Store::open(dir.path(), 1 << 20).unwrap();
-            let marks = Marks::open(&store).unwrap();
-            assert_eq!(marks.get("daily-report").unwrap(), None);
+            let marks = Marks(crate::store::open_in(dir.path()).await);
+            assert_eq!(marks.get("daily-report").await.unwrap(), None);
             marks.set("daily-report", run).await.unwrap();
         }
-        let store = Store::open(dir.path(), 1 << 20).unwrap();
-        let marks = Marks::open(&store).unwrap();
-        assert_eq!(marks.get("daily-report").unwrap(), Some(run));
-        assert_eq!(marks.get("other").unwrap(), None);
+        let marks = Marks(crate::store::open_in(dir.path()).await);
+        assert_eq!(marks.get("daily-report").await.unwrap(), Some(run));
+        assert_eq!(marks.get("other").await.unwrap(), None);
     }
 }

@@ -169,7 +169,7 @@ async fn the_admin_api_wants_its_token_and_filters_the_dlq() {
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
     assert_eq!(entries.as_array().unwrap().len(), 3);
-    let future = crate::utils::now_ms() + 60_000;
+    let future = wasmhook::clock::now_ms() + 60_000;
     let later: serde_json::Value = get(
         Some("s3cret-admin"),
         format!("/admin/dlq?since_ms={future}"),

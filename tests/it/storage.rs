@@ -47,7 +47,7 @@ impl Drop for Tmpfs {
     }
 }
 
-/// Random text, which the outbox cannot pack (`outbox::record`), so it
+/// Random text, which the outbox cannot pack (`store::sled::record`), so it
 /// fills the disk at its size.
 fn noise(len: usize) -> String {
     use base64::Engine;

@@ -568,13 +568,6 @@ fn python_lines(script: &str, args: &[&str], input: &str) -> Vec<String> {
         .collect()
 }
 
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
 /// A private redis-server on `port`, persisting every write to `dir` (so a
 /// restart on the same dir keeps streams and groups), killed on drop.
 pub struct RedisServer {

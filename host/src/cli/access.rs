@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
 use crate::config::Config;
-use crate::outbox::Store;
+use crate::store::Store;
 
 /// Where the database is reached.
 pub(super) enum Access {
@@ -19,8 +19,8 @@ pub(super) enum Access {
 }
 
 impl Access {
-    pub(super) fn open(config: &Config) -> Result<Access> {
-        match Store::open(&config.storage.path, config.storage.cache_capacity_bytes) {
+    pub(super) async fn open(config: &Config) -> Result<Access> {
+        match Store::open(&config.storage).await {
             Ok(store) => Ok(Access::Direct(store)),
             Err(e) if e.is_locked() => {
                 let mut addr = config.server.listen;

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::access::Access;
 use crate::config::{parse_duration, Config};
-use crate::dlq::{DeadLetter, Filter, Summary};
+use crate::store::{DeadLetter, Filter, Summary};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum DlqCommand {
@@ -76,7 +76,7 @@ pub(super) struct Window {
 
 fn instant_ms(text: &str, flag: &str) -> Result<u64> {
     if let Ok(age) = parse_duration(text) {
-        return Ok(crate::outbox::now_ms().saturating_sub(age.as_millis() as u64));
+        return Ok(crate::clock::now_ms().saturating_sub(age.as_millis() as u64));
     }
     let time = humantime::parse_rfc3339_weak(text).map_err(|_| {
         anyhow::anyhow!(
@@ -112,7 +112,7 @@ fn filter_body(f: &Filter) -> Value {
 }
 
 pub(super) async fn execute(config: &Config, command: DlqCommand) -> Result<ExitCode> {
-    let access = Access::open(config)?;
+    let access = Access::open(config).await?;
     match command {
         DlqCommand::List {
             json,
@@ -123,7 +123,8 @@ pub(super) async fn execute(config: &Config, command: DlqCommand) -> Result<Exit
             let f = filter(observer, older_than, Some(window))?;
             let summaries: Vec<Summary> = match &access {
                 Access::Direct(store) => store
-                    .dlq_list(&f)?
+                    .dlq_list(&f)
+                    .await?
                     .iter()
                     .map(DeadLetter::summary)
                     .collect(),
@@ -156,7 +157,9 @@ pub(super) async fn execute(config: &Config, command: DlqCommand) -> Result<Exit
         }
         DlqCommand::Show { id } => {
             let letter: Value = match &access {
-                Access::Direct(store) => serde_json::to_value(store.dlq_get(&id)?.redacted())?,
+                Access::Direct(store) => {
+                    serde_json::to_value(store.dlq_get(&id).await?.redacted())?
+                }
                 Access::Admin { .. } => {
                     access
                         .call(reqwest::Method::GET, &format!("/dlq/{id}"), &[], None)
@@ -167,7 +170,7 @@ pub(super) async fn execute(config: &Config, command: DlqCommand) -> Result<Exit
         }
         DlqCommand::Retry { id } => match &access {
             Access::Direct(store) => {
-                store.requeue(&id)?;
+                store.requeue(&id).await?;
                 store.flush().await?;
                 println!("requeued {id}; it is delivered when wasmhook runs");
             }
@@ -197,7 +200,7 @@ pub(super) async fn execute(config: &Config, command: DlqCommand) -> Result<Exit
                 .unwrap_or_default();
             match &access {
                 Access::Direct(store) => {
-                    let n = store.requeue_all(&f, spacing)?.len();
+                    let n = store.requeue_all(&f, spacing).await?.len();
                     store.flush().await?;
                     println!("requeued {n} entries; they are delivered when wasmhook runs");
                 }

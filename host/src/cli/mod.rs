@@ -252,7 +252,7 @@ fn describe(config: &Config) -> String {
                 out,
                 "    -> {} {}{when}",
                 w.method,
-                crate::dlq::redact::url(&w.url)
+                crate::store::redact::url(&w.url)
             );
         }
     }
@@ -273,7 +273,7 @@ fn describe(config: &Config) -> String {
                 out,
                 "    -> {} {}",
                 w.method,
-                crate::dlq::redact::url(&w.url)
+                crate::store::redact::url(&w.url)
             );
         }
     }

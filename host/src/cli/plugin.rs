@@ -172,7 +172,7 @@ pub(super) fn execute(
                     let bytes = read(&request, "request")?;
                     let request = parse_request(&bytes)?;
                     let secret = secret.ok_or_else(|| anyhow!("a verifier needs --secret"))?;
-                    let now = crate::outbox::now_ms() / 1000;
+                    let now = crate::clock::now_ms() / 1000;
                     match plugins.verify(&name, &request, secret.as_bytes(), now)? {
                         Verdict::Ok => println!("ok"),
                         Verdict::Rejected(reason) => {

@@ -44,18 +44,24 @@ pub(super) async fn execute(config: &Config, command: WebhookCommand) -> Result<
             );
         }
     }
-    let access = Access::open(config)?;
+    let access = Access::open(config).await?;
     match (&access, command) {
         (Access::Direct(store), WebhookCommand::List) => {
-            let list = Switches::open(store)?.list();
+            let list = Switches::open(store).await?.list();
             println!("{}", serde_json::to_string_pretty(&list)?);
         }
         (Access::Direct(store), WebhookCommand::Disable { observer, index }) => {
-            Switches::open(store)?.disable(&observer, index)?;
+            Switches::open(store)
+                .await?
+                .disable(&observer, index)
+                .await?;
             println!("disabled {observer} #{index}");
         }
         (Access::Direct(store), WebhookCommand::Enable { observer, index }) => {
-            Switches::open(store)?.enable(&observer, index)?;
+            Switches::open(store)
+                .await?
+                .enable(&observer, index)
+                .await?;
             println!("enabled {observer} #{index}; its deliveries resume when wasmhook runs");
         }
         (Access::Admin { .. }, WebhookCommand::List) => {

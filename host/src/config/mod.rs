@@ -29,6 +29,7 @@ use crate::payload::template::{JsonTemplate, TextTemplate};
 use crate::payload::{BodySpec, Encryption};
 use crate::plugin::{Plugins, Role};
 use crate::signing::{Algorithm, Signer};
+use crate::store::Settings;
 
 /// Why a config could not be used; `Display` names the key and the problem.
 #[derive(Debug, thiserror::Error)]
@@ -69,17 +70,6 @@ pub struct ServerConfig {
     /// On SIGTERM, how long attempts in flight may finish; what is left
     /// stays in the outbox for the next start.
     pub shutdown_timeout: Duration,
-}
-
-/// The sled database holding the outbox and the DLQ.
-#[derive(Debug, Clone)]
-pub struct StorageConfig {
-    /// Directory of the sled database.
-    pub path: PathBuf,
-    /// sled's page cache; bounded so that a large backlog stays on disk.
-    pub cache_capacity_bytes: u64,
-    /// Free space kept on the filesystem; under it new events are refused.
-    pub min_free_bytes: u64,
 }
 
 /// Outgoing HTTP settings shared by all webhooks.
@@ -151,7 +141,7 @@ pub struct Config {
     /// HTTP listener.
     pub server: ServerConfig,
     /// Outbox and DLQ database.
-    pub storage: StorageConfig,
+    pub storage: Settings,
     /// Event source.
     pub source: SourceConfig,
     /// Outgoing HTTP.
@@ -314,7 +304,7 @@ fn resolve(
             .shutdown_timeout
             .unwrap_or(Duration::from_secs(10)),
     };
-    let storage = StorageConfig {
+    let storage = Settings {
         path: PathBuf::from(raw.storage.path.as_deref().unwrap_or("wasmhook-data")),
         cache_capacity_bytes: mebibytes(
             raw.storage.cache_capacity_mb.unwrap_or(16),

@@ -13,11 +13,12 @@ use super::batch;
 use super::retry::{AttemptResult, Hints, RetryAction, RetryPolicy};
 use super::switches::Switches;
 use super::Sender;
+use crate::clock::now_ms;
 use crate::metrics::{Failure, Metrics};
 use crate::observer::{Match, Observer, Webhook};
-use crate::outbox::{now_ms, Delivery, Store, StoreError};
-use crate::payload::{self, Payload};
+use crate::payload;
 use crate::plugin::{PluginError, Plugins};
+use crate::store::{Delivery, Payload, Store, StoreError};
 
 /// What the attempt tasks share.
 pub(super) struct Shared {
@@ -102,7 +103,7 @@ impl Shared {
     /// now (gone, held, parked, or buried because its request cannot be
     /// built).
     async fn load(&self, key: u64) -> Result<Result<Loaded, Verdict>, StoreError> {
-        let Some(mut delivery) = self.store.get(key)? else {
+        let Some(mut delivery) = self.store.get(key).await? else {
             debug!(key, "delivery no longer in the outbox");
             return Ok(Err(Verdict::Gone));
         };
@@ -132,7 +133,7 @@ impl Shared {
                     } else {
                         warn!(observer = %delivery.observer, delivery = %delivery.id, %reason, "cannot build the request; moved to the DLQ");
                     }
-                    self.store.bury(key, delivery, reason)?;
+                    self.store.bury(key, delivery, reason).await?;
                     return Ok(Err(Verdict::Finished { healthy: true }));
                 }
             },
@@ -212,7 +213,7 @@ impl Shared {
         // webhook off (an operator re-enables it) and keep what waits.
         let gone = result == AttemptResult::Status(410);
         if gone {
-            if let Err(e) = self.switches.disable(&observer_name, webhook_index) {
+            if let Err(e) = self.switches.disable(&observer_name, webhook_index).await {
                 warn!(error = %e, "cannot record the disabled webhook");
             }
             warn!(observer = %observer_name, %webhook, "the receiver answered 410 Gone: webhook disabled until `wasmhook webhook enable`");
@@ -244,17 +245,17 @@ impl Shared {
             );
             match action {
                 None => {
-                    self.store.reschedule(key, &delivery)?;
+                    self.store.reschedule(key, &delivery).await?;
                     self.switches.park(&observer_name, webhook_index, key);
                     verdict = Verdict::Parked;
                 }
                 Some(RetryAction::Delivered) => {
-                    self.store.complete(key)?;
+                    self.store.complete(key).await?;
                     debug!(observer = %observer_name, %webhook, delivery = %delivery.id, attempts, "delivered");
                 }
                 Some(RetryAction::RetryIn(delay)) => {
                     delivery.due_ms = now_ms() + delay.as_millis() as u64;
-                    self.store.reschedule(key, &delivery)?;
+                    self.store.reschedule(key, &delivery).await?;
                     warn!(observer = %observer_name, %webhook, delivery = %delivery.id, attempts, ?result, retry_in = ?delay, "delivery failed; will retry");
                     self.schedule.at(delivery.due_ms, key);
                     verdict = Verdict::Retry { healthy };
@@ -266,11 +267,11 @@ impl Shared {
                         reason
                     };
                     warn!(observer = %observer_name, %webhook, delivery = %delivery.id, attempts, %reason, "delivery dead; moved to the DLQ");
-                    self.store.bury(key, delivery, reason)?;
+                    self.store.bury(key, delivery, reason).await?;
                 }
             }
             if let Some(next) = release {
-                if let Some(due) = self.store.release(next)? {
+                if let Some(due) = self.store.release(next).await? {
                     self.schedule.at(due, next);
                 }
             }

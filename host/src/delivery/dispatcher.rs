@@ -1,5 +1,5 @@
 //! When deliveries run. Only keys and due times live in memory; the records
-//! stay in sled.
+//! stay in the store.
 //!
 //! A due key goes to its destination's queue (the receiver's host and port,
 //! or the webhook itself when it has its own limits), so a slow or failing
@@ -25,10 +25,11 @@ use super::limits::{Admit, BatchConfig, Breaker, Controls, TokenBucket, Transiti
 use super::retry::RetryPolicy;
 use super::switches::Switches;
 use super::Sender;
+use crate::clock::now_ms;
 use crate::metrics::Metrics;
 use crate::observer::Observer;
-use crate::outbox::{now_ms, Store, StoreError};
 use crate::plugin::Plugins;
+use crate::store::{Store, StoreError};
 
 /// Schedules outbox keys on the running dispatcher.
 #[derive(Clone)]
@@ -232,9 +233,9 @@ impl Dispatcher {
             done: done_tx,
             turn: 0,
         };
-        state.resume(resumed);
+        state.resume(resumed).await;
         loop {
-            state.advance(Instant::now());
+            state.advance(Instant::now()).await;
             let wake = state.next_wake();
             tokio::select! {
                 biased;
@@ -291,11 +292,11 @@ fn host_of(url: &str) -> String {
 impl State {
     /// Routes resumed keys up front so entity lanes start in outbox order
     /// (a retried head may be due after later deliveries of its entity).
-    fn resume(&mut self, resumed: Vec<(u64, u64)>) {
+    async fn resume(&mut self, resumed: Vec<(u64, u64)>) {
         let mut resumed = resumed;
         resumed.sort_by_key(|&(_, key)| key);
         for (due, key) in resumed {
-            let lane = self.route(key).and_then(|r| r.lane.clone());
+            let lane = self.route(key).await.and_then(|r| r.lane.clone());
             match lane {
                 Some(lane) => match self.lanes.get_mut(&*lane) {
                     Some(existing) => {
@@ -319,9 +320,9 @@ impl State {
 
     /// Where `key` goes; read from the outbox the first time. `None` when
     /// there is nothing to run (gone, or held behind an earlier webhook).
-    fn route(&mut self, key: u64) -> Option<&Route> {
+    async fn route(&mut self, key: u64) -> Option<&Route> {
         if !self.routes.contains_key(&key) {
-            let delivery = match self.shared.store.routing(key) {
+            let delivery = match self.shared.store.routing(key).await {
                 Ok(Some(delivery)) if !delivery.held => delivery,
                 Ok(_) => return None,
                 Err(e) => {
@@ -407,14 +408,14 @@ impl State {
     }
 
     /// Moves due keys to their queues and starts what may start.
-    fn advance(&mut self, now: Instant) {
+    async fn advance(&mut self, now: Instant) {
         let now_unix = now_ms();
         while let Some(&Reverse((due, key))) = self.heap.peek() {
             if due > now_unix {
                 break;
             }
             self.heap.pop();
-            let Some(route) = self.route(key).cloned() else {
+            let Some(route) = self.route(key).await.cloned() else {
                 continue;
             };
             if let Some(lane) = &route.lane {

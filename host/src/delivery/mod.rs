@@ -1,4 +1,4 @@
-//! The delivery stage: a stored [`crate::outbox::Delivery`] in, signed and sent over HTTP,
+//! The delivery stage: a stored [`crate::store::Delivery`] in, signed and sent over HTTP,
 //! an [`Attempt`] record and an [`AttemptResult`] for the retry policy out.
 //!
 //! `dispatcher` decides when each delivery runs (destinations' queues, rate
@@ -19,10 +19,10 @@ use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderName, HeaderValue, CONTENT_TYPE, USER_AGENT};
 
+use crate::clock::now_ms;
 use crate::config::HttpConfig;
-use crate::outbox::{now_ms, Attempt};
-use crate::payload::Payload;
 use crate::signing::Signer;
+use crate::store::{Attempt, Payload};
 use retry::AttemptResult;
 
 /// Header carrying the delivery id, stable across retries.

@@ -1,13 +1,13 @@
 //! Webhooks switched off by an operator (`wasmhook webhook disable`). Their
 //! deliveries are not attempted and not lost: they wait, parked, until the
-//! webhook is enabled again. The switch survives restarts (sled).
+//! webhook is enabled again. The switch survives restarts (the store).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 
 use serde::Serialize;
 
-use crate::outbox::{Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// Which webhook: observer name and position.
 pub type WebhookId = (String, usize);
@@ -26,31 +26,17 @@ pub struct Disabled {
 /// The switches, shared by the dispatcher and the admin API.
 #[derive(Clone)]
 pub struct Switches {
-    tree: sled::Tree,
+    store: Store,
     disabled: Arc<RwLock<HashSet<WebhookId>>>,
     parked: Arc<Mutex<HashMap<WebhookId, Vec<u64>>>>,
 }
 
-fn key(observer: &str, webhook: usize) -> Vec<u8> {
-    format!("{observer}\0{webhook}").into_bytes()
-}
-
 impl Switches {
     /// Loads the switched-off webhooks.
-    pub fn open(store: &Store) -> Result<Switches, StoreError> {
-        let tree = store.tree("disabled_webhooks")?;
-        let mut disabled = HashSet::new();
-        for item in tree.iter() {
-            let (k, _) = item?;
-            let text = String::from_utf8_lossy(&k).into_owned();
-            if let Some((observer, index)) = text.split_once('\0') {
-                if let Ok(index) = index.parse() {
-                    disabled.insert((observer.to_string(), index));
-                }
-            }
-        }
+    pub async fn open(store: &Store) -> Result<Switches, StoreError> {
+        let disabled: HashSet<WebhookId> = store.disabled_webhooks().await?.into_iter().collect();
         Ok(Switches {
-            tree,
+            store: store.clone(),
             disabled: Arc::new(RwLock::new(disabled)),
             parked: Arc::default(),
         })
@@ -78,9 +64,8 @@ impl Switches {
     }
 
     /// Switches a webhook off.
-    pub fn disable(&self, observer: &str, webhook: usize) -> Result<(), StoreError> {
-        self.tree.insert(key(observer, webhook), &[])?;
-        self.tree.flush()?;
+    pub async fn disable(&self, observer: &str, webhook: usize) -> Result<(), StoreError> {
+        self.store.switch_webhook(observer, webhook, true).await?;
         self.disabled
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -89,9 +74,8 @@ impl Switches {
     }
 
     /// Switches a webhook on; returns the parked deliveries to schedule.
-    pub fn enable(&self, observer: &str, webhook: usize) -> Result<Vec<u64>, StoreError> {
-        self.tree.remove(key(observer, webhook))?;
-        self.tree.flush()?;
+    pub async fn enable(&self, observer: &str, webhook: usize) -> Result<Vec<u64>, StoreError> {
+        self.store.switch_webhook(observer, webhook, false).await?;
         let id = (observer.to_string(), webhook);
         let mut parked = self.parked.lock().unwrap_or_else(|p| p.into_inner());
         self.disabled
@@ -124,12 +108,12 @@ impl Switches {
 mod tests {
     use super::*;
 
-    #[test]
-    fn switches_park_and_release_and_survive_a_reopen() {
+    #[tokio::test]
+    async fn switches_park_and_release_and_survive_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), 1 << 20).unwrap();
-        let switches = Switches::open(&store).unwrap();
-        switches.disable("orders", 1).unwrap();
+        let store = crate::store::open_in(dir.path()).await;
+        let switches = Switches::open(&store).await.unwrap();
+        switches.disable("orders", 1).await.unwrap();
         assert!(switches.is_disabled("orders", 1));
         assert!(!switches.is_disabled("orders", 0));
         assert!(switches.park("orders", 1, 7));
@@ -146,10 +130,10 @@ mod tests {
                 parked: 2
             }]
         );
-        let reopened = Switches::open(&store).unwrap();
+        let reopened = Switches::open(&store).await.unwrap();
         assert!(reopened.is_disabled("orders", 1));
-        assert_eq!(switches.enable("orders", 1).unwrap(), vec![7, 9]);
+        assert_eq!(switches.enable("orders", 1).await.unwrap(), vec![7, 9]);
         assert!(!switches.is_disabled("orders", 1));
-        assert!(Switches::open(&store).unwrap().list().is_empty());
+        assert!(Switches::open(&store).await.unwrap().list().is_empty());
     }
 }

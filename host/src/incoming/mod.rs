@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::clock;
 use crate::event::{Envelope, Event, Operation};
 use crate::plugin::{IncomingRequest, Plugins, Verdict};
-use crate::source::envelope;
 use scheme::{Rejection, Scheme};
 
 /// How a receiver checks signatures.
@@ -148,11 +148,11 @@ impl Receiver {
             _ => None,
         });
         Event {
-            id: delivery_id.unwrap_or_else(envelope::new_id),
+            id: delivery_id.unwrap_or_else(clock::new_id),
             entity: self.name.clone(),
             operation: Operation::parse(event_type.as_deref().unwrap_or("received")),
             entity_id,
-            timestamp: envelope::now(),
+            timestamp: clock::now_rfc3339(),
             envelope: Envelope::Native,
             source: format!("incoming:{}", self.name),
             data,

@@ -1,100 +1,72 @@
 //! Replay protection: a provider's delivery id seen within the window is
-//! answered 200 without being processed again. Ids live in sled, so a
-//! restart does not reopen the window.
+//! answered 200 without being processed again. Ids are kept by the store,
+//! so a restart does not reopen the window.
 
 use std::time::Duration;
 
-use crate::outbox::{now_ms, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// Remembered delivery ids, with their expiry.
 #[derive(Clone)]
 pub struct Seen {
-    tree: sled::Tree,
+    store: Store,
 }
 
 impl Seen {
-    /// Opens the tree in the main database.
-    pub fn open(store: &Store) -> Result<Seen, StoreError> {
-        Ok(Seen {
-            tree: store.tree("incoming_seen")?,
-        })
+    /// The ids `store` keeps.
+    pub fn new(store: Store) -> Seen {
+        Seen { store }
     }
 
     /// Records `key` for `window`; false if it was already there and not
     /// expired (a replay). Atomic, so two concurrent copies cannot both pass.
-    pub fn first_time(&self, key: &str, window: Duration) -> Result<bool, StoreError> {
-        let now = now_ms();
-        let expiry = (now + window.as_millis() as u64).to_be_bytes();
-        loop {
-            let current = self.tree.get(key)?;
-            if let Some(value) = &current {
-                if expiry_of(value) > now {
-                    return Ok(false);
-                }
-            }
-            match self
-                .tree
-                .compare_and_swap(key, current, Some(&expiry[..]))?
-            {
-                Ok(()) => return Ok(true),
-                Err(_) => continue,
-            }
-        }
+    pub async fn first_time(&self, key: &str, window: Duration) -> Result<bool, StoreError> {
+        self.store.replay_first_time(key, window).await
     }
 
     /// Forgets `key` (the request could not be stored, so the provider's
     /// retry must not be treated as a replay).
-    pub fn forget(&self, key: &str) -> Result<(), StoreError> {
-        self.tree.remove(key)?;
-        Ok(())
+    pub async fn forget(&self, key: &str) -> Result<(), StoreError> {
+        self.store.replay_forget(key).await
     }
 
     /// Drops expired ids; returns how many.
-    pub fn purge(&self) -> Result<usize, StoreError> {
-        let now = now_ms();
-        let mut removed = 0;
-        for item in self.tree.iter() {
-            let (key, value) = item?;
-            if expiry_of(&value) <= now {
-                self.tree.remove(key)?;
-                removed += 1;
-            }
-        }
-        Ok(removed)
+    pub async fn purge(&self) -> Result<usize, StoreError> {
+        self.store.replay_purge().await
     }
-}
-
-fn expiry_of(value: &[u8]) -> u64 {
-    crate::outbox::u64_key(value)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_delivery_id_passes_once_per_window() {
+    #[tokio::test]
+    async fn a_delivery_id_passes_once_per_window() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), 1 << 20).unwrap();
-        let seen = Seen::open(&store).unwrap();
+        let store = crate::store::open_in(dir.path()).await;
+        let seen = Seen::new(store);
         assert!(seen
             .first_time("github/abc", Duration::from_secs(60))
+            .await
             .unwrap());
         assert!(!seen
             .first_time("github/abc", Duration::from_secs(60))
+            .await
             .unwrap());
         assert!(seen
             .first_time("github/other", Duration::from_secs(60))
+            .await
             .unwrap());
-        seen.forget("github/abc").unwrap();
+        seen.forget("github/abc").await.unwrap();
         assert!(seen
             .first_time("github/abc", Duration::from_secs(60))
+            .await
             .unwrap());
-        assert!(seen.first_time("stripe/x", Duration::ZERO).unwrap());
+        assert!(seen.first_time("stripe/x", Duration::ZERO).await.unwrap());
         assert!(
-            seen.first_time("stripe/x", Duration::ZERO).unwrap(),
+            seen.first_time("stripe/x", Duration::ZERO).await.unwrap(),
             "an expired id passes again"
         );
-        assert_eq!(seen.purge().unwrap(), 1);
+        assert_eq!(seen.purge().await.unwrap(), 1);
     }
 }

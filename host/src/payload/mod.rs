@@ -1,6 +1,7 @@
 //! The payload stage: a [`Match`] and its [`Event`] in, the request to send
-//! out ([`Payload`]). Rendering happens once, when the event is accepted, so
-//! every retry sends the same bytes and the DLQ shows exactly what was sent.
+//! out ([`Payload`]; a record of the store, which keeps it with its
+//! delivery). Rendering happens once, when the event is accepted, so every
+//! retry sends the same bytes and the DLQ shows exactly what was sent.
 //!
 //! Order: template (or the row as JSON) -> transform plugin -> encryption
 //! -> size limit.
@@ -8,11 +9,10 @@
 pub mod encrypt;
 pub mod template;
 
-use serde::{Deserialize, Serialize};
-
 use crate::event::Event;
 use crate::observer::Match;
 use crate::plugin::{PluginError, Plugins};
+use crate::store::Payload;
 use template::{JsonTemplate, TextTemplate};
 
 /// How a webhook's body is built.
@@ -73,23 +73,6 @@ impl std::fmt::Debug for Encryption {
     }
 }
 
-/// A rendered request, before signing; stored in the outbox and the DLQ.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Payload {
-    /// HTTP method.
-    pub method: String,
-    /// Target URL.
-    pub url: String,
-    /// Configured headers, rendered, then any a transform added.
-    pub headers: Vec<(String, String)>,
-    /// Content type; `application/json` when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub content_type: Option<String>,
-    /// The body.
-    #[serde(with = "body_text")]
-    pub body: Vec<u8>,
-}
-
 /// Renders the request for one matched webhook.
 pub fn build(matched: &Match<'_>, event: &Event, plugins: &Plugins) -> Result<Payload, BuildError> {
     let webhook = matched.webhook;
@@ -133,63 +116,4 @@ pub fn build(matched: &Match<'_>, event: &Event, plugins: &Plugins) -> Result<Pa
         content_type,
         body,
     })
-}
-
-/// Bodies are stored as text when they are UTF-8 (so `dlq show` is
-/// readable) and as `{"base64": ".."}` otherwise.
-mod body_text {
-    use base64::Engine;
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    #[derive(Serialize, Deserialize)]
-    #[serde(untagged)]
-    enum Stored {
-        Text(String),
-        Binary { base64: String },
-    }
-
-    pub(super) fn serialize<S: Serializer>(body: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
-        match std::str::from_utf8(body) {
-            Ok(text) => Stored::Text(text.to_string()),
-            Err(_) => Stored::Binary {
-                base64: base64::engine::general_purpose::STANDARD.encode(body),
-            },
-        }
-        .serialize(serializer)
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Vec<u8>, D::Error> {
-        match Stored::deserialize(deserializer)? {
-            Stored::Text(text) => Ok(text.into_bytes()),
-            Stored::Binary { base64 } => base64::engine::general_purpose::STANDARD
-                .decode(base64)
-                .map_err(serde::de::Error::custom),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bodies_round_trip_as_text_or_base64() {
-        for body in [b"{\"a\":1}".to_vec(), vec![0xff, 0x00, 0x80]] {
-            let payload = Payload {
-                method: "POST".into(),
-                url: "http://x/".into(),
-                headers: vec![],
-                content_type: None,
-                body: body.clone(),
-            };
-            let text = serde_json::to_string(&payload).unwrap();
-            assert_eq!(
-                serde_json::from_str::<Payload>(&text).unwrap().body,
-                body,
-                "{text}"
-            );
-        }
-    }
 }

@@ -85,7 +85,7 @@ impl host::Host for State {
     }
 
     fn now_ms(&mut self) -> u64 {
-        crate::outbox::now_ms()
+        crate::clock::now_ms()
     }
 
     fn random_bytes(&mut self, len: u32) -> Vec<u8> {

@@ -16,12 +16,11 @@ use std::sync::Arc;
 
 use axum::http::{HeaderMap, Method, Uri};
 
-use crate::dlq::{Filter, Summary};
 use crate::incoming::replay::Seen;
 use crate::incoming::Receiver;
-use crate::outbox::StoreError;
 use crate::pipeline::Pipeline;
 use crate::source::{envelope, http};
+use crate::store::{Filter, StoreError, Summary};
 
 mod auth;
 
@@ -171,7 +170,7 @@ async fn receive(
             )
         })
         .collect();
-    let now = crate::outbox::now_ms() / 1000;
+    let now = crate::clock::now_ms() / 1000;
     if let Err(refusal) = receiver.verify(
         method.as_str(),
         uri.path(),
@@ -194,7 +193,7 @@ async fn receive(
         .as_ref()
         .map(|id| format!("{}/{id}", receiver.name));
     if let Some(key) = &replay_key {
-        match state.seen.first_time(key, receiver.replay_window) {
+        match state.seen.first_time(key, receiver.replay_window).await {
             Ok(true) => {}
             Ok(false) => {
                 state.metrics.incoming(&receiver.name, "duplicate");
@@ -225,7 +224,7 @@ async fn receive(
             state.metrics.incoming(&receiver.name, "error");
             if let Some(key) = &replay_key {
                 // The sender will retry; that retry must not count as a replay.
-                let _ = state.seen.forget(key);
+                let _ = state.seen.forget(key).await;
             }
             storage_problem(&e)
         }
@@ -235,12 +234,7 @@ async fn receive(
 /// Ready when the source is connected and the database takes a write.
 async fn readyz(State(state): State<AppState>) -> Response {
     let source = state.connected.get();
-    let store = state.pipeline.store();
-    let storage = store
-        .check_space()
-        .and_then(|()| store.tree("health"))
-        .and_then(|tree| Ok(tree.insert("probe", &crate::outbox::now_ms().to_be_bytes())?))
-        .is_ok();
+    let storage = state.pipeline.store().check_writable().await.is_ok();
     let status = if source && storage {
         StatusCode::OK
     } else {
@@ -251,7 +245,9 @@ async fn readyz(State(state): State<AppState>) -> Response {
 
 async fn metrics(State(state): State<AppState>) -> Response {
     let store = state.pipeline.store();
-    let text = state.metrics.encode(store.dlq_len(), store.outbox_len());
+    let text = state
+        .metrics
+        .encode(store.dlq_len().await, store.outbox_len().await);
     (
         [(
             header::CONTENT_TYPE,
@@ -283,8 +279,8 @@ async fn webhook_switch(
         );
     }
     let result = match action.as_str() {
-        "disable" => state.switches.disable(&observer, index).map(|()| 0),
-        "enable" => state.switches.enable(&observer, index).map(|keys| {
+        "disable" => state.switches.disable(&observer, index).await.map(|()| 0),
+        "enable" => state.switches.enable(&observer, index).await.map(|keys| {
             let n = keys.len();
             state.pipeline.resume(keys);
             n
@@ -310,7 +306,7 @@ async fn plugin_list(State(state): State<AppState>) -> Response {
 }
 
 async fn dlq_list(State(state): State<AppState>, Query(filter): Query<Filter>) -> Response {
-    match state.pipeline.store().dlq_list(&filter) {
+    match state.pipeline.store().dlq_list(&filter).await {
         Ok(letters) => Json(
             letters
                 .iter()
@@ -323,14 +319,14 @@ async fn dlq_list(State(state): State<AppState>, Query(filter): Query<Filter>) -
 }
 
 async fn dlq_show(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    match state.pipeline.store().dlq_get(&id) {
+    match state.pipeline.store().dlq_get(&id).await {
         Ok(letter) => Json(letter.redacted()).into_response(),
         Err(e) => storage_problem(&e),
     }
 }
 
 async fn dlq_retry(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    match state.pipeline.retry(&id) {
+    match state.pipeline.retry(&id).await {
         Ok(()) => Json(json!({ "requeued": 1 })).into_response(),
         Err(e) => storage_problem(&e),
     }
@@ -364,6 +360,7 @@ async fn dlq_retry_all(
     match state
         .pipeline
         .retry_all(&filter, std::time::Duration::from_millis(spacing.delay_ms))
+        .await
     {
         Ok(n) => Json(json!({ "requeued": n })).into_response(),
         Err(e) => storage_problem(&e),

@@ -13,6 +13,7 @@
 
 use serde_json::{Map, Value};
 
+use crate::clock::{new_id, now_rfc3339};
 use crate::event::{Envelope, Event, Operation, META_FIELDS};
 
 /// Why a document is not an event.
@@ -80,7 +81,7 @@ fn fraiseql(
             .or(non_empty(optional_string(map, "event_id", name)?))
             .unwrap_or_else(|| fallback_id.unwrap_or_else(new_id)),
         entity_id: non_empty(optional_string(map, "entity_id", name)?).or_else(|| row_id(&data)),
-        timestamp: optional_string(map, "timestamp", name)?.unwrap_or_else(now),
+        timestamp: optional_string(map, "timestamp", name)?.unwrap_or_else(now_rfc3339),
         entity,
         operation,
         envelope: Envelope::Fraiseql,
@@ -132,7 +133,7 @@ fn hasura(
     Ok(Event {
         id: id_value(map.get("id")).unwrap_or_else(|| fallback_id.unwrap_or_else(new_id)),
         entity_id: row_id(&data),
-        timestamp: optional_string(map, "created_at", name)?.unwrap_or_else(now),
+        timestamp: optional_string(map, "created_at", name)?.unwrap_or_else(now_rfc3339),
         entity,
         operation,
         envelope: Envelope::Hasura,
@@ -184,7 +185,7 @@ fn native(
             Some(value) => id_value(Some(value)),
             None => row_id(&data),
         },
-        timestamp: optional_string(map, "timestamp", name)?.unwrap_or_else(now),
+        timestamp: optional_string(map, "timestamp", name)?.unwrap_or_else(now_rfc3339),
         entity,
         operation,
         envelope: Envelope::Native,
@@ -220,7 +221,7 @@ fn fraiseql_v2(
         id: non_empty(optional_string(map, "id", name)?)
             .unwrap_or_else(|| fallback_id.unwrap_or_else(new_id)),
         entity_id: non_empty(optional_string(map, "entity_id", name)?).or_else(|| row_id(&data)),
-        timestamp: optional_string(map, "timestamp", name)?.unwrap_or_else(now),
+        timestamp: optional_string(map, "timestamp", name)?.unwrap_or_else(now_rfc3339),
         entity,
         operation,
         envelope: Envelope::FraiseqlV2,
@@ -265,7 +266,7 @@ fn fraiseql_cdc(
         entity_id: non_empty(optional_string(map, "object_id", name)?).or_else(|| row_id(&data)),
         timestamp: optional_string(map, "commit_time", name)?
             .or(optional_string(map, "created_at", name)?)
-            .unwrap_or_else(now),
+            .unwrap_or_else(now_rfc3339),
         entity,
         operation,
         envelope: Envelope::FraiseqlCdc,
@@ -416,17 +417,6 @@ fn kind(value: &Value) -> &'static str {
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
     }
-}
-
-/// A new event id; v7 UUIDs sort by creation time, which keeps DLQ listings
-/// in order.
-pub fn new_id() -> String {
-    uuid::Uuid::now_v7().to_string()
-}
-
-/// The current time as RFC 3339, for events that carry no timestamp.
-pub fn now() -> String {
-    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
 }
 
 #[cfg(test)]

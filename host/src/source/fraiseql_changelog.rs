@@ -332,7 +332,7 @@ async fn load_position(
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<Position, SessionError> {
     let saved = loop {
-        match pipeline.store().source_cursor(name) {
+        match pipeline.store().source_cursor(name).await {
             Ok(saved) => break saved,
             Err(e) => {
                 error!(error = %e, "cannot read the change-log source's place; retrying");

@@ -152,7 +152,7 @@ impl Events {
                 if let Some(metrics) = &self.metrics {
                     metrics.source_dropped();
                 }
-                let now = crate::outbox::now_ms();
+                let now = crate::clock::now_ms();
                 let last = self.warned_ms.load(Ordering::Relaxed);
                 if now.saturating_sub(last) >= DROP_WARNING_EVERY_MS
                     && self

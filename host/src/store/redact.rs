@@ -1,9 +1,12 @@
 //! What the DLQ shows: entries keep the request exactly as sent (a retry
 //! must send it again), but listings and `dlq show` hide the parts that
 //! carry credentials: values of headers such as `Authorization`, URL
-//! passwords and query parameters such as `token`.
+//! passwords and query parameters such as `token`. The CLI and the admin
+//! API show letters only through [`DeadLetter::summary`] and
+//! [`DeadLetter::redacted`]; `wasmhook check` shows webhook URLs through
+//! [`url`].
 
-use super::{DeadLetter, Failure};
+use super::letter::{DeadLetter, Failure, Summary};
 
 /// Stands for a hidden value.
 pub const HIDDEN: &str = "***";
@@ -30,7 +33,7 @@ fn sensitive(name: &str) -> bool {
 
 /// `https://user:pw@host/p?token=x&a=1` -> `https://user:***@host/p?token=***&a=1`.
 pub fn url(text: &str) -> String {
-    let Ok(mut parsed) = reqwest::Url::parse(text) else {
+    let Ok(mut parsed) = url::Url::parse(text) else {
         return text.to_string();
     };
     let mut changed = false;
@@ -62,6 +65,43 @@ pub fn url(text: &str) -> String {
 }
 
 impl DeadLetter {
+    /// The flat view of this entry, its URL's credentials hidden.
+    pub fn summary(&self) -> Summary {
+        let failed_at = humantime::format_rfc3339_millis(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(self.failed_at_ms),
+        )
+        .to_string();
+        match &self.failure {
+            Failure::Delivery(d) => {
+                let last = d.attempts.last();
+                Summary {
+                    id: self.id.clone(),
+                    observer: d.observer.clone(),
+                    url: d.payload.as_ref().map(|p| url(&p.url)).unwrap_or_default(),
+                    event_id: d.event.id.clone(),
+                    attempts: d.attempts.len(),
+                    last_status: last.and_then(|a| a.status),
+                    last_error: last
+                        .and_then(|a| a.error.clone())
+                        .or_else(|| Some(self.reason.clone())),
+                    reason: self.reason.clone(),
+                    failed_at,
+                }
+            }
+            Failure::Input { source, .. } => Summary {
+                id: self.id.clone(),
+                observer: String::new(),
+                url: String::new(),
+                event_id: String::new(),
+                attempts: 0,
+                last_status: None,
+                last_error: Some(format!("{source}: {}", self.reason)),
+                reason: self.reason.clone(),
+                failed_at,
+            },
+        }
+    }
+
     /// This entry as shown to people: credentials hidden.
     pub fn redacted(&self) -> DeadLetter {
         let mut letter = self.clone();

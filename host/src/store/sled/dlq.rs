@@ -2,13 +2,8 @@
 //! input that never became an event, each with the reason. Entries are kept
 //! until they are retried or purged. An entry's key is its delivery id (a v7
 //! UUID), or, for the letters of one accepted batch, the part of their ids
-//! they share ([`grave`]); either way iteration order is the order in which
+//! they share ([`graves`]); either way iteration order is the order in which
 //! events were accepted.
-
-pub mod grave;
-pub mod redact;
-
-use serde::{Deserialize, Serialize};
 
 use std::cell::Cell;
 use std::time::Duration;
@@ -16,134 +11,39 @@ use std::time::Duration;
 use sled::transaction::ConflictableTransactionError;
 use sled::Transactional;
 
-use crate::outbox::{created, encode, now_ms, tx_error, Delivery, Store, StoreError};
+use super::counts::created;
+use super::record::encode;
+use super::{graves, tx_error, Database};
+use crate::clock::{self, now_ms};
+use crate::store::error::StoreError;
+use crate::store::letter::{DeadLetter, Failure, Filter};
 
-/// What died.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Failure {
-    /// A delivery whose attempts failed for good.
-    Delivery(Box<Delivery>),
-    /// A message from a source that is not an event wasmhook understands.
-    Input {
-        /// The source it came from.
-        source: String,
-        /// The message, as received (lossy UTF-8).
-        raw: String,
-    },
-}
-
-/// One DLQ entry.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DeadLetter {
-    /// The delivery id (or a fresh id for rejected input).
-    pub id: String,
-    /// When it was moved here, unix milliseconds.
-    pub failed_at_ms: u64,
-    /// Why it died.
-    pub reason: String,
-    /// The delivery or the input.
-    pub failure: Failure,
-}
-
-/// The flat view `dlq list` prints.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Summary {
-    /// Entry id, for `dlq show` and `dlq retry`.
-    pub id: String,
-    /// Observer name (empty for rejected input).
-    pub observer: String,
-    /// Target URL (empty for rejected input).
-    pub url: String,
-    /// The event's id (empty for rejected input).
-    pub event_id: String,
-    /// Attempts made.
-    pub attempts: usize,
-    /// Status of the last attempt, if it got a response.
-    pub last_status: Option<u16>,
-    /// The last attempt's error, or the reason.
-    pub last_error: Option<String>,
-    /// Why it died.
-    pub reason: String,
-    /// When it died, RFC 3339.
-    pub failed_at: String,
-}
-
-/// Which entries an operation applies to.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Filter {
-    /// Only entries of this observer.
-    pub observer: Option<String>,
-    /// Only entries that died at least this many milliseconds ago.
-    pub older_than_ms: Option<u64>,
-    /// Only entries that died at or after this time (unix milliseconds).
-    pub since_ms: Option<u64>,
-    /// Only entries that died before this time (unix milliseconds).
-    pub until_ms: Option<u64>,
-}
-
-impl Filter {
-    fn admits(&self, letter: &DeadLetter, now: u64) -> bool {
-        let observer_ok = match (&self.observer, &letter.failure) {
-            (None, _) => true,
-            (Some(name), Failure::Delivery(d)) => &d.observer == name,
-            (Some(_), Failure::Input { .. }) => false,
-        };
-        let age_ok = self
-            .older_than_ms
-            .is_none_or(|age| now.saturating_sub(letter.failed_at_ms) >= age);
-        let since_ok = self.since_ms.is_none_or(|t| letter.failed_at_ms >= t);
-        let until_ok = self.until_ms.is_none_or(|t| letter.failed_at_ms < t);
-        observer_ok && age_ok && since_ok && until_ok
-    }
-}
-
-impl DeadLetter {
-    /// The flat view of this entry.
-    pub fn summary(&self) -> Summary {
-        let failed_at = humantime::format_rfc3339_millis(
-            std::time::UNIX_EPOCH + std::time::Duration::from_millis(self.failed_at_ms),
-        )
-        .to_string();
-        match &self.failure {
-            Failure::Delivery(d) => {
-                let last = d.attempts.last();
-                Summary {
-                    id: self.id.clone(),
-                    observer: d.observer.clone(),
-                    url: d
-                        .payload
-                        .as_ref()
-                        .map(|p| redact::url(&p.url))
-                        .unwrap_or_default(),
-                    event_id: d.event.id.clone(),
-                    attempts: d.attempts.len(),
-                    last_status: last.and_then(|a| a.status),
-                    last_error: last
-                        .and_then(|a| a.error.clone())
-                        .or_else(|| Some(self.reason.clone())),
-                    reason: self.reason.clone(),
-                    failed_at,
-                }
-            }
-            Failure::Input { source, .. } => Summary {
-                id: self.id.clone(),
-                observer: String::new(),
-                url: String::new(),
-                event_id: String::new(),
-                attempts: 0,
-                last_status: None,
-                last_error: Some(format!("{source}: {}", self.reason)),
-                reason: self.reason.clone(),
-                failed_at,
+impl Database {
+    /// Records input that never became an event (unknown envelope) in the DLQ.
+    pub(crate) async fn reject_input(
+        &self,
+        source: &str,
+        raw: &[u8],
+        reason: String,
+    ) -> Result<DeadLetter, StoreError> {
+        self.check_space()?;
+        let letter = DeadLetter {
+            id: clock::new_id(),
+            failed_at_ms: now_ms(),
+            reason,
+            failure: Failure::Input {
+                source: source.to_string(),
+                raw: String::from_utf8_lossy(raw).into_owned(),
             },
-        }
+        };
+        let previous = self.dlq.insert(letter.id.as_bytes(), encode(&letter))?;
+        self.counts.dlq(created(&previous), 0);
+        self.flush().await?;
+        Ok(letter)
     }
-}
 
-impl Store {
     /// Entries matching the filter, oldest first.
-    pub fn dlq_list(&self, filter: &Filter) -> Result<Vec<DeadLetter>, StoreError> {
+    pub(crate) fn dlq_list(&self, filter: &Filter) -> Result<Vec<DeadLetter>, StoreError> {
         Ok(self
             .dlq_scan(filter)?
             .into_iter()
@@ -158,7 +58,7 @@ impl Store {
         let mut out = Vec::new();
         for item in self.dlq.iter() {
             let (key, bytes) = item?;
-            let mut letters = grave::letters(&key, &bytes)?;
+            let mut letters = graves::letters(&key, &bytes)?;
             letters.retain(|letter| filter.admits(letter, now));
             if !letters.is_empty() {
                 out.push((key, letters));
@@ -168,11 +68,11 @@ impl Store {
     }
 
     /// One entry: under its own id, or in its grave.
-    pub fn dlq_get(&self, id: &str) -> Result<DeadLetter, StoreError> {
+    pub(crate) fn dlq_get(&self, id: &str) -> Result<DeadLetter, StoreError> {
         let own = id.as_bytes().to_vec();
-        for key in std::iter::once(own).chain(grave::key_of(id)) {
+        for key in std::iter::once(own).chain(graves::key_of(id)) {
             if let Some(bytes) = self.dlq.get(&key)? {
-                let mut letters = grave::letters(&key, &bytes)?.into_iter();
+                let mut letters = graves::letters(&key, &bytes)?.into_iter();
                 if let Some(letter) = letters.find(|letter| letter.id == id) {
                     return Ok(letter);
                 }
@@ -186,14 +86,14 @@ impl Store {
         if self.dlq.contains_key(id.as_bytes())? {
             return Ok(id.as_bytes().to_vec());
         }
-        match grave::key_of(id) {
+        match graves::key_of(id) {
             Some(key) if self.dlq.contains_key(&key)? => Ok(key),
             _ => Err(StoreError::NotFound(id.to_string())),
         }
     }
 
     /// Removes matching entries; returns how many.
-    pub async fn dlq_purge(&self, filter: &Filter) -> Result<usize, StoreError> {
+    pub(crate) async fn dlq_purge(&self, filter: &Filter) -> Result<usize, StoreError> {
         let removed = self.dlq_remove_matching(filter)?;
         self.flush().await?;
         Ok(removed)
@@ -201,12 +101,12 @@ impl Store {
 
     /// Puts a DLQ entry back into the outbox, due now, with a fresh attempt
     /// budget (its earlier attempts move to `earlier_attempts`). Returns its key.
-    pub fn requeue(&self, id: &str) -> Result<u64, StoreError> {
+    pub(crate) fn requeue(&self, id: &str) -> Result<u64, StoreError> {
         self.requeue_at(id, now_ms())
     }
 
-    /// Like [`Store::requeue`], due at `due_ms`.
-    pub fn requeue_at(&self, id: &str, due_ms: u64) -> Result<u64, StoreError> {
+    /// Like [`Database::requeue`], due at `due_ms`.
+    pub(crate) fn requeue_at(&self, id: &str, due_ms: u64) -> Result<u64, StoreError> {
         let record = self.dlq_record_of(id)?;
         self.dlq_requeue(&record, &[(id, due_ms)])?
             .pop()
@@ -218,7 +118,7 @@ impl Store {
     /// now so a large replay does not hit receivers at once; returns the new
     /// outbox keys with their due times. A grave is rewritten once, not
     /// once per letter.
-    pub fn requeue_all(
+    pub(crate) fn requeue_all(
         &self,
         filter: &Filter,
         spacing: Duration,
@@ -257,7 +157,7 @@ impl Store {
                 let Some(bytes) = dlq.get(record)? else {
                     return Err(missing(picks.first().map_or("", |p| p.0)));
                 };
-                let mut letters = grave::letters(record, &bytes).map_err(abort)?;
+                let mut letters = graves::letters(record, &bytes).map_err(abort)?;
                 let mut created_now = 0;
                 for (&(id, due_ms), key) in picks.iter().zip(&keys) {
                     let Some(at) = letters.iter().position(|letter| letter.id == id) else {
@@ -269,7 +169,7 @@ impl Store {
                     let delivery = delivery.revived(due_ms);
                     created_now += created(&outbox.insert(&key.to_be_bytes(), encode(&delivery))?);
                 }
-                match grave::rest(record, &letters) {
+                match graves::rest(record, &letters) {
                     Some(rest) => dlq.insert(record, rest)?,
                     None => dlq.remove(record)?,
                 };
@@ -286,9 +186,9 @@ impl Store {
     /// Enforces `retention` (entries older are deleted) and `max_bytes`
     /// (the oldest entries go first until the DLQ fits); returns how many
     /// were deleted. Oldest first is the key order: ids are v7 UUIDs. A
-    /// grave goes whole for `max_bytes`, so up to [`grave::PER_GRAVE`]
+    /// grave goes whole for `max_bytes`, so up to [`clock::Family::SIZE`]
     /// entries more than needed may go.
-    pub fn dlq_enforce(
+    pub(crate) fn dlq_enforce(
         &self,
         retention: Option<Duration>,
         max_bytes: Option<u64>,
@@ -313,7 +213,7 @@ impl Store {
                 let Some(item) = records.next() else { break };
                 let (key, value) = item?;
                 if let Some(gone) = self.dlq.remove(&key)? {
-                    let n = grave::count(&key, &gone);
+                    let n = graves::count(&key, &gone);
                     self.counts.dlq(0, n);
                     removed += n as usize;
                 }
@@ -324,7 +224,7 @@ impl Store {
     }
 
     /// Number of entries.
-    pub fn dlq_len(&self) -> usize {
+    pub(crate) fn dlq_len(&self) -> usize {
         self.counts.dlq_len()
     }
 
@@ -348,11 +248,11 @@ impl Store {
                     return Ok(0);
                 };
                 let mut letters =
-                    grave::letters(record, &bytes).map_err(ConflictableTransactionError::Abort)?;
+                    graves::letters(record, &bytes).map_err(ConflictableTransactionError::Abort)?;
                 let before = letters.len();
                 letters.retain(|letter| !ids.contains(&letter.id.as_str()));
                 if letters.len() < before {
-                    match grave::rest(record, &letters) {
+                    match graves::rest(record, &letters) {
                         Some(rest) => dlq.insert(record, rest)?,
                         None => dlq.remove(record)?,
                     };
@@ -365,22 +265,15 @@ impl Store {
     }
 }
 
-/// Entries in a DLQ tree, counted once at open.
-pub(crate) fn count_all(dlq: &sled::Tree) -> Result<u64, StoreError> {
-    let mut n = 0;
-    for item in dlq.iter() {
-        let (key, bytes) = item?;
-        n += grave::count(&key, &bytes);
-    }
-    Ok(n)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outbox::test_support::delivery;
+    use crate::clock::Family;
+    use crate::store::delivery::test_support::delivery;
+    use crate::store::delivery::Delivery;
+    use crate::store::sled::open_in;
 
-    fn bury(store: &Store, n: usize, failed_at_ms: u64) -> Vec<String> {
+    fn bury(store: &Database, n: usize, failed_at_ms: u64) -> Vec<String> {
         let mut ids = Vec::new();
         for i in 0..n {
             let delivery = delivery(&format!("o{}", i % 2), 0, i);
@@ -392,7 +285,7 @@ mod tests {
             };
             store
                 .dlq
-                .insert(letter.id.as_bytes(), crate::outbox::encode(&letter))
+                .insert(letter.id.as_bytes(), encode(&letter))
                 .unwrap();
             store.counts.dlq(1, 0);
             ids.push(letter.id);
@@ -401,7 +294,7 @@ mod tests {
     }
 
     /// The ids of every entry, in listing order.
-    fn listed(store: &Store) -> Vec<String> {
+    fn listed(store: &Database) -> Vec<String> {
         store
             .dlq_list(&Filter::default())
             .unwrap()
@@ -412,7 +305,7 @@ mod tests {
 
     /// `n` deliveries of one family (one accepted batch), of observers o0
     /// and o1 in turn, refused at acceptance.
-    fn refused(family: &mut grave::Family, n: usize) -> Vec<(Delivery, String)> {
+    fn refused(family: &mut Family, n: usize) -> Vec<(Delivery, String)> {
         (0..n)
             .map(|i| {
                 let mut refused = delivery(&format!("o{}", i % 2), 0, i);
@@ -427,8 +320,8 @@ mod tests {
     #[tokio::test]
     async fn a_batch_of_letters_is_one_record_and_each_letter_still_answers() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), 1 << 20).unwrap();
-        let mut family = grave::Family::default();
+        let store = open_in(dir.path());
+        let mut family = Family::default();
         let dead = refused(&mut family, 6);
         let ids: Vec<String> = dead.iter().map(|(d, _)| d.id.clone()).collect();
         store
@@ -447,7 +340,7 @@ mod tests {
             (ids[2].as_str(), "refused 2")
         );
         assert!(matches!(
-            store.dlq_get(&grave::Family::default().next_id()),
+            store.dlq_get(&Family::default().next_id()),
             Err(StoreError::NotFound(_))
         ));
 
@@ -489,7 +382,7 @@ mod tests {
             .await
             .unwrap();
         drop(store);
-        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let store = open_in(dir.path());
         assert_eq!(store.dlq_len(), 3);
         assert_eq!(
             store.dlq_enforce(None, Some(1)).unwrap(),
@@ -504,8 +397,8 @@ mod tests {
     #[tokio::test]
     async fn kept_counts_follow_every_write() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), 1 << 20).unwrap();
-        let check = |store: &Store, step: &str| {
+        let store = open_in(dir.path());
+        let check = |store: &Database, step: &str| {
             let letters = store.dlq_list(&Filter::default()).unwrap().len();
             assert_eq!(
                 (store.outbox_len(), store.dlq_len()),
@@ -516,7 +409,7 @@ mod tests {
         let keys = store
             .enqueue(
                 (0..5).map(|i| delivery("o", i, i)).collect(),
-                refused(&mut grave::Family::default(), 2),
+                refused(&mut Family::default(), 2),
             )
             .await
             .unwrap();
@@ -543,7 +436,7 @@ mod tests {
         store.dlq_purge(&Filter::default()).await.unwrap();
         check(&store, "purge");
         drop(store);
-        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let store = open_in(dir.path());
         check(&store, "reopen");
         assert_eq!((store.outbox_len(), store.dlq_len()), (4, 0));
     }
@@ -551,7 +444,7 @@ mod tests {
     #[test]
     fn retention_removes_old_entries_and_size_removes_the_oldest() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let store = open_in(dir.path());
         let week_ago = now_ms() - 8 * 24 * 3600 * 1000;
         bury(&store, 3, week_ago);
         let recent = bury(&store, 4, now_ms());
@@ -569,7 +462,7 @@ mod tests {
     #[test]
     fn filters_by_observer_and_time_window() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let store = open_in(dir.path());
         bury(&store, 4, 1_000);
         bury(&store, 2, 5_000);
         let count = |f: Filter| store.dlq_list(&f).unwrap().len();

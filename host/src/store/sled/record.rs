@@ -13,7 +13,7 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
-use super::StoreError;
+use crate::store::error::StoreError;
 
 /// Records longer than this are packed. A delivery of a 1 KB entity is
 /// ~3 KB; a grave of 32 such letters is ~50 KB.

@@ -8,19 +8,16 @@
 //! the letters of one batch go into one record, a grave.
 //!
 //! A grave needs no index: its letters' ids are v7 UUIDs that differ only
-//! in their last 16 bits (one [`Family`]), and the grave's key is the part
-//! they share, so the record holding any id is found from the id alone.
+//! in their last 16 bits (one `clock::Family`), and the grave's key is the
+//! part they share, so the record holding any id is found from the id alone.
 //! Letters written one at a time (after failed attempts, rejected input)
 //! keep their id as their key.
 
 use serde::de::IgnoredAny;
 
-use super::DeadLetter;
-use crate::outbox::{decode, encode, record, StoreError};
-
-/// Letters per grave at most: bounds the record a later retry or purge of
-/// one letter rewrites (about 50 KB with 1 KB entities).
-pub(crate) const PER_GRAVE: u16 = 32;
+use super::record::{self, decode, encode};
+use crate::store::error::StoreError;
+use crate::store::letter::DeadLetter;
 
 /// The hyphenated id up to its last 16 bits (4 hex digits).
 const SHARED: usize = 32;
@@ -28,37 +25,6 @@ const SHARED: usize = 32;
 /// Marks a grave's key; sorts before the hex digits, so a grave lists where
 /// its letters' own keys would.
 const MARK: u8 = b'*';
-
-/// Ids for the deliveries that die while one batch is accepted: v7 UUIDs
-/// (time-ordered, like every delivery id) that share all but their last 16
-/// bits, [`PER_GRAVE`] at most, then a new family begins.
-#[derive(Debug)]
-pub struct Family {
-    base: [u8; 16],
-    next: u16,
-}
-
-impl Default for Family {
-    fn default() -> Family {
-        Family {
-            base: *uuid::Uuid::now_v7().as_bytes(),
-            next: 0,
-        }
-    }
-}
-
-impl Family {
-    /// The next id of the family.
-    pub fn next_id(&mut self) -> String {
-        if self.next == PER_GRAVE {
-            *self = Family::default();
-        }
-        let mut bytes = self.base;
-        bytes[14..].copy_from_slice(&self.next.to_be_bytes());
-        self.next += 1;
-        uuid::Uuid::from_bytes(bytes).hyphenated().to_string()
-    }
-}
 
 /// The key of the grave that would hold the letter `id` (whether or not
 /// it exists); `None` for an id that is not a hyphenated UUID.
@@ -129,10 +95,21 @@ pub(crate) fn records(letters: Vec<DeadLetter>) -> Vec<(Vec<u8>, Vec<u8>)> {
         .collect()
 }
 
+/// Entries in a DLQ tree, counted once at open.
+pub(crate) fn count_all(dlq: &sled::Tree) -> Result<u64, StoreError> {
+    let mut n = 0;
+    for item in dlq.iter() {
+        let (key, bytes) = item?;
+        n += count(&key, &bytes);
+    }
+    Ok(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dlq::Failure;
+    use crate::clock::Family;
+    use crate::store::letter::Failure;
 
     fn letter(id: String) -> DeadLetter {
         DeadLetter {
@@ -149,7 +126,7 @@ mod tests {
     #[test]
     fn a_family_shares_its_grave_key_and_its_ids_are_distinct_v7_uuids() {
         let mut family = Family::default();
-        let ids: Vec<String> = (0..PER_GRAVE + 1).map(|_| family.next_id()).collect();
+        let ids: Vec<String> = (0..Family::SIZE + 1).map(|_| family.next_id()).collect();
         let mut seen = std::collections::HashSet::new();
         for id in &ids {
             let parsed = uuid::Uuid::parse_str(id).unwrap();
@@ -158,13 +135,14 @@ mod tests {
         }
         let first = key_of(&ids[0]).unwrap();
         assert!(is_grave(&first));
-        assert!(ids[..PER_GRAVE as usize]
+        assert!(ids[..Family::SIZE as usize]
             .iter()
             .all(|id| key_of(id).as_ref() == Some(&first)));
         assert_ne!(
-            key_of(&ids[PER_GRAVE as usize]).unwrap(),
+            key_of(&ids[Family::SIZE as usize]).unwrap(),
             first,
-            "a new family after {PER_GRAVE}"
+            "a new family after {}",
+            Family::SIZE
         );
         assert_eq!(key_of("not-an-id"), None);
     }
@@ -172,7 +150,7 @@ mod tests {
     #[test]
     fn runs_of_a_family_become_graves_and_the_rest_single_records() {
         let mut family = Family::default();
-        let lone = crate::source::envelope::new_id();
+        let lone = crate::clock::new_id();
         let letters = vec![
             letter(family.next_id()),
             letter(family.next_id()),
