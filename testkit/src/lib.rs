@@ -3,6 +3,8 @@
 //! temporary directories, and stopped when dropped.
 //!
 //! - [`ports`]: [`free_port`] and [`wait_for_port`].
+//! - [`certs`]: [`TestCa`], a private CA issuing server and client
+//!   certificates for TLS tests.
 //! - [`process`]: spawning children that die with the test, stopping them,
 //!   the tail of their logs.
 //! - [`nats`]: [`NatsServer`], plain or with JetStream; restartable on the
@@ -18,12 +20,14 @@
 //! requests) and of the bench (counters, latencies, sampled signature
 //! checks) have different shapes, so none is shared here.
 
+pub mod certs;
 pub mod nats;
 pub mod ports;
 pub mod postgres;
 pub mod process;
 pub mod redis;
 
+pub use certs::{CertFiles, TestCa};
 pub use nats::{NatsOptions, NatsServer};
 pub use ports::{free_port, wait_for_port};
 pub use postgres::{PgCluster, PgOptions, StopMode};

@@ -21,6 +21,7 @@ pub struct NatsOptions {
     port: Option<u16>,
     jetstream: Option<PathBuf>,
     bench_limits: bool,
+    extra: String,
 }
 
 impl NatsOptions {
@@ -48,6 +49,14 @@ impl NatsOptions {
     /// off as slow, measuring the server's defaults rather than wasmhook.
     pub fn bench_limits(mut self) -> NatsOptions {
         self.bench_limits = true;
+        self
+    }
+
+    /// Adds lines to the server's configuration file, e.g. a `tls { }` or
+    /// `authorization { }` block.
+    pub fn config(mut self, lines: &str) -> NatsOptions {
+        self.extra.push_str(lines);
+        self.extra.push('\n');
         self
     }
 
@@ -88,6 +97,7 @@ impl NatsOptions {
                 quote(&store.display().to_string())
             );
         }
+        conf.push_str(&self.extra);
         conf
     }
 }

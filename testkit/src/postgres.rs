@@ -77,6 +77,7 @@ impl StopMode {
 pub struct PgOptions {
     fsync: bool,
     max_connections: Option<u32>,
+    tls: Option<crate::CertFiles>,
 }
 
 impl PgOptions {
@@ -94,6 +95,14 @@ impl PgOptions {
     /// Sets `max_connections`.
     pub fn max_connections(mut self, n: u32) -> PgOptions {
         self.max_connections = Some(n);
+        self
+    }
+
+    /// TLS with this server certificate, and TCP connections only over TLS
+    /// (`hostssl` in pg_hba.conf; plain TCP is rejected). The cluster's own
+    /// clients ([`PgCluster::client`]) use its Unix socket.
+    pub fn tls_only(mut self, server: crate::CertFiles) -> PgOptions {
+        self.tls = Some(server);
         self
     }
 
@@ -146,6 +155,9 @@ impl PgOptions {
             "--no-sync",
         ]);
         run(&mut initdb, "initdb").await?;
+        if let Some(server) = &cluster.options.tls {
+            cluster.install_tls(server).await?;
+        }
         cluster.start_again().await?;
         Ok(cluster)
     }
@@ -193,6 +205,9 @@ impl PgCluster {
         }
         if let Some(n) = self.options.max_connections {
             options.push_str(&format!(" -c max_connections={n}"));
+        }
+        if self.options.tls.is_some() {
+            options.push_str(" -c ssl=on");
         }
         let mut pg_ctl = self.command("pg_ctl");
         pg_ctl
@@ -257,12 +272,48 @@ impl PgCluster {
     ///
     /// When the connection fails.
     pub async fn client_for(&self, db: &str) -> Result<tokio_postgres::Client> {
-        let (client, connection) =
-            tokio_postgres::connect(&self.url_for(db), tokio_postgres::NoTls)
-                .await
-                .with_context(|| format!("connecting to {}", self.url_for(db)))?;
+        // Through the Unix socket: a TLS-only cluster refuses plain TCP.
+        let conninfo = format!(
+            "host={} port={} user=postgres dbname={db}",
+            self.sockets.display(),
+            self.port
+        );
+        let (client, connection) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
+            .await
+            .with_context(|| format!("connecting to {}", self.url_for(db)))?;
         tokio::spawn(connection);
         Ok(client)
+    }
+
+    /// Puts the server certificate in the data directory (owned by the
+    /// server's account, the key readable by it alone, as PostgreSQL
+    /// demands) and allows TCP only over TLS.
+    async fn install_tls(&self, server: &crate::CertFiles) -> Result<()> {
+        let cert = self.data.join("server.crt");
+        let key = self.data.join("server.key");
+        std::fs::copy(&server.cert, &cert).context("copying the server certificate")?;
+        std::fs::copy(&server.key, &key).context("copying the server key")?;
+        std::fs::write(
+            self.data.join("pg_hba.conf"),
+            "local all all trust\n\
+             hostssl all all 127.0.0.1/32 trust\n\
+             hostnossl all all 127.0.0.1/32 reject\n",
+        )
+        .context("writing pg_hba.conf")?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
+        }
+        if let Some(user) = self.as_user {
+            let mut chown = Command::new("chown");
+            chown
+                .arg(format!("{user}:{user}"))
+                .arg(&cert)
+                .arg(&key)
+                .arg(self.data.join("pg_hba.conf"));
+            run(&mut chown, "chown of the TLS files").await?;
+        }
+        Ok(())
     }
 
     /// Creates database `name` and returns its URL.

@@ -34,10 +34,20 @@ pub struct RedisServer {
     pub port: u16,
     dir: PathBuf,
     fsync: Fsync,
+    /// TLS-only: `--tls-port` and its files instead of a plain port.
+    tls: Option<RedisTls>,
     log: PathBuf,
     child: Option<Child>,
     // Holds redis.log; dropped last.
     _logs: tempfile::TempDir,
+}
+
+/// A TLS-only server's files.
+#[derive(Debug, Clone)]
+struct RedisTls {
+    server: crate::CertFiles,
+    ca_file: PathBuf,
+    client_certs: bool,
 }
 
 impl RedisServer {
@@ -66,6 +76,43 @@ impl RedisServer {
             port,
             dir: dir.to_path_buf(),
             fsync,
+            tls: None,
+            log: logs.path().join("redis.log"),
+            child: None,
+            _logs: logs,
+        };
+        server.restart().await?;
+        Ok(server)
+    }
+
+    /// A server that speaks only TLS on `port`, with `server`'s certificate;
+    /// with `client_certs`, clients must show a certificate `ca_file`'s CA
+    /// signed (`--tls-auth-clients yes`).
+    ///
+    /// # Errors
+    ///
+    /// As [`RedisServer::start`].
+    pub async fn start_tls(
+        port: u16,
+        dir: &Path,
+        server: crate::CertFiles,
+        ca_file: &Path,
+        client_certs: bool,
+    ) -> Result<RedisServer> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let logs = tempfile::Builder::new()
+            .prefix("wasmhook-redis-")
+            .tempdir()
+            .context("creating the redis-server log directory")?;
+        let mut server = RedisServer {
+            port,
+            dir: dir.to_path_buf(),
+            fsync: Fsync::Always,
+            tls: Some(RedisTls {
+                server,
+                ca_file: ca_file.to_path_buf(),
+                client_certs,
+            }),
             log: logs.path().join("redis.log"),
             child: None,
             _logs: logs,
@@ -84,8 +131,23 @@ impl RedisServer {
     pub async fn restart(&mut self) -> Result<()> {
         self.kill();
         let mut command = Command::new("redis-server");
+        match &self.tls {
+            None => command.args(["--port", &self.port.to_string()]),
+            Some(tls) => command
+                .args(["--port", "0", "--tls-port", &self.port.to_string()])
+                .arg("--tls-cert-file")
+                .arg(&tls.server.cert)
+                .arg("--tls-key-file")
+                .arg(&tls.server.key)
+                .arg("--tls-ca-cert-file")
+                .arg(&tls.ca_file)
+                .args([
+                    "--tls-auth-clients",
+                    if tls.client_certs { "yes" } else { "no" },
+                ]),
+        };
         command
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--bind", "127.0.0.1"])
             .arg("--dir")
             .arg(&self.dir)
             .args(["--appendonly", "yes", "--appendfsync", self.fsync.as_arg()])
@@ -100,6 +162,9 @@ impl RedisServer {
         )
         .await;
         let loaded = match listening {
+            // A TLS-only server cannot be probed in plain text; it starts
+            // from an empty directory in the tests that use it.
+            Ok(()) if self.tls.is_some() => Ok(()),
             Ok(()) => self.wait_loaded().await,
             Err(error) => Err(error),
         };
@@ -147,9 +212,13 @@ impl RedisServer {
         }
     }
 
-    /// `redis://127.0.0.1:PORT`.
+    /// `redis://127.0.0.1:PORT`, or `rediss://localhost:PORT` for a TLS
+    /// server (its certificate names `localhost`).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        match self.tls {
+            None => format!("redis://127.0.0.1:{}", self.port),
+            Some(_) => format!("rediss://localhost:{}", self.port),
+        }
     }
 
     /// Its log.

@@ -19,6 +19,7 @@ pub mod fraiseql_changelog;
 pub mod http;
 pub mod jetstream;
 pub mod nats;
+pub mod nats_auth;
 pub mod postgres;
 pub mod postgres_log;
 pub mod redis;
