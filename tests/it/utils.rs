@@ -1,5 +1,6 @@
 //! Shared test harness: a real HTTP receiver on loopback, wasmhook run
-//! in-process or as the real binary, and a private nats-server.
+//! in-process or as the real binary; private servers (nats-server,
+//! redis-server, PostgreSQL) and free ports come from wasmhook-testkit.
 
 #![allow(dead_code)]
 
@@ -15,6 +16,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::Router;
 use tokio::sync::oneshot;
+pub use wasmhook_testkit::{
+    free_port, wait_for_port, NatsServer, PgCluster, RedisServer, StopMode,
+};
 
 /// One request the receiver got.
 #[derive(Debug, Clone)]
@@ -313,69 +317,6 @@ pub fn fraiseql_order(
     event
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-pub async fn wait_for_port(port: u16, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "port {port} did not open");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// A private nats-server on a free port, killed on drop.
-pub struct NatsServer {
-    pub port: u16,
-    child: Child,
-}
-
-impl NatsServer {
-    pub async fn start() -> NatsServer {
-        Self::start_on(free_port()).await
-    }
-
-    pub async fn start_on(port: u16) -> NatsServer {
-        Self::spawn(port, &[]).await
-    }
-
-    /// With JetStream, storing in `dir` (reuse the dir to restart it with its data).
-    pub async fn start_jetstream(port: u16, dir: &Path) -> NatsServer {
-        Self::spawn(port, &["-js", "-sd", &dir.display().to_string()]).await
-    }
-
-    async fn spawn(port: u16, extra: &[&str]) -> NatsServer {
-        let child = Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server is installed (see .ci/run)");
-        wait_for_port(port, Duration::from_secs(10)).await;
-        NatsServer { port, child }
-    }
-
-    pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The real binary, built by cargo for this test run.
 pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_wasmhook"))
@@ -437,7 +378,7 @@ impl Running {
             .stderr(log)
             .spawn()
             .unwrap();
-        wait_for_port(port, Duration::from_secs(15)).await;
+        wait_for_port(port, Duration::from_secs(15)).await.unwrap();
         Running { child, port }
     }
 
@@ -573,72 +514,6 @@ pub fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64
-}
-
-/// A private redis-server on `port`, persisting every write to `dir` (so a
-/// restart on the same dir keeps streams and groups), killed on drop.
-pub struct RedisServer {
-    pub port: u16,
-    dir: PathBuf,
-    child: Option<Child>,
-}
-
-impl RedisServer {
-    pub async fn start(port: u16, dir: &Path) -> RedisServer {
-        std::fs::create_dir_all(dir).unwrap();
-        let mut server = RedisServer {
-            port,
-            dir: dir.to_path_buf(),
-            child: None,
-        };
-        server.restart().await;
-        server
-    }
-
-    /// Starts it again (after [`RedisServer::stop`]) on the same port and dir.
-    pub async fn restart(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .arg("--dir")
-            .arg(&self.dir)
-            .args([
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--save",
-                "",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed (see .ci/run)");
-        self.child = Some(child);
-        wait_for_port(self.port, Duration::from_secs(10)).await;
-    }
-
-    /// Shuts it down as an operator would (SIGTERM) and waits.
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            let _ = child.wait();
-        }
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
 /// Runs a Python script with `args` (in `sys.argv[1:]`); panics with its
