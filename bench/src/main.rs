@@ -13,12 +13,12 @@
 
 mod config;
 mod events;
+mod processes;
 mod raw;
 mod receiver;
 mod report;
 mod runner;
 mod scenarios;
-mod servers;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -19,9 +19,13 @@ use anyhow::{anyhow, Context, Result};
 
 use crate::config::{self, hostile_manifest, Source, Work, HOSTILE_MODES, SECRET};
 use crate::events::{self, Events, Pace, Publisher, PG_TABLE};
+use crate::processes::{LineReady, ProcStats, Wasmhook};
 use crate::receiver::{now_ns, Receiver};
 use crate::scenarios::{Bus, Kind, Latency, Measured, Problem, Run, Scenario, Sizes, KB};
-use crate::servers::{self, LineReady, Nats, Postgres, ProcStats, Redis, Wasmhook};
+use wasmhook_testkit::process::{tail, which};
+use wasmhook_testkit::{
+    free_port, postgres, Fsync, NatsOptions, NatsServer, PgCluster, PgOptions, RedisServer,
+};
 
 /// The servers and state one invocation shares across scenarios. Servers
 /// start on first use, so a subset runs only what it needs.
@@ -31,9 +35,9 @@ pub struct Bench {
     pub sizes: Sizes,
     pub receiver: Receiver,
     seq: u32,
-    nats: Option<Result<Nats, Unavailable>>,
-    redis: Option<Result<Redis, Unavailable>>,
-    postgres: Option<Result<Postgres, Unavailable>>,
+    nats: Option<Result<NatsServer, Unavailable>>,
+    redis: Option<Result<RedisServer, Unavailable>>,
+    postgres: Option<Result<PgCluster, Unavailable>>,
     python: Option<Result<(), Unavailable>>,
     plugins: Option<Result<PathBuf, Unavailable>>,
     hostile_plugins: Option<Result<PathBuf, Unavailable>>,
@@ -52,7 +56,7 @@ enum Unavailable {
 
 /// `Missing` unless `program` is on PATH.
 fn on_path(program: &str) -> Result<(), Unavailable> {
-    match servers::which(program) {
+    match which(program) {
         Some(_) => Ok(()),
         None => Err(Unavailable::Missing(format!("{program} is not on PATH"))),
     }
@@ -64,11 +68,15 @@ fn broken(error: anyhow::Error) -> Unavailable {
 
 /// Starts something on first use and keeps the outcome, so a start-up
 /// error is reported for every scenario that needs it, not retried.
-fn started<T>(
+/// `start` is awaited only on first use.
+async fn started<T>(
     slot: &mut Option<Result<T, Unavailable>>,
-    start: impl FnOnce() -> Result<T, Unavailable>,
+    start: impl Future<Output = Result<T, Unavailable>>,
 ) -> Result<&T, Problem> {
-    match slot.get_or_insert_with(start) {
+    if slot.is_none() {
+        *slot = Some(start.await);
+    }
+    match slot.as_ref().expect("started above") {
         Ok(value) => Ok(value),
         Err(Unavailable::Missing(why)) => Err(Problem::Skip(why.clone())),
         Err(Unavailable::Broken(why)) => Err(Problem::Fail(anyhow!("{why}"))),
@@ -100,17 +108,20 @@ impl Bench {
     /// Versions of the servers that ran, for the report.
     pub fn versions(&self) -> Vec<String> {
         let mut out = Vec::new();
-        if let Some(Ok(n)) = &self.nats {
-            out.push(n.version.clone());
+        if let Some(Ok(_)) = &self.nats {
+            out.push(NatsServer::version());
         }
-        if let Some(Ok(r)) = &self.redis {
+        if let Some(Ok(_)) = &self.redis {
             out.push(format!(
                 "{} (AOF on, fsync every second)",
-                short_redis(&r.version)
+                short_redis(&RedisServer::version())
             ));
         }
         if let Some(Ok(p)) = &self.postgres {
-            out.push(format!("{} (default settings)", p.version));
+            out.push(format!(
+                "{} (default settings)",
+                short_postgres(&p.version())
+            ));
         }
         out
     }
@@ -123,12 +134,21 @@ impl Bench {
         Ok(dir)
     }
 
-    fn nats(&mut self) -> Result<&Nats, Problem> {
-        let dir = self.dir.path().to_path_buf();
-        started(&mut self.nats, || {
+    /// `nats-server` with JetStream storing in the run's directory, and
+    /// limits raised for full-speed runs (see
+    /// [`NatsOptions::bench_limits`]).
+    async fn nats(&mut self) -> Result<&NatsServer, Problem> {
+        let store = self.dir.path().join("jetstream");
+        started(&mut self.nats, async {
             on_path("nats-server")?;
-            Nats::start(&dir).map_err(broken)
+            NatsOptions::new()
+                .jetstream(store)
+                .bench_limits()
+                .start()
+                .await
+                .map_err(broken)
         })
+        .await
     }
 
     /// Runs one scenario.
@@ -154,10 +174,11 @@ impl Bench {
     }
 
     async fn reference(&mut self, name: &str, client_per_event: bool) -> Result<Measured, Problem> {
-        started(&mut self.python, || {
+        started(&mut self.python, async {
             python_ready().map_err(|e| Unavailable::Missing(format!("{e:#}")))
-        })?;
-        let nats_url = self.nats()?.url.clone();
+        })
+        .await?;
+        let nats_url = self.nats().await?.url();
         let dir = self.scenario_dir(name)?;
         let script = dir.join("reference_subscriber.py");
         fs::write(&script, include_str!("../reference_subscriber.py"))
@@ -220,8 +241,8 @@ impl Bench {
             batch,
         } = run;
         let plugins = match work {
-            Work::Wasm => Some(self.plugins()?),
-            Work::Hostile(_) => Some(self.hostile_plugins()?),
+            Work::Wasm => Some(self.plugins().await?),
+            Work::Hostile(_) => Some(self.hostile_plugins().await?),
             Work::Template => None,
         };
         let n = match pace {
@@ -234,48 +255,61 @@ impl Bench {
             Bus::Http => (Source::Http, "Order"),
             Bus::Nats => (
                 Source::Nats {
-                    url: self.nats()?.url.clone(),
+                    url: self.nats().await?.url(),
                     subject: format!("fraiseql.s{seq}.>"),
                 },
                 "Order",
             ),
             Bus::JetStream => (
                 Source::JetStream {
-                    url: self.nats()?.url.clone(),
+                    url: self.nats().await?.url(),
                     subject: format!("fraiseql.s{seq}.>"),
                     stream: format!("BENCH_{seq}"),
                 },
                 "Order",
             ),
             Bus::RedisStreams => {
-                let redis_dir = self.dir.path().to_path_buf();
-                let redis = started(&mut self.redis, || {
+                // The append-only file fsynced every second: Redis' own
+                // durable setting, comparable to JetStream's file store,
+                // since the Redis Streams source is measured as durable.
+                let redis_dir = self.dir.path().join("redis");
+                let redis = started(&mut self.redis, async {
                     on_path("redis-server")?;
-                    Redis::start(&redis_dir).map_err(broken)
-                })?;
+                    RedisServer::start_with(free_port(), &redis_dir, Fsync::EverySec)
+                        .await
+                        .map_err(broken)
+                })
+                .await?;
                 (
                     Source::RedisStreams {
-                        url: redis.url.clone(),
+                        url: redis.url(),
                         key: format!("bench_events_{seq}"),
                     },
                     "Order",
                 )
             }
             Bus::PostgresLog => {
-                let postgres = started(&mut self.postgres, || {
-                    if servers::postgres_bin_dir().is_none() {
+                let postgres = started(&mut self.postgres, async {
+                    if postgres::bin_dir().is_none() {
                         return Err(Unavailable::Missing(
                             "PostgreSQL is not installed (no /usr/lib/postgresql/*/bin, no pg_ctl on PATH)".into(),
                         ));
                     }
-                    Postgres::start().map_err(broken)
-                })?;
-                let dsn = postgres.dsn.clone();
+                    // PostgreSQL's own durability (fsync on), as measured.
+                    PgOptions::new()
+                        .fsync(true)
+                        .max_connections(50)
+                        .start()
+                        .await
+                        .map_err(broken)
+                })
+                .await?;
+                let dsn = postgres.url();
                 self.pg_install(&dsn, &dir).await?;
                 (Source::PostgresLog { dsn }, PG_TABLE)
             }
         };
-        let listen = ([127, 0, 0, 1], servers::free_port()?).into();
+        let listen = ([127, 0, 0, 1], free_port()).into();
         let url = match batch {
             Some(_) => self.receiver.batch_url(),
             None => self.receiver.hook_url(),
@@ -308,9 +342,7 @@ impl Bench {
             Source::PostgresLog { dsn } => Publisher::postgres(dsn).await?,
         };
         let fail = |error: anyhow::Error, log: &Path| {
-            Problem::Fail(
-                error.context(format!("wasmhook's log ends:\n{}", servers::tail(log, 10))),
-            )
+            Problem::Fail(error.context(format!("wasmhook's log ends:\n{}", tail(log, 10))))
         };
         // Connections, caches and the first sled segments are set up
         // before the clock starts.
@@ -360,7 +392,7 @@ impl Bench {
             );
         }
         if measured.incomplete && !measured.stuck {
-            let tail = servers::tail(&wasmhook.log, 5);
+            let tail = tail(&wasmhook.log, 5);
             measured.notes.push(match bus {
                 Bus::Nats => "core NATS is at most once: the rest was dropped on the way".into(),
                 _ => "deliveries missing on an at-least-once path".into(),
@@ -398,33 +430,35 @@ impl Bench {
 
     /// The example plugins from `plugins/build.sh`, copied into a folder of
     /// the run's own with their sample configs.
-    fn plugins(&mut self) -> Result<PathBuf, Problem> {
+    async fn plugins(&mut self) -> Result<PathBuf, Problem> {
         let dist = self.root.join("plugins/dist");
         let target = self.dir.path().join("plugins");
-        started(&mut self.plugins, || {
+        started(&mut self.plugins, async {
             copy_plugins(&dist, &target, false)?;
             Ok(target.clone())
         })
+        .await
         .cloned()
     }
 
     /// The same, plus a `misbehave-MODE` copy of the test component for
     /// each hostile mode, in a folder of its own so that the plain Wasm rows
     /// do not load them.
-    fn hostile_plugins(&mut self) -> Result<PathBuf, Problem> {
+    async fn hostile_plugins(&mut self) -> Result<PathBuf, Problem> {
         let dist = self.root.join("plugins/dist");
         let target = self.dir.path().join("plugins-hostile");
-        started(&mut self.hostile_plugins, || {
+        started(&mut self.hostile_plugins, async {
             copy_plugins(&dist, &target, true)?;
             Ok(target.clone())
         })
+        .await
         .cloned()
     }
 
     async fn memory(&mut self) -> Result<Measured, Problem> {
         let n = self.sizes.memory;
         let dir = self.scenario_dir("memory")?;
-        let listen = ([127, 0, 0, 1], servers::free_port()?).into();
+        let listen = ([127, 0, 0, 1], free_port()).into();
         let url = self.receiver.stall_url();
         let text = config::render(&config::Spec {
             listen,
@@ -446,7 +480,7 @@ impl Bench {
         let start = now_ns();
         events::http_batches(&format!("http://{listen}/events"), &Events::new(KB), n, 500)
             .await
-            .map_err(|e| Problem::Fail(e.context(servers::tail(&wasmhook.log, 10))))?;
+            .map_err(|e| Problem::Fail(e.context(tail(&wasmhook.log, 10))))?;
         let ingest_s = (now_ns() - start) as f64 / 1e9;
         // Give the dispatcher time to pick up the backlog and fill its
         // concurrency against the stalled receiver.
@@ -705,10 +739,42 @@ fn python_ready() -> Result<()> {
     Ok(())
 }
 
+/// `postgres (PostgreSQL) 15.14` -> `PostgreSQL 15`: the major version,
+/// which names the server binaries' directory.
+fn short_postgres(version: &str) -> String {
+    version
+        .split_whitespace()
+        .last()
+        .and_then(|v| v.split('.').next())
+        .filter(|major| major.parse::<u32>().is_ok())
+        .map_or_else(
+            || version.to_string(),
+            |major| format!("PostgreSQL {major}"),
+        )
+}
+
 /// `Redis server v=7.0.15 sha=... ` -> `Redis 7.0.15`.
 fn short_redis(version: &str) -> String {
     version
         .split_whitespace()
         .find_map(|w| w.strip_prefix("v="))
         .map_or_else(|| version.to_string(), |v| format!("Redis {v}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_versions_are_shortened_for_the_report() {
+        assert_eq!(
+            short_postgres("postgres (PostgreSQL) 15.14"),
+            "PostgreSQL 15"
+        );
+        assert_eq!(short_postgres("/usr/bin/postgres"), "/usr/bin/postgres");
+        assert_eq!(
+            short_redis("Redis server v=7.0.15 sha=00000000:0 malloc=jemalloc-5.3.0"),
+            "Redis 7.0.15"
+        );
+    }
 }

@@ -47,6 +47,17 @@ pub fn spawn_logged(mut command: Command, log: &Path) -> Result<Child> {
         .with_context(|| format!("creating {}", log.display()))?;
     let err = out.try_clone()?;
     command.stdin(Stdio::null()).stdout(out).stderr(err);
+    die_with_thread(&mut command);
+    let program = command.get_program().to_string_lossy().into_owned();
+    command
+        .spawn()
+        .with_context(|| format!("starting {program} (is it installed? see .ci/run)"))
+}
+
+/// Asks the kernel to SIGKILL the child `command` starts once the thread
+/// that starts it ends (see [`spawn_logged`], which does this; for children
+/// whose output goes elsewhere, e.g. a pipe).
+pub fn die_with_thread(command: &mut Command) {
     // SAFETY: prctl is async-signal-safe and touches no memory of ours.
     unsafe {
         command.pre_exec(|| {
@@ -54,10 +65,6 @@ pub fn spawn_logged(mut command: Command, log: &Path) -> Result<Child> {
             Ok(())
         });
     }
-    let program = command.get_program().to_string_lossy().into_owned();
-    command
-        .spawn()
-        .with_context(|| format!("starting {program} (is it installed? see .ci/run)"))
 }
 
 /// Waits until 127.0.0.1:`port` accepts connections; fails early, with the

@@ -46,7 +46,9 @@ async fn publish(nats: &NatsServer, ids: std::ops::Range<i64>) {
 async fn kill_9_mid_stream_loses_nothing_and_two_processes_share_the_consumer() {
     let (kills, events) = crate::utils::kill_scale(3000);
     let tmp = tempfile::tempdir().unwrap();
-    let nats = NatsServer::start_jetstream(free_port(), &tmp.path().join("js")).await;
+    let nats = NatsServer::start_jetstream(free_port(), &tmp.path().join("js"))
+        .await
+        .unwrap();
     let receiver = TestReceiver::start().await;
     receiver.set_delay(Duration::from_millis(2));
     publish(&nats, 0..events).await;
@@ -96,7 +98,9 @@ async fn kill_9_mid_stream_loses_nothing_and_two_processes_share_the_consumer() 
 async fn nats_restarting_mid_stream_loses_nothing_and_nats_py_events_arrive() {
     let tmp = tempfile::tempdir().unwrap();
     let port = free_port();
-    let nats = NatsServer::start_jetstream(port, &tmp.path().join("js")).await;
+    let nats = NatsServer::start_jetstream(port, &tmp.path().join("js"))
+        .await
+        .unwrap();
     let receiver = TestReceiver::start().await;
     receiver.set_delay(Duration::from_millis(2));
     let wasmhook_port = free_port();
@@ -113,7 +117,9 @@ async fn nats_restarting_mid_stream_loses_nothing_and_nats_py_events_arrive() {
     // Killed and restarted twice mid-stream.
     drop(nats);
     readyz(&running.url("/readyz"), 503).await;
-    let nats = NatsServer::start_jetstream(port, &tmp.path().join("js")).await;
+    let nats = NatsServer::start_jetstream(port, &tmp.path().join("js"))
+        .await
+        .unwrap();
     readyz(&running.url("/readyz"), 200).await;
     publish(&nats, 500..1000).await;
     receiver
@@ -123,7 +129,9 @@ async fn nats_restarting_mid_stream_loses_nothing_and_nats_py_events_arrive() {
         .await;
     drop(nats);
     readyz(&running.url("/readyz"), 503).await;
-    let nats = NatsServer::start_jetstream(port, &tmp.path().join("js")).await;
+    let nats = NatsServer::start_jetstream(port, &tmp.path().join("js"))
+        .await
+        .unwrap();
     readyz(&running.url("/readyz"), 200).await;
     // The rest is published the way a FraiseQL user's Python service does.
     python(
@@ -155,7 +163,9 @@ async fn nats_restarting_mid_stream_loses_nothing_and_nats_py_events_arrive() {
 #[tokio::test]
 async fn the_default_stream_binds_to_one_that_already_holds_the_subjects() {
     let tmp = tempfile::tempdir().unwrap();
-    let nats = NatsServer::start_jetstream(free_port(), &tmp.path().join("js")).await;
+    let nats = NatsServer::start_jetstream(free_port(), &tmp.path().join("js"))
+        .await
+        .unwrap();
     let client = async_nats::connect(nats.url()).await.unwrap();
     let js = async_nats::jetstream::new(client);
     let stream = js
@@ -229,7 +239,9 @@ async fn the_default_stream_binds_to_one_that_already_holds_the_subjects() {
 #[tokio::test]
 async fn readyz_stays_503_while_no_stream_can_be_bound() {
     let tmp = tempfile::tempdir().unwrap();
-    let nats = NatsServer::start_jetstream(free_port(), &tmp.path().join("js")).await;
+    let nats = NatsServer::start_jetstream(free_port(), &tmp.path().join("js"))
+        .await
+        .unwrap();
     let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
     for (name, subject) in [("a", "a.>"), ("b", "b.>")] {
         js.create_stream(async_nats::jetstream::stream::Config {

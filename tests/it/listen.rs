@@ -36,7 +36,7 @@ impl Listen {
                 let _ = send.send(serde_json::from_str(&line).unwrap_or(Value::String(line)));
             }
         });
-        wait_for_port(port, Duration::from_secs(10)).await;
+        wait_for_port(port, Duration::from_secs(10)).await.unwrap();
         Listen { child, port, lines }
     }
 

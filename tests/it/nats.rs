@@ -29,7 +29,7 @@ async fn publish_orders(client: &async_nats::Client, ids: std::ops::Range<i64>) 
 
 #[tokio::test]
 async fn nats_events_are_delivered_and_bad_messages_go_to_the_dlq() {
-    let nats = NatsServer::start().await;
+    let nats = NatsServer::start().await.unwrap();
     let receiver = TestReceiver::start().await;
     let wasmhook = InProcess::start(&orders_from(&nats, &receiver)).await;
     let client = async_nats::connect(nats.url()).await.unwrap();
@@ -107,14 +107,14 @@ async fn nats_events_are_delivered_and_bad_messages_go_to_the_dlq() {
 #[tokio::test]
 async fn a_nats_restart_is_reported_and_delivery_resumes() {
     let port = free_port();
-    let nats = NatsServer::start_on(port).await;
+    let nats = NatsServer::start_on(port).await.unwrap();
     let receiver = TestReceiver::start().await;
     let wasmhook = InProcess::start(&orders_from(&nats, &receiver)).await;
     readyz(&wasmhook.url("/readyz"), 200).await;
 
     drop(nats);
     readyz(&wasmhook.url("/readyz"), 503).await;
-    let nats = NatsServer::start_on(port).await;
+    let nats = NatsServer::start_on(port).await.unwrap();
     readyz(&wasmhook.url("/readyz"), 200).await;
 
     let client = async_nats::connect(nats.url()).await.unwrap();

@@ -110,7 +110,7 @@ async fn readyz_follows_the_bus_connection() {
         200
     );
     assert_eq!(ready().await, 503, "no NATS server yet");
-    let _nats = NatsServer::start_on(port).await;
+    let _nats = NatsServer::start_on(port).await.unwrap();
     let mut status = 0;
     for _ in 0..200 {
         status = ready().await;
@@ -340,7 +340,7 @@ async fn a_disabled_webhook_keeps_its_deliveries_until_enabled() {
 async fn verified_incoming_events_are_also_published_to_nats() {
     use futures::StreamExt;
     use hmac::Mac;
-    let nats = NatsServer::start().await;
+    let nats = NatsServer::start().await.unwrap();
     let config = format!(
         "[observers]\nnats_url = \"{}\"\n[webhooks.incoming.github]\npath = \"/gh\"\nscheme = \"github\"\nsecret = \"k\"\npublish_subject = \"incoming.github\"\n",
         nats.url()

@@ -4,171 +4,15 @@
 //! database restarted mid-stream). Every test initdb's its own cluster on a
 //! free port, so it can stop it and nothing is shared between tests.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use tokio::process::Command;
 
 use crate::utils::{
-    delivered, fraiseql_order, free_port, kill_on_progress, python, readyz, wait_for_port,
-    wasmhook, InProcess, Received, Running, TestReceiver,
+    delivered, fraiseql_order, free_port, kill_on_progress, python, readyz, wasmhook, InProcess,
+    PgCluster, Received, Running, StopMode, TestReceiver,
 };
-
-const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
-
-/// A private PostgreSQL cluster in a temp dir, on a free port; stopped
-/// (immediate) on drop. PostgreSQL refuses to run as root, so as root its
-/// commands run as the `postgres` user.
-struct PgServer {
-    port: u16,
-    data: PathBuf,
-    sockets: PathBuf,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-fn is_root() -> bool {
-    std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
-/// `program` as the user PostgreSQL will run as.
-fn pg_command(program: &str) -> Command {
-    let path = format!("{PG_BIN}/{program}");
-    if is_root() {
-        let mut command = Command::new("runuser");
-        command.args(["-u", "postgres", "--", &path]);
-        command
-    } else {
-        Command::new(path)
-    }
-}
-
-async fn run_ok(command: &mut Command, what: &str) {
-    let output = command
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .unwrap_or_else(|e| panic!("{what}: {e} (is postgresql-15 installed? see .ci/run)"));
-    assert!(
-        output.status.success(),
-        "{what} failed: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-impl PgServer {
-    async fn start() -> PgServer {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        let sockets = dir.path().join("sockets");
-        std::fs::create_dir_all(&data).unwrap();
-        std::fs::create_dir_all(&sockets).unwrap();
-        if is_root() {
-            run_ok(
-                Command::new("chown")
-                    .args(["-R", "postgres:postgres"])
-                    .arg(dir.path()),
-                "chown",
-            )
-            .await;
-        }
-        run_ok(
-            pg_command("initdb").arg("-D").arg(&data).args([
-                "-U",
-                "postgres",
-                "-A",
-                "trust",
-                "-E",
-                "UTF8",
-                "--no-sync",
-            ]),
-            "initdb",
-        )
-        .await;
-        let server = PgServer {
-            port: free_port(),
-            log: dir.path().join("postgres.log"),
-            data,
-            sockets,
-            _dir: dir,
-        };
-        server.start_again().await;
-        server
-    }
-
-    /// Starts it (again) on the same dir and port. fsync is off: the tests
-    /// stop the server cleanly or kill wasmhook, never the machine.
-    async fn start_again(&self) {
-        let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
-            self.port,
-            self.sockets.display()
-        );
-        run_ok(
-            pg_command("pg_ctl")
-                .arg("-D")
-                .arg(&self.data)
-                .arg("-l")
-                .arg(&self.log)
-                .args(["-w", "-t", "120", "-o", &options, "start"])
-                .stdout(std::process::Stdio::null()),
-            "pg_ctl start",
-        )
-        .await;
-        wait_for_port(self.port, Duration::from_secs(30)).await;
-    }
-
-    /// `pg_ctl stop -m MODE`, waiting until it is down.
-    async fn stop(&self, mode: &str) {
-        run_ok(
-            pg_command("pg_ctl")
-                .arg("-D")
-                .arg(&self.data)
-                .args(["-m", mode, "-w", "-t", "120", "stop"])
-                .stdout(std::process::Stdio::null()),
-            "pg_ctl stop",
-        )
-        .await;
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
-    }
-
-    async fn client(&self) -> tokio_postgres::Client {
-        let (client, connection) = tokio_postgres::connect(&self.url(), tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(connection);
-        client
-    }
-}
-
-impl Drop for PgServer {
-    fn drop(&mut self) {
-        let path = format!("{PG_BIN}/pg_ctl");
-        let mut command = if is_root() {
-            let mut c = std::process::Command::new("runuser");
-            c.args(["-u", "postgres", "--", &path]);
-            c
-        } else {
-            std::process::Command::new(path)
-        };
-        let _ = command
-            .arg("-D")
-            .arg(&self.data)
-            .args(["-m", "immediate", "-w", "stop"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status();
-    }
-}
 
 /// Waits until wasmhook says its source is connected.
 async fn ready(url: &str) {
@@ -209,8 +53,8 @@ async fn triggers_on(db: &tokio_postgres::Client, table: &str) -> i64 {
 
 #[tokio::test]
 async fn notifications_become_webhooks_and_unknown_ones_go_to_the_dlq() {
-    let pg = PgServer::start().await;
-    let db = pg.client().await;
+    let pg = PgCluster::start().await.unwrap();
+    let db = pg.client().await.unwrap();
     let receiver = TestReceiver::start().await;
     let wasmhook = InProcess::start(&format!(
         "[observers]\nbackend = \"postgres\"\npostgres_url = \"{}\"\n\
@@ -288,8 +132,8 @@ async fn wait_for_dlq(wasmhook: &InProcess) -> Vec<serde_json::Value> {
 
 #[tokio::test]
 async fn pg_install_records_changes_with_both_rows_and_uninstall_reverses_it() {
-    let pg = PgServer::start().await;
-    let db = pg.client().await;
+    let pg = PgCluster::start().await.unwrap();
+    let db = pg.client().await.unwrap();
     let tmp = tempfile::tempdir().unwrap();
     db.batch_execute(
         "CREATE TABLE orders (id int PRIMARY KEY, status text NOT NULL, total int NOT NULL);\
@@ -494,7 +338,7 @@ async fn pg_install_records_changes_with_both_rows_and_uninstall_reverses_it() {
     assert_eq!(count(&db, "SELECT count(*) FROM orders").await, 3);
 }
 
-fn log_config(pg: &PgServer, port: u16, receiver: &TestReceiver, instance: &str) -> String {
+fn log_config(pg: &PgCluster, port: u16, receiver: &TestReceiver, instance: &str) -> String {
     format!(
         "[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\npath = \"db-{instance}\"\n\
          [observers]\nbackend = \"postgres-log\"\npostgres_url = \"{}\"\nbatch_size = 50\n\
@@ -506,8 +350,8 @@ fn log_config(pg: &PgServer, port: u16, receiver: &TestReceiver, instance: &str)
 }
 
 /// A table `orders` recorded in the default event log.
-async fn orders_table(pg: &PgServer, cwd: &Path) -> tokio_postgres::Client {
-    let db = pg.client().await;
+async fn orders_table(pg: &PgCluster, cwd: &Path) -> tokio_postgres::Client {
+    let db = pg.client().await.unwrap();
     db.batch_execute("CREATE TABLE orders (id bigint PRIMARY KEY, status text NOT NULL)")
         .await
         .unwrap();
@@ -548,7 +392,7 @@ async fn wait_until_all_done(db: &tokio_postgres::Client) {
 async fn event_log_survives_kill_9_and_two_processes_share_it() {
     let (kills, rows) = crate::utils::kill_scale(3000);
     let tmp = tempfile::tempdir().unwrap();
-    let pg = PgServer::start().await;
+    let pg = PgCluster::start().await.unwrap();
     let db = orders_table(&pg, tmp.path()).await;
     let receiver = TestReceiver::start().await;
     receiver.set_delay(Duration::from_millis(2));
@@ -609,7 +453,7 @@ async fn event_log_survives_kill_9_and_two_processes_share_it() {
 #[tokio::test]
 async fn event_log_loses_nothing_when_postgres_restarts_mid_stream() {
     let tmp = tempfile::tempdir().unwrap();
-    let pg = PgServer::start().await;
+    let pg = PgCluster::start().await.unwrap();
     let db = orders_table(&pg, tmp.path()).await;
     let receiver = TestReceiver::start().await;
     receiver.set_delay(Duration::from_millis(2));
@@ -630,13 +474,13 @@ async fn event_log_loses_nothing_when_postgres_restarts_mid_stream() {
                 delivered(r).len() >= target
             })
             .await;
-        pg.stop("fast").await;
+        pg.stop(StopMode::Fast).await.unwrap();
         // wasmhook notices and says so, without exiting.
         readyz(&running.url("/readyz"), 503).await;
-        pg.start_again().await;
+        pg.start_again().await.unwrap();
         // It reconnects by itself.
         ready(&running.url("/readyz")).await;
-        db = pg.client().await;
+        db = pg.client().await.unwrap();
     }
     insert(&db, 2000..3000, 50).await;
     let got = receiver
@@ -678,8 +522,8 @@ async fn change(db: &tokio_postgres::Client, id: i64, status: &str, before: &str
 /// on from the saved place without delivering anything twice.
 #[tokio::test]
 async fn the_fraiseql_change_log_is_read_in_order_of_commit_and_resumed() {
-    let pg = PgServer::start().await;
-    let db = pg.client().await;
+    let pg = PgCluster::start().await.unwrap();
+    let db = pg.client().await.unwrap();
     db.batch_execute(CHANGE_LOG).await.unwrap();
     // Before wasmhook's first start: not delivered with `start = "now"`.
     change(&db, 0, "old", "older").await;

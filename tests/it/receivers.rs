@@ -323,7 +323,9 @@ server.serve_forever()
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    crate::utils::wait_for_port(port, Duration::from_secs(10)).await;
+    crate::utils::wait_for_port(port, Duration::from_secs(10))
+        .await
+        .unwrap();
     let url = format!("https://127.0.0.1:{port}/tls");
 
     // Without the CA the certificate is refused (no retry can fix that in

@@ -17,7 +17,7 @@ const WEBHOOK_RETRY: &str = "[webhooks]\nallowed_networks = [\"127.0.0.0/8\"]\nm
 #[tokio::test]
 async fn pub_sub_messages_from_redis_py_become_webhooks() {
     let tmp = tempfile::tempdir().unwrap();
-    let redis = RedisServer::start(free_port(), tmp.path()).await;
+    let redis = RedisServer::start(free_port(), tmp.path()).await.unwrap();
     let receiver = TestReceiver::start().await;
     let wasmhook = InProcess::start(&format!(
         "[observers]\nbackend = \"redis\"\nredis_url = \"{}\"\nchannels = [\"fraiseql.order.*\", \"fraiseql.user.created\"]\n\
@@ -122,7 +122,9 @@ async fn xadd(redis: &RedisServer, ids: std::ops::Range<i64>) {
 async fn streams_survive_kill_9_claim_a_dead_consumers_entries_and_share_the_group() {
     let (kills, events) = crate::utils::kill_scale(3000);
     let tmp = tempfile::tempdir().unwrap();
-    let redis = RedisServer::start(free_port(), &tmp.path().join("redis")).await;
+    let redis = RedisServer::start(free_port(), &tmp.path().join("redis"))
+        .await
+        .unwrap();
     let receiver = TestReceiver::start().await;
     receiver.set_delay(Duration::from_millis(2));
     xadd(&redis, 0..events).await;
@@ -207,7 +209,9 @@ async fn streams_survive_kill_9_claim_a_dead_consumers_entries_and_share_the_gro
 #[tokio::test]
 async fn streams_lose_nothing_when_redis_restarts_mid_stream() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut redis = RedisServer::start(free_port(), &tmp.path().join("redis")).await;
+    let mut redis = RedisServer::start(free_port(), &tmp.path().join("redis"))
+        .await
+        .unwrap();
     let receiver = TestReceiver::start().await;
     receiver.set_delay(Duration::from_millis(2));
     let port = free_port();
@@ -228,7 +232,7 @@ async fn streams_lose_nothing_when_redis_restarts_mid_stream() {
         redis.stop();
         // wasmhook notices and says so, without exiting.
         readyz(&running.url("/readyz"), 503).await;
-        redis.restart().await;
+        redis.restart().await.unwrap();
         readyz(&running.url("/readyz"), 200).await;
     }
     xadd(&redis, 2000..3000).await;

@@ -118,7 +118,7 @@ async fn a_steady_stream_through_a_flapping_receiver_stays_flat() {
         .spawn()
         .unwrap();
     let pid = child.id();
-    wait_for_port(port, Duration::from_secs(15)).await;
+    wait_for_port(port, Duration::from_secs(15)).await.unwrap();
     let ingest = format!("http://127.0.0.1:{port}/events");
     let client = reqwest::Client::new();
 
