@@ -233,11 +233,11 @@ pub fn config(data: &[u8]) {
             if let Some(Rule::Expr(condition)) = &webhook.condition {
                 condition.eval(&event);
             }
-            for (_, value) in &webhook.headers {
+            for (_, value) in &webhook.request.headers {
                 value.render_plain(&event);
             }
             let mut body = Vec::new();
-            match &webhook.body {
+            match &webhook.request.body {
                 BodySpec::Entity => {}
                 BodySpec::Json(template) => {
                     template.render(&event, &mut body);

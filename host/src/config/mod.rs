@@ -25,7 +25,7 @@ use crate::incoming::{Receiver, Verifier};
 use crate::observer::condition::Condition;
 use crate::observer::{Observer, Rule, Webhook};
 use crate::payload::template::{JsonTemplate, TextTemplate};
-use crate::payload::{BodySpec, Encryption};
+use crate::payload::{self, BodySpec, Encryption};
 use crate::plugin::{Plugins, Role};
 use crate::signing::{Algorithm, Signer};
 
@@ -496,7 +496,10 @@ fn resolve(
         "webhooks.max_payload_bytes",
     )?;
     for webhook in observers.iter_mut().flat_map(|o| o.webhooks.iter_mut()) {
-        webhook.max_payload_bytes.get_or_insert(max_payload_bytes);
+        webhook
+            .request
+            .max_payload_bytes
+            .get_or_insert(max_payload_bytes);
     }
     Ok(Config {
         file: path.to_path_buf(),
@@ -1133,12 +1136,14 @@ fn resolve_webhook(
         name: raw.name.unwrap_or_else(|| index.to_string()),
         url,
         method,
-        headers,
         condition,
-        body,
-        transform,
-        encryption,
-        max_payload_bytes: raw.max_payload_bytes,
+        request: payload::Spec {
+            headers,
+            body,
+            transform,
+            encryption,
+            max_payload_bytes: raw.max_payload_bytes,
+        },
         controls,
         signing,
     })

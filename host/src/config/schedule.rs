@@ -138,9 +138,9 @@ retry = { initial_delay = "2s" }
         let webhook = &observer.webhooks[0];
         assert_eq!(webhook.name, "0");
         assert_eq!(webhook.method, "POST");
-        assert_eq!(webhook.headers[0].0, "Authorization");
+        assert_eq!(webhook.request.headers[0].0, "Authorization");
         assert!(
-            webhook.max_payload_bytes.is_some(),
+            webhook.request.max_payload_bytes.is_some(),
             "the global default applies"
         );
     }
