@@ -11,8 +11,7 @@ mod file;
 mod schedule;
 mod source;
 
-pub(crate) use source::redact;
-pub use source::SourceConfig;
+pub use crate::source::SourceConfig;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -39,7 +39,7 @@ pub(crate) fn is_pattern(channel: &str) -> bool {
 /// Opens a client for `url`; the URL is checked here, connections later.
 pub(crate) fn client(url: &str) -> Result<redis::Client, RedisError> {
     redis::Client::open(url).map_err(|e| RedisError {
-        url: crate::config::redact(url),
+        url: super::redact(url),
         message: e.to_string(),
     })
 }
@@ -87,7 +87,7 @@ async fn subscribe_and_read(
         }
     }
     link.up();
-    info!(url = %crate::config::redact(&config.url), channels = ?config.channels, "Redis source subscribed");
+    info!(url = %super::redact(&config.url), channels = ?config.channels, "Redis source subscribed");
     let mut messages = pubsub.on_message().ready_chunks(BATCH);
     loop {
         let batch = tokio::select! {
