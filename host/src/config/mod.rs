@@ -19,14 +19,14 @@ use std::time::Duration;
 
 use crate::delivery::retry::{Backoff, RetryPolicy};
 use crate::event::Operation;
-use crate::incoming::scheme::{self, Encoding, HmacAlgorithm, HmacScheme, Scheme, SignatureFormat};
+use crate::incoming::scheme::{Encoding, HmacAlgorithm, HmacScheme, Scheme, SignatureFormat};
 use crate::incoming::{Receiver, Verifier};
 use crate::observer::condition::Condition;
 use crate::observer::{Observer, Rule, Webhook};
 use crate::payload::template::{JsonTemplate, TextTemplate};
 use crate::payload::{self, BodySpec, Encryption};
 use crate::plugin::{Plugins, Role};
-use crate::signing::{Algorithm, Signer};
+use crate::signing::{standard, Algorithm, Signer};
 
 /// Why a config could not be used; `Display` names the key and the problem.
 #[derive(Debug, thiserror::Error)]
@@ -918,9 +918,9 @@ fn resolve_receiver(
             "standard-webhooks" => {
                 let decoded = secrets
                     .iter()
-                    .map(|s| scheme::decode_standard_secret(s))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|_| {
+                    .map(|s| standard::decode_secret(s))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| {
                         invalid(
                             format!("{key}.secret"),
                             "must be a whsec_ secret: base64 after the whsec_ prefix",

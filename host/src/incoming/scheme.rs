@@ -23,6 +23,8 @@ use hmac::digest::KeyInit;
 use hmac::{Hmac, Mac};
 use sha2::{Sha256, Sha512};
 
+use crate::signing::standard;
+
 /// How far a signed timestamp may be from `now`, in either direction, unless
 /// configured otherwise; Stripe, Standard Webhooks and FraiseQL receivers all
 /// default to five minutes.
@@ -34,13 +36,6 @@ const GITHUB_EVENT: &str = "X-GitHub-Event";
 const STRIPE_SIGNATURE: &str = "Stripe-Signature";
 const FRAISEQL_SIGNATURE: &str = "X-FraiseQL-Signature-256";
 const FRAISEQL_EVENT_ID: &str = "X-FraiseQL-Event-Id";
-const WEBHOOK_ID: &str = "webhook-id";
-const WEBHOOK_TIMESTAMP: &str = "webhook-timestamp";
-const WEBHOOK_SIGNATURE: &str = "webhook-signature";
-/// What a `Malformed` rejection names when the configured secret, not the
-/// request, is at fault.
-const SECRET: &str = "secret";
-const STANDARD_SECRET_PREFIX: &str = "whsec_";
 const PLACEHOLDER: &str = "{signature}";
 
 /// Header lookup is case-insensitive, as HTTP header names are; callers pass
@@ -87,7 +82,7 @@ pub enum Scheme {
         tolerance_seconds: u64,
     },
     /// Standard Webhooks: `v1,<base64>` over `"{id}.{timestamp}.{body}"`,
-    /// keyed with the base64-decoded secret (see [`decode_standard_secret`]).
+    /// keyed with the base64-decoded secret (see [`standard::decode_secret`]).
     StandardWebhooks {
         /// Largest accepted |now - timestamp|, in seconds.
         tolerance_seconds: u64,
@@ -231,7 +226,7 @@ pub fn delivery_id(
 ) -> Option<String> {
     match scheme {
         Scheme::Github => header_text(headers, GITHUB_DELIVERY),
-        Scheme::StandardWebhooks { .. } => header_text(headers, WEBHOOK_ID),
+        Scheme::StandardWebhooks { .. } => header_text(headers, standard::ID),
         Scheme::Stripe { .. } => envelope(body)?.id,
         Scheme::FraiseqlV2 { .. } => header_text(headers, FRAISEQL_EVENT_ID),
         Scheme::Hmac(_) => None,
@@ -260,7 +255,7 @@ pub fn event_type(
 /// of rejected requests: the request is accepted if any secret matches any
 /// signature it carries. An empty secret never matches, since anyone can
 /// compute an HMAC under an empty key. For Standard Webhooks each secret is
-/// the key already decoded by [`decode_standard_secret`] at start-up (not
+/// the key already decoded by [`standard::decode_secret`] at start-up (not
 /// the `whsec_...` text), so a bad secret fails the configuration once
 /// instead of every request; for the other schemes it is the secret text's
 /// bytes as configured.
@@ -297,34 +292,6 @@ pub fn verify(
             verify_standard(headers, body, secrets, now, *tolerance_seconds)
         }
         Scheme::Hmac(generic) => verify_generic(generic, headers, body, secrets, now),
-    }
-}
-
-/// Signs an outgoing Standard Webhooks request; returns the
-/// `webhook-signature` value `v1,<base64>`. It shares the incoming side's
-/// crypto so the two cannot drift apart. `secret_key` is already decoded
-/// (see [`decode_standard_secret`]).
-pub fn standard_webhooks_sign(secret_key: &[u8], id: &str, timestamp: u64, body: &[u8]) -> String {
-    let timestamp = timestamp.to_string();
-    let mut mac: Hmac<Sha256> = keyed(secret_key);
-    for part in standard_content(id, &timestamp, body) {
-        mac.update(part);
-    }
-    format!("v1,{}", BASE64.encode(mac.finalize().into_bytes()))
-}
-
-/// Decodes a Standard Webhooks secret: the text after an optional `whsec_`
-/// prefix, base64-decoded. Configuration calls it at start-up, so that a bad
-/// secret fails there rather than on every request, and hands the keys to
-/// [`verify`].
-pub fn decode_standard_secret(secret: &str) -> Result<Vec<u8>, Rejection> {
-    let encoded = secret
-        .strip_prefix(STANDARD_SECRET_PREFIX)
-        .unwrap_or(secret);
-    match BASE64.decode(encoded) {
-        // An empty key would make every signature forgeable.
-        Ok(key) if !key.is_empty() => Ok(key),
-        _ => Err(Rejection::Malformed(SECRET.to_owned())),
     }
 }
 
@@ -404,10 +371,10 @@ fn verify_standard(
     now: u64,
     tolerance: u64,
 ) -> Result<(), Rejection> {
-    let id = required(headers, WEBHOOK_ID)?;
-    let text = required(headers, WEBHOOK_TIMESTAMP)?;
-    let value = required(headers, WEBHOOK_SIGNATURE)?;
-    let seconds = parse_unix(text).ok_or_else(|| malformed(WEBHOOK_TIMESTAMP))?;
+    let id = required(headers, standard::ID)?;
+    let text = required(headers, standard::TIMESTAMP)?;
+    let value = required(headers, standard::SIGNATURE)?;
+    let seconds = parse_unix(text).ok_or_else(|| malformed(standard::TIMESTAMP))?;
 
     let mut candidates = Candidates::default();
     let mut any_v1 = false;
@@ -424,14 +391,14 @@ fn verify_standard(
         }
     }
     if !any_v1 {
-        return Err(malformed(WEBHOOK_SIGNATURE));
+        return Err(malformed(standard::SIGNATURE));
     }
 
     candidates.check(
-        WEBHOOK_SIGNATURE,
+        standard::SIGNATURE,
         HmacAlgorithm::Sha256,
         secrets,
-        &standard_content(id, text, body),
+        &standard::content(id, text, body),
     )?;
     fresh(seconds, now, tolerance)
 }
@@ -541,11 +508,6 @@ fn keyed<M: KeyInit>(key: &[u8]) -> M {
     // HMAC hashes long keys and pads short ones, so every length is valid
     // and this cannot fail.
     M::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC accepts keys of every length"))
-}
-
-/// The three parts of Standard Webhooks' signed content, joined by dots.
-fn standard_content<'a>(id: &'a str, timestamp: &'a str, body: &'a [u8]) -> [&'a [u8]; 5] {
-    [id.as_bytes(), b".", timestamp.as_bytes(), b".", body]
 }
 
 /// Unix seconds written as plain digits. `u64::from_str` alone would also
@@ -828,6 +790,25 @@ mod tests {
         );
     }
 
+    /// What wasmhook's signing stage sends under `fraiseql-v2`, during a
+    /// rotation, its own incoming side accepts under either secret.
+    #[test]
+    fn fraiseql_v2_accepts_what_signing_sends() {
+        let body = br#"{"a":1}"#;
+        let signer = crate::signing::Signer::fraiseql_v2(&[b"secret", b"old"]).unwrap();
+        let sent: Vec<(String, String)> = signer
+            .headers("delivery-1", "evt-1", 1704067200, body)
+            .into_iter()
+            .map(|(name, value)| (name.to_string(), value))
+            .collect();
+        let scheme = Scheme::FraiseqlV2 {
+            tolerance_seconds: 300,
+        };
+        for secret in [&b"secret"[..], b"old"] {
+            assert_eq!(verify(&scheme, &sent, body, &[secret], 1704067200), Ok(()));
+        }
+    }
+
     #[test]
     fn stripe_scheme() {
         let good = format!("t={STRIPE_T},v1={STRIPE_SIG}");
@@ -1043,7 +1024,7 @@ mod tests {
     #[test]
     fn standard_webhooks() {
         let ts = SW_TS.to_string();
-        let other = standard_webhooks_sign(OTHER_KEY, SW_ID, SW_TS, SW_BODY);
+        let other = standard::sign(OTHER_KEY, SW_ID, SW_TS, SW_BODY);
         let base = Case {
             name: "",
             headers: standard(SW_ID, &ts, SW_SIG),
@@ -1427,27 +1408,6 @@ mod tests {
         assert_eq!(Headers::get(&list, "CONTENT-TYPE"), Some("a"));
         assert_eq!(Headers::get(list.as_slice(), "content-type"), Some("a"));
         assert_eq!(Headers::get(&list, "Accept"), None);
-    }
-
-    #[test]
-    fn standard_webhooks_secrets_and_signing() {
-        assert_eq!(decode_standard_secret(SW_SECRET).unwrap(), SW_KEY);
-        // Without the prefix the text is still base64.
-        assert_eq!(
-            decode_standard_secret("C2FVsBQIhrscChlQIMV+b5sSYspob7oD").unwrap(),
-            SW_KEY
-        );
-        assert_eq!(
-            standard_webhooks_sign(SW_KEY, SW_ID, SW_TS, SW_BODY),
-            SW_SIG
-        );
-        for broken in ["whsec_not base64!", "whsec_***", "whsec_", ""] {
-            assert_eq!(
-                decode_standard_secret(broken),
-                Err(Malformed("secret".into())),
-                "{broken:?}"
-            );
-        }
     }
 
     #[test]
