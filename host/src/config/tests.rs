@@ -1,6 +1,9 @@
 use std::path::Path;
 
 use super::*;
+use crate::delivery::retry::Backoff;
+use crate::event::Operation;
+use crate::signing::Algorithm;
 
 fn env(name: &str) -> Option<String> {
     match name {
