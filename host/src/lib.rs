@@ -13,6 +13,7 @@ pub mod config;
 pub mod delivery;
 pub mod dlq;
 pub mod event;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod incoming;
