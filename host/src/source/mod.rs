@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{error, warn};
@@ -85,7 +86,7 @@ impl Link {
     }
 
     /// A session failed: marks the link down; returns the delay before the
-    /// next attempt (log it, then [`pause`]).
+    /// next attempt (log it, then [`pause`]; [`reconnecting`] does both).
     pub(crate) fn down(&mut self) -> Duration {
         if let Some(connected) = &self.connected {
             connected.set(false);
@@ -101,6 +102,85 @@ pub(crate) async fn pause(delay: Duration, shutdown: &mut watch::Receiver<bool>)
     tokio::select! {
         _ = shutdown.wait_for(|stop| *stop) => true,
         _ = tokio::time::sleep(delay) => false,
+    }
+}
+
+/// Where a source reads, logged beside a lost session's error (a field of
+/// the log line, so logs can be filtered by it).
+#[derive(Clone, Copy)]
+pub(crate) enum At<'a> {
+    /// The bus alone says it.
+    Bus,
+    /// A PostgreSQL `LISTEN` channel.
+    Channel(&'a str),
+    /// A Redis stream.
+    Stream(&'a str),
+    /// A PostgreSQL table.
+    Table(&'a (dyn fmt::Display + Sync)),
+}
+
+/// What a source logs when a session is lost.
+pub(crate) struct Lost<'a, E> {
+    /// The log message, e.g. "Redis subscription lost; reconnecting".
+    pub(crate) message: &'static str,
+    /// Where the source reads.
+    pub(crate) at: At<'a>,
+    /// Advice appended to the error text, e.g. which table is missing.
+    pub(crate) hint: fn(&E) -> &'static str,
+}
+
+/// For sources whose errors need no advice.
+pub(crate) fn no_hint<E>(_: &E) -> &'static str {
+    ""
+}
+
+/// The reconnect loop every durable and pub/sub source runs: `session`
+/// until it ends cleanly or shutdown is asked for. After each failed
+/// session the link goes down, `lost` is logged with the error, and the next
+/// session waits out the link's backoff.
+///
+/// The session gets what it reads with (`env`: its config, client,
+/// pipeline) as an argument rather than capturing it, so that the boxed
+/// future it returns may borrow both that and the link for as long as the
+/// session runs: a closure's own captures cannot be lent to the future it
+/// returns, and an async closure's future cannot be proven `Send` for the
+/// spawn.
+pub(crate) async fn reconnecting<C: Sync + ?Sized, E: fmt::Display>(
+    mut link: Link,
+    shutdown: &mut watch::Receiver<bool>,
+    lost: Lost<'_, E>,
+    env: &C,
+    mut session: impl for<'s> FnMut(
+        &'s C,
+        &'s mut Link,
+        &'s mut watch::Receiver<bool>,
+    ) -> BoxFuture<'s, Result<(), E>>,
+) {
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let Err(e) = session(env, &mut link, shutdown).await else {
+            return;
+        };
+        let delay = link.down();
+        let error = format!("{e}{}", (lost.hint)(&e));
+        let message = lost.message;
+        match lost.at {
+            At::Bus => error!(error = %error, retry_in = ?delay, "{message}"),
+            At::Channel(channel) => {
+                error!(error = %error, retry_in = ?delay, channel = %channel, "{message}")
+            }
+            At::Stream(stream) => {
+                error!(error = %error, retry_in = ?delay, stream = %stream, "{message}")
+            }
+            At::Table(table) => {
+                error!(error = %error, retry_in = ?delay, table = %table, "{message}")
+            }
+        }
+        if pause(delay, shutdown).await {
+            return;
+        }
     }
 }
 
@@ -364,5 +444,55 @@ mod tests {
             redact("host=db password=s3cret user=app"),
             "host=db password=*** user=app"
         );
+    }
+
+    #[tokio::test]
+    async fn reconnecting_runs_sessions_until_one_ends_or_shutdown() {
+        use std::sync::atomic::AtomicU32;
+
+        let (stop, mut shutdown) = watch::channel(false);
+        let connected = Connected::new(true);
+        let sessions = AtomicU32::new(0);
+        let lost = || Lost {
+            message: "test bus lost; reconnecting",
+            at: At::Bus,
+            hint: no_hint,
+        };
+        // Two failed sessions (200 ms, then 400 ms of backoff), then one that
+        // ends cleanly.
+        reconnecting(
+            Link::new(Some(connected.clone())),
+            &mut shutdown,
+            lost(),
+            &sessions,
+            |sessions, _, _| {
+                Box::pin(async move {
+                    match sessions.fetch_add(1, Ordering::Relaxed) {
+                        0 | 1 => Err("refused"),
+                        _ => Ok(()),
+                    }
+                })
+            },
+        )
+        .await;
+        assert_eq!(sessions.load(Ordering::Relaxed), 3);
+        assert!(!connected.get(), "a failed session marks the link down");
+
+        // Once shutdown is asked for, no session starts.
+        stop.send_replace(true);
+        reconnecting(
+            Link::new(None),
+            &mut shutdown,
+            lost(),
+            &sessions,
+            |sessions, _, _| {
+                Box::pin(async move {
+                    sessions.fetch_add(1, Ordering::Relaxed);
+                    Err("refused")
+                })
+            },
+        )
+        .await;
+        assert_eq!(sessions.load(Ordering::Relaxed), 3);
     }
 }
