@@ -31,7 +31,8 @@ use std::time::Duration;
 
 use crate::delivery::retry::RetryPolicy;
 use crate::incoming::Receiver;
-use crate::observer::Observer;
+use crate::observer::condition::Condition;
+use crate::observer::{Observer, Rule};
 use crate::plugin::{Plugins, Role};
 use crate::signing::Signer;
 
@@ -323,6 +324,23 @@ fn plugin_name(
         role,
     });
     Ok(Some(name.to_string()))
+}
+
+/// A condition is an expression, or `plugin:NAME`.
+fn compile_condition(
+    source: Option<&str>,
+    key: &str,
+    refs: &mut Vec<PluginRef>,
+) -> Result<Option<Rule>, ConfigError> {
+    let Some(text) = source else {
+        return Ok(None);
+    };
+    if let Some(name) = plugin_name(text, key, Role::Condition, refs)? {
+        return Ok(Some(Rule::Plugin(name)));
+    }
+    Condition::parse(text)
+        .map(|c| Some(Rule::Expr(c)))
+        .map_err(|e| invalid(key, format!("{e} in {text:?}")))
 }
 
 #[cfg(test)]

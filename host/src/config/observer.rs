@@ -1,13 +1,11 @@
 //! `[[observer]]`: which events (entity, operations, condition), the retry
 //! policy, and its webhooks (`webhook`).
 
-use super::{file, invalid, plugin_name, retry, webhook, ConfigError, PluginRef};
+use super::{compile_condition, file, invalid, retry, webhook, ConfigError, PluginRef};
 use crate::delivery::retry::RetryPolicy;
 use crate::event::Operation;
 use crate::incoming::Receiver;
-use crate::observer::condition::Condition;
-use crate::observer::{Observer, Rule};
-use crate::plugin::Role;
+use crate::observer::Observer;
 
 /// Every `[[observer]]`, in file order; names must be unique. An observer
 /// of events a receiver turns in (its entity is the receiver's name) takes
@@ -102,21 +100,4 @@ fn operation(name: &str, key: &str, any_operation: bool) -> Result<Operation, Co
         )),
         op => Ok(op),
     }
-}
-
-/// A condition is an expression, or `plugin:NAME`.
-pub(super) fn compile_condition(
-    source: Option<&str>,
-    key: &str,
-    refs: &mut Vec<PluginRef>,
-) -> Result<Option<Rule>, ConfigError> {
-    let Some(text) = source else {
-        return Ok(None);
-    };
-    if let Some(name) = plugin_name(text, key, Role::Condition, refs)? {
-        return Ok(Some(Rule::Plugin(name)));
-    }
-    Condition::parse(text)
-        .map(|c| Some(Rule::Expr(c)))
-        .map_err(|e| invalid(key, format!("{e} in {text:?}")))
 }

@@ -3,7 +3,7 @@
 //! own condition, controls and signing. Schedules' webhooks are read here
 //! too (`schedule`).
 
-use super::{delivery, file, invalid, observer, plugin_name, signing, valid_header_name};
+use super::{compile_condition, delivery, file, invalid, plugin_name, signing, valid_header_name};
 use super::{ConfigError, PluginRef};
 use crate::observer::Webhook;
 use crate::payload::template::{JsonTemplate, TextTemplate};
@@ -89,8 +89,7 @@ pub(super) fn resolve(
         ),
         (None, None) => BodySpec::Entity,
     };
-    let condition =
-        observer::compile_condition(raw.condition.as_deref(), &format!("{key}.condition"), refs)?;
+    let condition = compile_condition(raw.condition.as_deref(), &format!("{key}.condition"), refs)?;
     let transform = match raw.transform.as_deref() {
         None => None,
         Some(text) => Some(
