@@ -2,6 +2,10 @@
 //! bodies the cargo-fuzz targets run (`wasmhook::fuzzing`), on stable, so a
 //! finding that was fixed stays fixed. Fuzzing itself needs nightly:
 //! `cd fuzz && cargo +nightly fuzz run TARGET`.
+//!
+//! The bodies sit behind the host's `fuzzing` feature, out of the binary;
+//! the host's dev-dependency on itself turns it on for every test build, so
+//! a plain `cargo test` runs this replay.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;

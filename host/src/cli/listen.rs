@@ -75,8 +75,7 @@ struct Listener {
 pub(super) async fn execute(args: ListenArgs) -> Result<()> {
     let standard_key = match &args.standard {
         Some(secret) => Some(
-            scheme::decode_standard_secret(secret)
-                .ok()
+            crate::signing::standard::decode_secret(secret)
                 .filter(|_| secret.starts_with("whsec_"))
                 .context("--standard-webhooks must be a whsec_ secret: base64 after whsec_")?,
         ),
@@ -308,7 +307,7 @@ mod tests {
         let standard_key = args
             .standard
             .as_deref()
-            .map(|s| scheme::decode_standard_secret(s).unwrap());
+            .map(|s| crate::signing::standard::decode_secret(s).unwrap());
         Listener {
             args,
             standard_key,

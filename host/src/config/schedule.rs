@@ -2,13 +2,13 @@
 //!
 //! Each schedule becomes an observer named `schedule:NAME` that only the
 //! scheduler feeds, with one webhook resolved by the same
-//! [`super::resolve_webhook`] as an `[[observer.webhook]]`, so every webhook
+//! [`super::webhook::resolve`] as an `[[observer.webhook]]`, so every webhook
 //! key, template and check applies unchanged, and delivery needs no special
 //! case: signing, retries and the DLQ find the observer by name.
 
 use std::time::Duration;
 
-use super::{file, invalid, resolve_retry, resolve_webhook, ConfigError, PluginRef};
+use super::{file, invalid, retry, webhook, ConfigError, PluginRef};
 use crate::delivery::retry::RetryPolicy;
 use crate::event::Operation;
 use crate::observer::Observer;
@@ -64,7 +64,7 @@ pub(super) fn resolve(
         let cron = CronSchedule::new(&name, &section.cron, tolerance)
             .map_err(|e| invalid(format!("{key}.cron"), e.to_string()))?;
         let retry = match &section.retry {
-            Some(retry) => resolve_retry(retry, global_retry, &format!("{key}.retry"))?,
+            Some(retry) => retry::resolve(retry, global_retry, &format!("{key}.retry"))?,
             None => global_retry.clone(),
         };
         let webhook: file::WebhookSection =
@@ -78,7 +78,7 @@ pub(super) fn resolve(
                 let message = e.into_inner().to_string();
                 invalid(at, message.lines().next().unwrap_or_default())
             })?;
-        let mut webhook = resolve_webhook(webhook, &key, env, refs)?;
+        let mut webhook = webhook::resolve(webhook, &key, env, refs)?;
         // Its position, as for an unnamed observer webhook: the admin API
         // switches it as `schedule:NAME/0`.
         webhook.name = "0".into();
@@ -138,9 +138,9 @@ retry = { initial_delay = "2s" }
         let webhook = &observer.webhooks[0];
         assert_eq!(webhook.name, "0");
         assert_eq!(webhook.method, "POST");
-        assert_eq!(webhook.headers[0].0, "Authorization");
+        assert_eq!(webhook.request.headers[0].0, "Authorization");
         assert!(
-            webhook.max_payload_bytes.is_some(),
+            webhook.request.max_payload_bytes.is_some(),
             "the global default applies"
         );
     }

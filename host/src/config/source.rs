@@ -1,6 +1,7 @@
-//! `[observers]`: which bus events come from, and how to read it.
+//! `[observers]`: which bus events come from, and how to read it. The
+//! settings each bus needs are the source's own types (`source/`); this
+//! reads and checks them.
 
-use std::fmt;
 use std::time::Duration;
 
 use super::{file, invalid, positive, ConfigError, ServerConfig};
@@ -10,116 +11,7 @@ use crate::source::postgres::ListenConfig;
 use crate::source::postgres_log::{LogConfig, TableName};
 use crate::source::redis::PubSubConfig;
 use crate::source::redis_streams::StreamsConfig;
-
-/// Where events come from.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SourceConfig {
-    /// `POST /events` on the server's listener (the default).
-    Http,
-    /// A core NATS subscription (at most once).
-    Nats {
-        /// Server URL, e.g. `nats://127.0.0.1:4222`.
-        url: String,
-        /// Subjects to subscribe to (wildcards allowed).
-        subjects: Vec<String>,
-    },
-    /// A durable JetStream consumer.
-    JetStream(JetStreamConfig),
-    /// Redis pub/sub (at most once).
-    Redis(PubSubConfig),
-    /// A Redis Streams consumer group (durable).
-    RedisStreams(StreamsConfig),
-    /// PostgreSQL `LISTEN` (at most once).
-    Postgres(ListenConfig),
-    /// The trigger-fed PostgreSQL event log (durable).
-    PostgresLog(LogConfig),
-    /// FraiseQL's own change log in PostgreSQL (durable, read only).
-    FraiseqlChangelog(ChangelogConfig),
-}
-
-impl SourceConfig {
-    /// The `backend` name, for logs and metrics.
-    pub fn backend(&self) -> &'static str {
-        match self {
-            SourceConfig::Http => "http",
-            SourceConfig::Nats { .. } => "nats",
-            SourceConfig::JetStream(_) => "jetstream",
-            SourceConfig::Redis(_) => "redis",
-            SourceConfig::RedisStreams(_) => "redis-streams",
-            SourceConfig::Postgres(_) => "postgres",
-            SourceConfig::PostgresLog(_) => "postgres-log",
-            SourceConfig::FraiseqlChangelog(_) => "fraiseql-changelog",
-        }
-    }
-}
-
-/// One line for `wasmhook check`. Never prints credentials from URLs.
-impl fmt::Display for SourceConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SourceConfig::Http => write!(f, "http (POST /events)"),
-            SourceConfig::Nats { url, subjects } => {
-                write!(f, "nats {} {}", redact(url), subjects.join(" "))
-            }
-            SourceConfig::JetStream(js) => write!(
-                f,
-                "jetstream {} stream {} consumer {} ({})",
-                redact(&js.url),
-                js.stream,
-                js.consumer,
-                js.subjects.join(" ")
-            ),
-            SourceConfig::Redis(r) => {
-                write!(f, "redis {} {}", redact(&r.url), r.channels.join(" "))
-            }
-            SourceConfig::RedisStreams(r) => write!(
-                f,
-                "redis-streams {} stream {} group {} consumer {}",
-                redact(&r.url),
-                r.stream,
-                r.group,
-                r.consumer
-            ),
-            SourceConfig::Postgres(p) => {
-                write!(f, "postgres {} channel {}", redact(&p.url), p.channel)
-            }
-            SourceConfig::PostgresLog(p) => {
-                write!(f, "postgres-log {} table {}", redact(&p.url), p.table)
-            }
-            SourceConfig::FraiseqlChangelog(c) => write!(
-                f,
-                "fraiseql-changelog {} table {} channel {}",
-                redact(&c.url),
-                c.table,
-                c.channel
-            ),
-        }
-    }
-}
-
-/// `scheme://user:password@host/…` -> `scheme://user:***@host/…`.
-pub(crate) fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        // libpq's `key=value` form.
-        return url
-            .split_whitespace()
-            .map(|pair| match pair.split_once('=') {
-                Some(("password", _)) => "password=***",
-                _ => pair,
-            })
-            .collect::<Vec<_>>()
-            .join(" ");
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:***@{host}{path}")
-        }
-        None => url.to_string(),
-    }
-}
+use crate::source::{redact, SourceConfig};
 
 fn non_empty_list(
     list: Option<Vec<String>>,
@@ -364,20 +256,6 @@ pub(super) fn resolve(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn passwords_in_urls_are_hidden() {
-        assert_eq!(
-            redact("postgres://app:s3cret@db:5432/app"),
-            "postgres://app:***@db:5432/app"
-        );
-        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
-        assert_eq!(redact("host=db user=app"), "host=db user=app");
-        assert_eq!(
-            redact("host=db password=s3cret user=app"),
-            "host=db password=*** user=app"
-        );
-    }
 
     #[test]
     fn only_plain_table_names_pass() {

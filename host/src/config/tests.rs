@@ -1,6 +1,9 @@
 use std::path::Path;
 
 use super::*;
+use crate::delivery::retry::Backoff;
+use crate::event::Operation;
+use crate::signing::Algorithm;
 
 fn env(name: &str) -> Option<String> {
     match name {
@@ -66,7 +69,7 @@ fn reads_a_full_config() {
     );
     assert_eq!(o.retry.initial_delay, Duration::from_secs(1));
     assert_eq!(o.retry.max_delay, Duration::from_secs(5));
-    assert_eq!(o.webhooks[0].headers[0].0, "Authorization");
+    assert_eq!(o.webhooks[0].request.headers[0].0, "Authorization");
     assert_eq!(o.webhooks[1].url, "http://127.0.0.1:9000/from-env");
     assert_eq!(o.webhooks[1].method, "PUT");
     assert_eq!(config.source, SourceConfig::Http);

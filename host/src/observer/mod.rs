@@ -6,8 +6,7 @@ pub mod condition;
 
 use crate::delivery::retry::RetryPolicy;
 use crate::event::{Event, Operation};
-use crate::payload::template::TextTemplate;
-use crate::payload::{BodySpec, Encryption};
+use crate::payload::{self, Target};
 use crate::plugin::{PluginError, Plugins};
 use condition::Condition;
 
@@ -68,19 +67,10 @@ pub struct Webhook {
     pub url: String,
     /// HTTP method, upper case.
     pub method: String,
-    /// Extra headers; values may hold placeholders.
-    pub headers: Vec<(String, TextTemplate)>,
     /// Per-webhook condition, checked after the observer's.
     pub condition: Option<Rule>,
-    /// How the body is built.
-    pub body: BodySpec,
-    /// A transform plugin that builds the request (given the rendered body).
-    pub transform: Option<String>,
-    /// Encryption of the final body.
-    pub encryption: Option<Encryption>,
-    /// A larger rendered body goes to the DLQ (`[webhooks]` default, or
-    /// this webhook's own).
-    pub max_payload_bytes: Option<usize>,
+    /// How its request is built: headers, body, transform, encryption.
+    pub request: payload::Spec,
     /// Its own rate limit, concurrency, breaker, ordering and batching.
     pub controls: crate::delivery::limits::WebhookControls,
     /// `None`: the `[webhooks.signing]` signer; `Some(None)`: unsigned;
@@ -98,11 +88,21 @@ impl Webhook {
     /// The plugins building its request calls: its transform, then its
     /// encryption plugin.
     pub fn build_plugins(&self) -> impl Iterator<Item = &str> {
-        let encryption = match &self.encryption {
-            Some(crate::payload::Encryption::Plugin { name, .. }) => Some(name.as_str()),
-            _ => None,
-        };
-        self.transform.as_deref().into_iter().chain(encryption)
+        self.request.plugins()
+    }
+}
+
+impl Target for Webhook {
+    fn method(&self) -> &str {
+        &self.method
+    }
+
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn spec(&self) -> &payload::Spec {
+        &self.request
     }
 }
 
@@ -119,6 +119,21 @@ pub struct Match<'a> {
     /// Set when a condition plugin failed: the event cannot be matched, so
     /// the delivery goes to the DLQ with this reason instead of being dropped.
     pub failed: Option<PluginError>,
+}
+
+/// A match renders as its webhook does.
+impl Target for Match<'_> {
+    fn method(&self) -> &str {
+        self.webhook.method()
+    }
+
+    fn url(&self) -> &str {
+        self.webhook.url()
+    }
+
+    fn spec(&self) -> &payload::Spec {
+        self.webhook.spec()
+    }
 }
 
 impl Rule {
@@ -211,12 +226,14 @@ mod tests {
             name: "0".into(),
             url: url.into(),
             method: "POST".into(),
-            headers: vec![],
             condition: condition.map(|c| Rule::Expr(Condition::parse(c).unwrap())),
-            body: BodySpec::Entity,
-            transform: None,
-            encryption: None,
-            max_payload_bytes: None,
+            request: payload::Spec {
+                headers: vec![],
+                body: payload::BodySpec::Entity,
+                transform: None,
+                encryption: None,
+                max_payload_bytes: None,
+            },
             controls: Default::default(),
             signing: None,
         }

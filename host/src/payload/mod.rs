@@ -1,7 +1,8 @@
-//! The payload stage: a [`Match`] and its [`Event`] in, the request to send
-//! out ([`Payload`]; a record of the store, which keeps it with its
-//! delivery). Rendering happens once, when the event is accepted, so every
-//! retry sends the same bytes and the DLQ shows exactly what was sent.
+//! The payload stage: a webhook's request [`Spec`] (and where it goes) and
+//! an [`Event`] in, the request to send out ([`Payload`]; a record of the
+//! store, which keeps it with its delivery). Rendering happens once, when
+//! the event is accepted, so every retry sends the same bytes and the DLQ
+//! shows exactly what was sent.
 //!
 //! Order: template (or the row as JSON) -> transform plugin -> encryption
 //! -> size limit.
@@ -10,10 +11,52 @@ pub mod encrypt;
 pub mod template;
 
 use crate::event::Event;
-use crate::observer::Match;
 use crate::plugin::{PluginError, Plugins};
 use crate::store::Payload;
 use template::{JsonTemplate, TextTemplate};
+
+/// How one webhook's request is built. The payload stage owns it, so that
+/// the observer stage can hold one without the payload stage knowing
+/// observers.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    /// Extra headers; values may hold placeholders.
+    pub headers: Vec<(String, TextTemplate)>,
+    /// How the body is built.
+    pub body: BodySpec,
+    /// A transform plugin that builds the request (given the rendered body).
+    pub transform: Option<String>,
+    /// Encryption of the final body.
+    pub encryption: Option<Encryption>,
+    /// A larger rendered body goes to the DLQ (`[webhooks]` default, or
+    /// this webhook's own).
+    pub max_payload_bytes: Option<usize>,
+}
+
+impl Spec {
+    /// The plugins building a request calls: its transform, then its
+    /// encryption plugin.
+    pub fn plugins(&self) -> impl Iterator<Item = &str> {
+        let encryption = match &self.encryption {
+            Some(Encryption::Plugin { name, .. }) => Some(name.as_str()),
+            _ => None,
+        };
+        self.transform.as_deref().into_iter().chain(encryption)
+    }
+}
+
+/// What [`build`] renders a request for: where it goes and its [`Spec`].
+/// The observer stage's webhooks (and their matches) are targets; a trait
+/// rather than a struct because their method and URL stay their own fields,
+/// which later stages read.
+pub trait Target {
+    /// HTTP method, upper case.
+    fn method(&self) -> &str;
+    /// Target URL.
+    fn url(&self) -> &str;
+    /// How the request is built.
+    fn spec(&self) -> &Spec;
+}
 
 /// How a webhook's body is built.
 #[derive(Debug, Clone)]
@@ -73,35 +116,39 @@ impl std::fmt::Debug for Encryption {
     }
 }
 
-/// Renders the request for one matched webhook.
-pub fn build(matched: &Match<'_>, event: &Event, plugins: &Plugins) -> Result<Payload, BuildError> {
-    let webhook = matched.webhook;
+/// Renders the request for one target (a matched webhook).
+pub fn build(
+    target: &impl Target,
+    event: &Event,
+    plugins: &Plugins,
+) -> Result<Payload, BuildError> {
+    let spec = target.spec();
     let mut body = Vec::with_capacity(256);
-    match &webhook.body {
+    match &spec.body {
         // Writing a `Value` into a Vec cannot fail.
         BodySpec::Entity => drop(serde_json::to_writer(&mut body, &event.data)),
         BodySpec::Json(template) => template.render(event, &mut body),
         BodySpec::Text(template) => template.render_json(event, &mut body),
     }
-    let mut headers: Vec<(String, String)> = webhook
+    let mut headers: Vec<(String, String)> = spec
         .headers
         .iter()
         .map(|(name, value)| (name.clone(), value.render_plain(event)))
         .collect();
     let mut content_type = None;
-    if let Some(name) = &webhook.transform {
-        let rendered = (!matches!(webhook.body, BodySpec::Entity)).then_some(body.as_slice());
+    if let Some(name) = &spec.transform {
+        let rendered = (!matches!(spec.body, BodySpec::Entity)).then_some(body.as_slice());
         let out = plugins.transform(name, event, rendered)?;
         body = out.body;
         headers.extend(out.headers);
         content_type = out.content_type;
     }
-    match &webhook.encryption {
+    match &spec.encryption {
         Some(Encryption::Plugin { name, key }) => body = plugins.encrypt(name, &body, key)?,
         Some(Encryption::Fields(cipher)) => body = cipher.seal(&body)?,
         None => {}
     }
-    if let Some(limit) = webhook.max_payload_bytes {
+    if let Some(limit) = spec.max_payload_bytes {
         if body.len() > limit {
             return Err(BuildError::TooLarge {
                 size: body.len(),
@@ -110,8 +157,8 @@ pub fn build(matched: &Match<'_>, event: &Event, plugins: &Plugins) -> Result<Pa
         }
     }
     Ok(Payload {
-        method: webhook.method.clone(),
-        url: webhook.url.clone(),
+        method: target.method().to_string(),
+        url: target.url().to_string(),
         headers,
         content_type,
         body,

@@ -137,33 +137,35 @@ pub async fn run(
             postgres::describe(&e)
         ))
     })?;
-    let mut link = super::Link::new(Some(connected));
-    loop {
-        if *shutdown.borrow() {
-            return Ok(());
+    // The rows wait in FraiseQL's table; nothing is lost meanwhile.
+    super::reconnecting(
+        super::Link::new(Some(connected)),
+        &mut shutdown,
+        super::Lost {
+            message: "FraiseQL change log unavailable; reconnecting",
+            at: super::At::Table(&table),
+            hint,
+        },
+        &(config, &table, &pg, &pipeline),
+        |&(config, table, pg, pipeline), link, shutdown| {
+            Box::pin(consume(config, table, pg, pipeline, link, shutdown))
+        },
+    )
+    .await;
+    Ok(())
+}
+
+/// Advice for a lost session: a missing table or column is most likely a
+/// change log not installed, or another table named.
+fn hint(e: &SessionError) -> &'static str {
+    match e {
+        SessionError::Postgres(pe) if pe.code() == Some(&SqlState::UNDEFINED_TABLE) => {
+            "; is FraiseQL's change log installed (its migration 08), and is observers.table right?"
         }
-        match consume(config, &table, &pg, &pipeline, &mut link, &mut shutdown).await {
-            Ok(()) => return Ok(()),
-            Err(e) => {
-                let delay = link.down();
-                let hint = match &e {
-                    SessionError::Postgres(pe) if pe.code() == Some(&SqlState::UNDEFINED_TABLE) => {
-                        "; is FraiseQL's change log installed (its migration 08), and is observers.table right?"
-                    }
-                    SessionError::Postgres(pe)
-                        if pe.code() == Some(&SqlState::UNDEFINED_COLUMN) =>
-                    {
-                        "; observers.table must be FraiseQL's change log (pk_entity_change_log, object_type, modification_type, object_data, ...)"
-                    }
-                    _ => "",
-                };
-                // The rows wait in FraiseQL's table; nothing is lost meanwhile.
-                error!(error = %format!("{e}{hint}"), retry_in = ?delay, table = %table, "FraiseQL change log unavailable; reconnecting");
-                if super::pause(delay, &mut shutdown).await {
-                    return Ok(());
-                }
-            }
+        SessionError::Postgres(pe) if pe.code() == Some(&SqlState::UNDEFINED_COLUMN) => {
+            "; observers.table must be FraiseQL's change log (pk_entity_change_log, object_type, modification_type, object_data, ...)"
         }
+        _ => "",
     }
 }
 

@@ -69,24 +69,23 @@ pub async fn run(
         .await
         .map_err(|e| failed("connect", e))?;
     let context = jetstream::new(client);
-    let mut link = super::Link::new(Some(connected));
-    loop {
-        if *shutdown.borrow() {
-            return Ok(());
-        }
-        match consume(config, &context, &pipeline, &mut link, &mut shutdown).await {
-            Ok(()) => return Ok(()),
-            Err(e) => {
-                let delay = link.down();
-                // A lost server, a deleted stream: keep trying, the messages
-                // wait in JetStream.
-                error!(error = %e, retry_in = ?delay, "JetStream consumer failed; retrying");
-                if super::pause(delay, &mut shutdown).await {
-                    return Ok(());
-                }
-            }
-        }
-    }
+    // A lost server, a deleted stream: keep trying, the messages wait in
+    // JetStream.
+    super::reconnecting(
+        super::Link::new(Some(connected)),
+        &mut shutdown,
+        super::Lost {
+            message: "JetStream consumer failed; retrying",
+            at: super::At::Bus,
+            hint: super::no_hint,
+        },
+        &(config, &context, &pipeline),
+        |&(config, context, pipeline), link, shutdown| {
+            Box::pin(consume(config, context, pipeline, link, shutdown))
+        },
+    )
+    .await;
+    Ok(())
 }
 
 async fn consume(

@@ -3,15 +3,22 @@
 //! (`envelope`) and stores the resulting deliveries before a source may
 //! acknowledge anything.
 
+use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{error, warn};
 
-use crate::config::SourceConfig;
+use self::fraiseql_changelog::ChangelogConfig;
+use self::jetstream::JetStreamConfig;
+use self::postgres::ListenConfig;
+use self::postgres_log::LogConfig;
+use self::redis::PubSubConfig;
+use self::redis_streams::StreamsConfig;
 use crate::pipeline::{Message, Pipeline};
 
 pub mod envelope;
@@ -80,7 +87,7 @@ impl Link {
     }
 
     /// A session failed: marks the link down; returns the delay before the
-    /// next attempt (log it, then [`pause`]).
+    /// next attempt (log it, then [`pause`]; [`reconnecting`] does both).
     pub(crate) fn down(&mut self) -> Duration {
         if let Some(connected) = &self.connected {
             connected.set(false);
@@ -96,6 +103,85 @@ pub(crate) async fn pause(delay: Duration, shutdown: &mut watch::Receiver<bool>)
     tokio::select! {
         _ = shutdown.wait_for(|stop| *stop) => true,
         _ = tokio::time::sleep(delay) => false,
+    }
+}
+
+/// Where a source reads, logged beside a lost session's error (a field of
+/// the log line, so logs can be filtered by it).
+#[derive(Clone, Copy)]
+pub(crate) enum At<'a> {
+    /// The bus alone says it.
+    Bus,
+    /// A PostgreSQL `LISTEN` channel.
+    Channel(&'a str),
+    /// A Redis stream.
+    Stream(&'a str),
+    /// A PostgreSQL table.
+    Table(&'a (dyn fmt::Display + Sync)),
+}
+
+/// What a source logs when a session is lost.
+pub(crate) struct Lost<'a, E> {
+    /// The log message, e.g. "Redis subscription lost; reconnecting".
+    pub(crate) message: &'static str,
+    /// Where the source reads.
+    pub(crate) at: At<'a>,
+    /// Advice appended to the error text, e.g. which table is missing.
+    pub(crate) hint: fn(&E) -> &'static str,
+}
+
+/// For sources whose errors need no advice.
+pub(crate) fn no_hint<E>(_: &E) -> &'static str {
+    ""
+}
+
+/// The reconnect loop every durable and pub/sub source runs: `session`
+/// until it ends cleanly or shutdown is asked for. After each failed
+/// session the link goes down, `lost` is logged with the error, and the next
+/// session waits out the link's backoff.
+///
+/// The session gets what it reads with (`env`: its config, client,
+/// pipeline) as an argument rather than capturing it, so that the boxed
+/// future it returns may borrow both that and the link for as long as the
+/// session runs: a closure's own captures cannot be lent to the future it
+/// returns, and an async closure's future cannot be proven `Send` for the
+/// spawn.
+pub(crate) async fn reconnecting<C: Sync + ?Sized, E: fmt::Display>(
+    mut link: Link,
+    shutdown: &mut watch::Receiver<bool>,
+    lost: Lost<'_, E>,
+    env: &C,
+    mut session: impl for<'s> FnMut(
+        &'s C,
+        &'s mut Link,
+        &'s mut watch::Receiver<bool>,
+    ) -> BoxFuture<'s, Result<(), E>>,
+) {
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let Err(e) = session(env, &mut link, shutdown).await else {
+            return;
+        };
+        let delay = link.down();
+        let error = format!("{e}{}", (lost.hint)(&e));
+        let message = lost.message;
+        match lost.at {
+            At::Bus => error!(error = %error, retry_in = ?delay, "{message}"),
+            At::Channel(channel) => {
+                error!(error = %error, retry_in = ?delay, channel = %channel, "{message}")
+            }
+            At::Stream(stream) => {
+                error!(error = %error, retry_in = ?delay, stream = %stream, "{message}")
+            }
+            At::Table(table) => {
+                error!(error = %error, retry_in = ?delay, table = %table, "{message}")
+            }
+        }
+        if pause(delay, shutdown).await {
+            return;
+        }
     }
 }
 
@@ -185,6 +271,117 @@ impl Unanswered {
     }
 }
 
+/// Where events come from: the bus and its settings, as `[observers]`
+/// resolves them (`config::source` reads and checks them).
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceConfig {
+    /// `POST /events` on the server's listener (the default).
+    Http,
+    /// A core NATS subscription (at most once).
+    Nats {
+        /// Server URL, e.g. `nats://127.0.0.1:4222`.
+        url: String,
+        /// Subjects to subscribe to (wildcards allowed).
+        subjects: Vec<String>,
+    },
+    /// A durable JetStream consumer.
+    JetStream(JetStreamConfig),
+    /// Redis pub/sub (at most once).
+    Redis(PubSubConfig),
+    /// A Redis Streams consumer group (durable).
+    RedisStreams(StreamsConfig),
+    /// PostgreSQL `LISTEN` (at most once).
+    Postgres(ListenConfig),
+    /// The trigger-fed PostgreSQL event log (durable).
+    PostgresLog(LogConfig),
+    /// FraiseQL's own change log in PostgreSQL (durable, read only).
+    FraiseqlChangelog(ChangelogConfig),
+}
+
+impl SourceConfig {
+    /// The `backend` name, for logs and metrics.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            SourceConfig::Http => "http",
+            SourceConfig::Nats { .. } => "nats",
+            SourceConfig::JetStream(_) => "jetstream",
+            SourceConfig::Redis(_) => "redis",
+            SourceConfig::RedisStreams(_) => "redis-streams",
+            SourceConfig::Postgres(_) => "postgres",
+            SourceConfig::PostgresLog(_) => "postgres-log",
+            SourceConfig::FraiseqlChangelog(_) => "fraiseql-changelog",
+        }
+    }
+}
+
+/// One line for `wasmhook check`. Never prints credentials from URLs.
+impl fmt::Display for SourceConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SourceConfig::Http => write!(f, "http (POST /events)"),
+            SourceConfig::Nats { url, subjects } => {
+                write!(f, "nats {} {}", redact(url), subjects.join(" "))
+            }
+            SourceConfig::JetStream(js) => write!(
+                f,
+                "jetstream {} stream {} consumer {} ({})",
+                redact(&js.url),
+                js.stream,
+                js.consumer,
+                js.subjects.join(" ")
+            ),
+            SourceConfig::Redis(r) => {
+                write!(f, "redis {} {}", redact(&r.url), r.channels.join(" "))
+            }
+            SourceConfig::RedisStreams(r) => write!(
+                f,
+                "redis-streams {} stream {} group {} consumer {}",
+                redact(&r.url),
+                r.stream,
+                r.group,
+                r.consumer
+            ),
+            SourceConfig::Postgres(p) => {
+                write!(f, "postgres {} channel {}", redact(&p.url), p.channel)
+            }
+            SourceConfig::PostgresLog(p) => {
+                write!(f, "postgres-log {} table {}", redact(&p.url), p.table)
+            }
+            SourceConfig::FraiseqlChangelog(c) => write!(
+                f,
+                "fraiseql-changelog {} table {} channel {}",
+                redact(&c.url),
+                c.table,
+                c.channel
+            ),
+        }
+    }
+}
+
+/// `scheme://user:password@host/…` -> `scheme://user:***@host/…`.
+pub(crate) fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        // libpq's `key=value` form.
+        return url
+            .split_whitespace()
+            .map(|pair| match pair.split_once('=') {
+                Some(("password", _)) => "password=***",
+                _ => pair,
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***@{host}{path}")
+        }
+        None => url.to_string(),
+    }
+}
+
 /// Starts the configured source; `None` for the embedded HTTP endpoint,
 /// which the server carries. A source never ends the process: it logs and
 /// reconnects, and only a configuration it cannot use stops it.
@@ -230,4 +427,73 @@ pub fn spawn(
         }
     };
     (backend != "http").then(|| tokio::spawn(task))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_in_urls_are_hidden() {
+        assert_eq!(
+            redact("postgres://app:s3cret@db:5432/app"),
+            "postgres://app:***@db:5432/app"
+        );
+        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(redact("host=db user=app"), "host=db user=app");
+        assert_eq!(
+            redact("host=db password=s3cret user=app"),
+            "host=db password=*** user=app"
+        );
+    }
+
+    #[tokio::test]
+    async fn reconnecting_runs_sessions_until_one_ends_or_shutdown() {
+        use std::sync::atomic::AtomicU32;
+
+        let (stop, mut shutdown) = watch::channel(false);
+        let connected = Connected::new(true);
+        let sessions = AtomicU32::new(0);
+        let lost = || Lost {
+            message: "test bus lost; reconnecting",
+            at: At::Bus,
+            hint: no_hint,
+        };
+        // Two failed sessions (200 ms, then 400 ms of backoff), then one that
+        // ends cleanly.
+        reconnecting(
+            Link::new(Some(connected.clone())),
+            &mut shutdown,
+            lost(),
+            &sessions,
+            |sessions, _, _| {
+                Box::pin(async move {
+                    match sessions.fetch_add(1, Ordering::Relaxed) {
+                        0 | 1 => Err("refused"),
+                        _ => Ok(()),
+                    }
+                })
+            },
+        )
+        .await;
+        assert_eq!(sessions.load(Ordering::Relaxed), 3);
+        assert!(!connected.get(), "a failed session marks the link down");
+
+        // Once shutdown is asked for, no session starts.
+        stop.send_replace(true);
+        reconnecting(
+            Link::new(None),
+            &mut shutdown,
+            lost(),
+            &sessions,
+            |sessions, _, _| {
+                Box::pin(async move {
+                    sessions.fetch_add(1, Ordering::Relaxed);
+                    Err("refused")
+                })
+            },
+        )
+        .await;
+        assert_eq!(sessions.load(Ordering::Relaxed), 3);
+    }
 }

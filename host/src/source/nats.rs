@@ -254,7 +254,7 @@ pub async fn run(
         }
     }
     connected.set(true);
-    info!(url = %crate::config::redact(url), ?subjects, "NATS source subscribed");
+    info!(url = %super::redact(url), ?subjects, "NATS source subscribed");
     let mut messages = futures::stream::select_all(streams).ready_chunks(BATCH);
     let storing = Unanswered::new(pipeline, "NATS messages");
     loop {

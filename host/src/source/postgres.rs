@@ -11,6 +11,7 @@
 //! (`pg_notify` refuses longer ones). Use `postgres-log` where either
 //! matters.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +19,7 @@ use futures::StreamExt;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, Client, Notification};
-use tracing::{debug, error, info, warn};
+use tracing::{debug, info, warn};
 
 use super::{Connected, Unanswered};
 use crate::pipeline::{Message, Pipeline};
@@ -211,31 +212,24 @@ pub async fn run(
 ) -> Result<(), ListenError> {
     let pg = client_config(&config.url)
         .map_err(|e| ListenError(format!("{}: {}", display_dsn(&config.url), describe(&e))))?;
-    let mut link = super::Link::new(Some(connected));
     let storing = Unanswered::new(pipeline, "PostgreSQL notifications");
-    let mut wake_ups = WakeUps::default();
-    while !*shutdown.borrow() {
-        let session = listen(
-            config,
-            &pg,
-            &storing,
-            &mut wake_ups,
-            &mut link,
-            &mut shutdown,
-        );
-        match session.await {
-            Ok(()) => break,
-            Err(e) => {
-                let delay = link.down();
-                // Notifications sent until we listen again are lost: that is
-                // what at-most-once means here.
-                error!(error = %e, retry_in = ?delay, channel = %config.channel, "PostgreSQL LISTEN connection lost; reconnecting");
-                if super::pause(delay, &mut shutdown).await {
-                    break;
-                }
-            }
-        }
-    }
+    let wake_ups = WakeUps::default();
+    // Notifications sent until we listen again are lost: that is what
+    // at-most-once means here.
+    super::reconnecting(
+        super::Link::new(Some(connected)),
+        &mut shutdown,
+        super::Lost {
+            message: "PostgreSQL LISTEN connection lost; reconnecting",
+            at: super::At::Channel(&config.channel),
+            hint: super::no_hint,
+        },
+        &(config, &pg, &storing, &wake_ups),
+        |&(config, pg, storing, wake_ups), link, shutdown| {
+            Box::pin(listen(config, pg, storing, wake_ups, link, shutdown))
+        },
+    )
+    .await;
     storing.finish().await;
     Ok(())
 }
@@ -245,16 +239,16 @@ pub async fn run(
 /// event. They are skipped, with one warning that says what reads them.
 #[derive(Debug, Default)]
 struct WakeUps {
-    warned: bool,
+    /// Atomic because the sessions share it, read-only, across reconnects.
+    warned: AtomicBool,
 }
 
 impl WakeUps {
     /// True if `payload` is such a wake-up (and warns about the first).
-    fn skip(&mut self, payload: &str, channel: &str) -> bool {
+    fn skip(&self, payload: &str, channel: &str) -> bool {
         let payload = payload.trim();
         let wake_up = !payload.is_empty() && payload.bytes().all(|b| b.is_ascii_digit());
-        if wake_up && !self.warned {
-            self.warned = true;
+        if wake_up && !self.warned.swap(true, Ordering::Relaxed) {
             warn!(
                 channel,
                 payload,
@@ -271,7 +265,7 @@ async fn listen(
     config: &ListenConfig,
     pg: &tokio_postgres::Config,
     storing: &Unanswered,
-    wake_ups: &mut WakeUps,
+    wake_ups: &WakeUps,
     link: &mut super::Link,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), SessionError> {
@@ -315,9 +309,9 @@ mod tests {
 
     #[test]
     fn bare_row_numbers_are_skipped_with_one_warning() {
-        let mut wake_ups = WakeUps::default();
+        let wake_ups = WakeUps::default();
         assert!(wake_ups.skip("42", "fraiseql_events"));
-        assert!(wake_ups.warned);
+        assert!(wake_ups.warned.load(Ordering::Relaxed));
         assert!(wake_ups.skip(" 43 ", "fraiseql_events"));
         for event in ["{\"entity\": \"o\"}", "", "4a", "-1"] {
             assert!(!wake_ups.skip(event, "c"), "{event:?}");

@@ -6,7 +6,7 @@
 
 use futures::StreamExt;
 use tokio::sync::watch;
-use tracing::{error, info};
+use tracing::info;
 
 use super::{Connected, Unanswered};
 use crate::pipeline::{Message, Pipeline};
@@ -39,7 +39,7 @@ pub(crate) fn is_pattern(channel: &str) -> bool {
 /// Opens a client for `url`; the URL is checked here, connections later.
 pub(crate) fn client(url: &str) -> Result<redis::Client, RedisError> {
     redis::Client::open(url).map_err(|e| RedisError {
-        url: crate::config::redact(url),
+        url: super::redact(url),
         message: e.to_string(),
     })
 }
@@ -52,21 +52,21 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), RedisError> {
     let client = client(&config.url)?;
-    let mut link = super::Link::new(Some(connected));
     let storing = Unanswered::new(pipeline, "Redis messages");
-    loop {
-        let session = subscribe_and_read(config, &client, &storing, &mut link, &mut shutdown);
-        match session.await {
-            Ok(()) => break,
-            Err(e) => {
-                let delay = link.down();
-                error!(error = %e, retry_in = ?delay, "Redis subscription lost; reconnecting");
-                if super::pause(delay, &mut shutdown).await {
-                    break;
-                }
-            }
-        }
-    }
+    super::reconnecting(
+        super::Link::new(Some(connected)),
+        &mut shutdown,
+        super::Lost {
+            message: "Redis subscription lost; reconnecting",
+            at: super::At::Bus,
+            hint: super::no_hint,
+        },
+        &(config, &client, &storing),
+        |&(config, client, storing), link, shutdown| {
+            Box::pin(subscribe_and_read(config, client, storing, link, shutdown))
+        },
+    )
+    .await;
     storing.finish().await;
     Ok(())
 }
@@ -87,7 +87,7 @@ async fn subscribe_and_read(
         }
     }
     link.up();
-    info!(url = %crate::config::redact(&config.url), channels = ?config.channels, "Redis source subscribed");
+    info!(url = %super::redact(&config.url), channels = ?config.channels, "Redis source subscribed");
     let mut messages = pubsub.on_message().ready_chunks(BATCH);
     loop {
         let batch = tokio::select! {

@@ -51,20 +51,21 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), super::redis::RedisError> {
     let client = super::redis::client(&config.url)?;
-    let mut link = super::Link::new(Some(connected));
-    loop {
-        let session = consume(config, &client, &pipeline, &mut link, &mut shutdown);
-        match session.await {
-            Ok(()) => return Ok(()),
-            Err(e) => {
-                let delay = link.down();
-                error!(error = %e, retry_in = ?delay, stream = %config.stream, "Redis Streams consumer failed; reconnecting");
-                if super::pause(delay, &mut shutdown).await {
-                    return Ok(());
-                }
-            }
-        }
-    }
+    super::reconnecting(
+        super::Link::new(Some(connected)),
+        &mut shutdown,
+        super::Lost {
+            message: "Redis Streams consumer failed; reconnecting",
+            at: super::At::Stream(&config.stream),
+            hint: super::no_hint,
+        },
+        &(config, &client, &pipeline),
+        |&(config, client, pipeline), link, shutdown| {
+            Box::pin(consume(config, client, pipeline, link, shutdown))
+        },
+    )
+    .await;
+    Ok(())
 }
 
 async fn consume(

@@ -165,29 +165,31 @@ pub async fn run(
             postgres::describe(&e)
         ))
     })?;
-    let mut link = super::Link::new(Some(connected));
-    loop {
-        if *shutdown.borrow() {
-            return Ok(());
+    // The rows wait in the table; nothing is lost while we are away.
+    super::reconnecting(
+        super::Link::new(Some(connected)),
+        &mut shutdown,
+        super::Lost {
+            message: "PostgreSQL event log unavailable; reconnecting",
+            at: super::At::Table(&table),
+            hint,
+        },
+        &(config, &table, &pg, &pipeline),
+        |&(config, table, pg, pipeline), link, shutdown| {
+            Box::pin(consume(config, table, pg, pipeline, link, shutdown))
+        },
+    )
+    .await;
+    Ok(())
+}
+
+/// Advice for a lost session: a missing table is most likely not installed.
+fn hint(e: &SessionError) -> &'static str {
+    match e {
+        SessionError::Postgres(pe) if pe.code() == Some(&SqlState::UNDEFINED_TABLE) => {
+            "; is the event log installed? (wasmhook pg install --table …)"
         }
-        let session = consume(config, &table, &pg, &pipeline, &mut link, &mut shutdown);
-        match session.await {
-            Ok(()) => return Ok(()),
-            Err(e) => {
-                let delay = link.down();
-                let hint = match &e {
-                    SessionError::Postgres(pe) if pe.code() == Some(&SqlState::UNDEFINED_TABLE) => {
-                        "; is the event log installed? (wasmhook pg install --table …)"
-                    }
-                    _ => "",
-                };
-                // The rows wait in the table; nothing is lost while we are away.
-                error!(error = %format!("{e}{hint}"), retry_in = ?delay, table = %table, "PostgreSQL event log unavailable; reconnecting");
-                if super::pause(delay, &mut shutdown).await {
-                    return Ok(());
-                }
-            }
-        }
+        _ => "",
     }
 }
 
