@@ -18,7 +18,7 @@ use serde_json::Value;
 use tracing::{debug, warn};
 
 use crate::clock::{self, now_ms, Family};
-use crate::delivery::dispatcher::Schedule;
+use crate::delivery::schedule::Schedule;
 use crate::event::{Event, SharedEvent};
 use crate::metrics::{Failure, Metrics};
 use crate::observer::{self, Observer};

@@ -29,7 +29,7 @@ pub(super) struct Shared {
     pub(super) default_retry: RetryPolicy,
     pub(super) metrics: Metrics,
     pub(super) switches: Switches,
-    pub(super) schedule: super::dispatcher::Schedule,
+    pub(super) schedule: super::schedule::Schedule,
 }
 
 /// How a job ended, for the dispatcher.

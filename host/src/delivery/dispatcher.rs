@@ -23,6 +23,7 @@ pub use super::attempt::webhook_name;
 use super::attempt::{Shared, Verdict};
 use super::limits::{Admit, BatchConfig, Breaker, Controls, TokenBucket, Transition};
 use super::retry::RetryPolicy;
+use super::schedule::Schedule;
 use super::switches::Switches;
 use super::Sender;
 use crate::clock::now_ms;
@@ -30,28 +31,6 @@ use crate::metrics::Metrics;
 use crate::observer::Observer;
 use crate::plugin::Plugins;
 use crate::store::{Store, StoreError};
-
-/// Schedules outbox keys on the running dispatcher.
-#[derive(Clone)]
-pub struct Schedule {
-    tx: mpsc::UnboundedSender<(u64, u64)>,
-}
-
-impl Schedule {
-    /// A schedule without a dispatcher: the receiver sees what is scheduled.
-    #[cfg(test)]
-    pub(crate) fn channel() -> (Schedule, mpsc::UnboundedReceiver<(u64, u64)>) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        (Schedule { tx }, rx)
-    }
-
-    /// Runs `key` at `due_ms` (unix milliseconds; the past means now).
-    pub fn at(&self, due_ms: u64, key: u64) {
-        // A closed channel means the dispatcher stopped for shutdown; the
-        // record is in the outbox and the next start picks it up.
-        let _ = self.tx.send((due_ms, key));
-    }
-}
 
 /// The dispatcher loop, ready to run.
 pub struct Dispatcher {
@@ -182,8 +161,7 @@ impl Dispatcher {
             metrics,
             switches,
         } = parts;
-        let (tx, rx) = mpsc::unbounded_channel();
-        let schedule = Schedule { tx };
+        let (schedule, rx) = Schedule::channel();
         let shared = Arc::new(Shared {
             store,
             sender,

@@ -13,6 +13,7 @@ pub mod dispatcher;
 pub mod guard;
 pub mod limits;
 pub mod retry;
+pub mod schedule;
 pub mod switches;
 
 use std::time::{Duration, Instant};

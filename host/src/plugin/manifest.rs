@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+/// The largest `memory_mb` a plugin may be given.
+pub(crate) const MAX_MEMORY_BYTES: usize = 4 << 30;
+
 /// Budgets for one call (and one instantiation).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Limits {
@@ -114,7 +117,7 @@ impl Manifest {
             Some(0) => Err(format!("limits.{key} must be greater than 0")),
             other => Ok(other),
         };
-        let max_mb = (super::runtime::MAX_MEMORY_BYTES >> 20) as u64;
+        let max_mb = (MAX_MEMORY_BYTES >> 20) as u64;
         if file.limits.memory_mb.is_some_and(|mb| mb > max_mb) {
             return Err(format!(
                 "limits.memory_mb must be at most {max_mb} (a 32-bit linear memory)"

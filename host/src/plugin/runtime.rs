@@ -32,9 +32,6 @@ const POOL_SIZE: usize = 16;
 /// Plugin instances alive at once (warm pools and calls in flight).
 const POOL_INSTANCES: u32 = 1000;
 
-/// The largest `memory_mb` a plugin may be given.
-pub(crate) const MAX_MEMORY_BYTES: usize = 4 << 30;
-
 /// Table bytes reset with `memset` rather than `madvise` when a slot is
 /// reused.
 const TABLE_KEEP_RESIDENT_BYTES: usize = 64 << 10;
@@ -126,7 +123,7 @@ impl Runtime {
             .total_core_instances(POOL_INSTANCES * 8)
             .total_memories(POOL_INSTANCES * 2)
             .total_tables(POOL_INSTANCES * 8)
-            .max_memory_size(MAX_MEMORY_BYTES)
+            .max_memory_size(super::manifest::MAX_MEMORY_BYTES)
             .table_keep_resident(TABLE_KEEP_RESIDENT_BYTES);
         let mut scanned = pool.clone();
         scanned
