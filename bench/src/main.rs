@@ -13,6 +13,8 @@
 
 mod config;
 mod events;
+mod flow;
+mod needs;
 mod processes;
 mod raw;
 mod receiver;

@@ -1,13 +1,12 @@
-//! How a scenario is run and measured: the servers one invocation shares,
-//! the publish-and-wait loop, and what it measured.
+//! How each kind of scenario is run: the servers one invocation shares
+//! (started on first use, see [`crate::needs`]), and the raw, reference,
+//! wasmhook and memory runs built on them.
 //!
 //! Every delivery scenario has the same shape: connect, publish a warm-up
 //! and wait for it (and for wasmhook's outbox to empty), then reset the
 //! receiver, take the time, publish, wait until the expected number of
-//! events arrived (or nothing arrived for a while), and divide. The clock
-//! runs from the first measured publish to the last arrival, so the rate
-//! covers the whole path: bus, wasmhook (or the reference subscriber) and
-//! the receiver.
+//! events arrived (or nothing arrived for a while), and divide. The
+//! publish-and-wait loop and what it measured are in [`crate::flow`].
 
 use std::fs;
 use std::future::Future;
@@ -15,14 +14,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{Context, Result};
 
-use crate::config::{self, hostile_manifest, Source, Work, HOSTILE_MODES, SECRET};
+use crate::config::{self, Source, Work, SECRET};
 use crate::events::{self, Events, Pace, Publisher, PG_TABLE};
+use crate::flow::{settle, Flow};
+use crate::needs::{broken, copy_plugins, on_path, python_ready, started, Unavailable};
 use crate::processes::{LineReady, ProcStats, Wasmhook};
 use crate::receiver::{now_ns, Receiver};
-use crate::scenarios::{Bus, Kind, Latency, Measured, Problem, Run, Scenario, Sizes, KB};
-use wasmhook_testkit::process::{tail, which};
+use crate::scenarios::{Bus, Kind, Measured, Problem, Run, Scenario, Sizes, KB};
+use wasmhook_testkit::process::tail;
 use wasmhook_testkit::{
     free_port, postgres, Fsync, NatsOptions, NatsServer, PgCluster, PgOptions, RedisServer,
 };
@@ -43,44 +44,6 @@ pub struct Bench {
     hostile_plugins: Option<Result<PathBuf, Unavailable>>,
     // Last, so it is removed after the servers using it have stopped.
     dir: tempfile::TempDir,
-}
-
-/// Why something a scenario needs is not there.
-#[derive(Debug, Clone)]
-enum Unavailable {
-    /// Not installed or not built: the scenario is skipped.
-    Missing(String),
-    /// Installed but it did not start: the scenario fails.
-    Broken(String),
-}
-
-/// `Missing` unless `program` is on PATH.
-fn on_path(program: &str) -> Result<(), Unavailable> {
-    match which(program) {
-        Some(_) => Ok(()),
-        None => Err(Unavailable::Missing(format!("{program} is not on PATH"))),
-    }
-}
-
-fn broken(error: anyhow::Error) -> Unavailable {
-    Unavailable::Broken(format!("{error:#}"))
-}
-
-/// Starts something on first use and keeps the outcome, so a start-up
-/// error is reported for every scenario that needs it, not retried.
-/// `start` is awaited only on first use.
-async fn started<T>(
-    slot: &mut Option<Result<T, Unavailable>>,
-    start: impl Future<Output = Result<T, Unavailable>>,
-) -> Result<&T, Problem> {
-    if slot.is_none() {
-        *slot = Some(start.await);
-    }
-    match slot.as_ref().expect("started above") {
-        Ok(value) => Ok(value),
-        Err(Unavailable::Missing(why)) => Err(Problem::Skip(why.clone())),
-        Err(Unavailable::Broken(why)) => Err(Problem::Fail(anyhow!("{why}"))),
-    }
 }
 
 impl Bench {
@@ -517,226 +480,16 @@ impl Bench {
         })
     }
 
-    /// Publishes while watching the receiver, until `expected` requests
-    /// arrived or nothing arrived for [`Sizes::stall`]. The watch runs
-    /// during the publish too, so a wasmhook that stops answering the
-    /// publisher (HTTP ingest waits for its 202) ends the run instead of
-    /// hanging it. `alive` reports a process that died meanwhile.
+    /// [`Flow::watch`] on this run's receiver, giving up after
+    /// [`Sizes::stall`] without a new delivery.
     async fn flow(
         &self,
         expected: u64,
         publish: impl Future<Output = Result<()>>,
-        mut alive: impl FnMut() -> Result<()>,
+        alive: impl FnMut() -> Result<()>,
     ) -> Result<Flow> {
-        self.receiver.reset();
-        let start_ns = now_ns();
-        let mut publish = std::pin::pin!(publish);
-        let mut publish_s = None;
-        let mut last_count = 0;
-        let mut last_change = tokio::time::Instant::now();
-        let stuck = loop {
-            if publish_s.is_none() {
-                tokio::select! {
-                    result = &mut publish => {
-                        result?;
-                        publish_s = Some((now_ns() - start_ns) as f64 / 1e9);
-                    }
-                    _ = tokio::time::sleep(Duration::from_millis(10)) => {}
-                }
-            } else {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            let count = self.receiver.count();
-            if count >= expected && publish_s.is_some() {
-                break false;
-            }
-            alive()?;
-            if count != last_count {
-                last_count = count;
-                last_change = tokio::time::Instant::now();
-            } else if last_change.elapsed() > self.sizes.stall {
-                break true;
-            }
-        };
-        // Stragglers (duplicates, over-delivery) would show up here.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        Ok(Flow {
-            expected,
-            start_ns,
-            publish_s,
-            stuck: stuck.then_some(self.sizes.stall),
-            snapshot: self.receiver.snapshot(),
-        })
+        Flow::watch(&self.receiver, self.sizes.stall, expected, publish, alive).await
     }
-}
-
-/// What arrived for one publish.
-struct Flow {
-    expected: u64,
-    start_ns: u64,
-    /// How long publishing took; `None` if it never finished.
-    publish_s: Option<f64>,
-    /// Set when nothing arrived for this long and the run was given up.
-    stuck: Option<Duration>,
-    snapshot: crate::receiver::Snapshot,
-}
-
-impl Flow {
-    /// `flooded`: the publisher ran at full speed, so it may be what bounds
-    /// the rate (worth a note when it took nearly the whole run).
-    fn measured(
-        self,
-        events: String,
-        stats: Option<(ProcStats, ProcStats)>,
-        flooded: bool,
-    ) -> Measured {
-        let s = &self.snapshot;
-        let elapsed = s.last_ns.saturating_sub(self.start_ns) as f64 / 1e9;
-        let mut notes = Vec::new();
-        let incomplete = s.count < self.expected;
-        // A run that got stuck has no meaningful rate, and its note says
-        // how far it got.
-        let stuck = self.stuck.is_some() && self.publish_s.is_none();
-        if incomplete && !stuck {
-            notes.push(format!(
-                "only {} of {} deliveries arrived",
-                s.count, self.expected
-            ));
-        } else if s.count > self.expected {
-            notes.push(format!(
-                "{} deliveries for {} expected (duplicates)",
-                s.count, self.expected
-            ));
-        }
-        if let Some(stall) = self.stuck {
-            notes.push(match self.publish_s {
-                Some(_) => format!("gave up after {} s without a new delivery", stall.as_secs()),
-                None => format!(
-                    "STUCK: {} of {} deliveries arrived, then nothing for {} s while the publisher was still blocked",
-                    s.count,
-                    self.expected,
-                    stall.as_secs()
-                ),
-            });
-        }
-        if s.requests != s.count {
-            notes.push(format!(
-                "{} requests carried the {} events",
-                s.requests, s.count
-            ));
-        }
-        if s.bad > 0 {
-            notes.push(format!(
-                "{} of {} sampled signatures did NOT verify",
-                s.bad, s.checked
-            ));
-        }
-        if let (Some(publish_s), true) = (self.publish_s, flooded) {
-            if publish_s > elapsed * 0.9 && elapsed > 0.0 {
-                notes.push(format!(
-                    "publishing took {publish_s:.2} s of {elapsed:.2} s: the publisher may bound this row"
-                ));
-            }
-        }
-        Measured {
-            events,
-            rate: (elapsed > 0.0 && s.count > 0 && !stuck).then(|| s.count as f64 / elapsed),
-            latency: Latency::of(&s.latencies),
-            rss_mb: stats.map(|(_, after)| after.peak_rss as f64 / 1e6),
-            cpu_s: stats.map(|(before, after)| after.cpu_s - before.cpu_s),
-            notes,
-            incomplete,
-            stuck,
-        }
-    }
-}
-
-/// Waits until wasmhook's outbox is empty after the warm-up, so that no row
-/// starts its clock with the warm-up's work still going. The receiver
-/// having every healthy delivery is not enough: a hostile observer's
-/// warm-up deliveries, accepted before its plugin was suspended, wait in
-/// the outbox and are buried after that (seen on 2026-12-04: when the
-/// measured publishing of a `nats-hostile-memory` run had begun, 205 of
-/// the warm-up's 1,000 hostile letters were in the DLQ; in `trap`'s, whose
-/// plugin fails in microseconds, all 1,000). Returns a note when the
-/// outbox did not drain within `limit` or could not be read.
-async fn settle(wasmhook: &Wasmhook, limit: Duration) -> Option<String> {
-    let started = tokio::time::Instant::now();
-    loop {
-        match wasmhook.metric("wasmhook_outbox_size").await {
-            Ok(size) if size < 1.0 => return None,
-            Ok(size) if started.elapsed() > limit => {
-                return Some(format!(
-                    "the outbox still held {size:.0} deliveries {} s after the warm-up; measured anyway",
-                    limit.as_secs()
-                ))
-            }
-            Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-            Err(e) => return Some(format!("cannot read the outbox size after the warm-up: {e:#}")),
-        }
-    }
-}
-
-/// Copies the example plugins the Wasm rows use (and, for `hostile`, the
-/// misbehave copies) from `dist` into `target`.
-fn copy_plugins(dist: &Path, target: &Path, hostile: bool) -> Result<(), Unavailable> {
-    let needed: &[&str] = if hostile {
-        &["high-value-order", "slack-message", "misbehave"]
-    } else {
-        &["high-value-order", "slack-message"]
-    };
-    for name in needed {
-        let wasm = dist.join(format!("{name}.wasm"));
-        if !wasm.exists() {
-            return Err(Unavailable::Missing(format!(
-                "{} is missing: run plugins/build.sh first",
-                wasm.display()
-            )));
-        }
-    }
-    let copy = || -> Result<()> {
-        fs::create_dir_all(target)?;
-        for name in ["high-value-order", "slack-message"] {
-            for file in [format!("{name}.wasm"), format!("{name}.toml")] {
-                if dist.join(&file).exists() {
-                    fs::copy(dist.join(&file), target.join(&file))
-                        .with_context(|| format!("copying {file}"))?;
-                }
-            }
-        }
-        if hostile {
-            for mode in HOSTILE_MODES {
-                let name = format!("misbehave-{mode}");
-                fs::copy(
-                    dist.join("misbehave.wasm"),
-                    target.join(format!("{name}.wasm")),
-                )
-                .with_context(|| format!("copying misbehave.wasm as {name}.wasm"))?;
-                fs::write(target.join(format!("{name}.toml")), hostile_manifest(mode))
-                    .with_context(|| format!("writing {name}.toml"))?;
-            }
-        }
-        Ok(())
-    };
-    copy().map_err(broken)
-}
-
-/// Python 3 with nats-py and httpx, or why not.
-fn python_ready() -> Result<()> {
-    let output = Command::new("python3")
-        .args(["-c", "import nats, httpx"])
-        .output()
-        .context("python3 is not on PATH")?;
-    if !output.status.success() {
-        anyhow::bail!(
-            "python3 cannot import nats-py and httpx (pip install nats-py httpx): {}",
-            String::from_utf8_lossy(&output.stderr)
-                .lines()
-                .last()
-                .unwrap_or("")
-        );
-    }
-    Ok(())
 }
 
 /// `postgres (PostgreSQL) 15.14` -> `PostgreSQL 15`: the major version,
