@@ -179,7 +179,7 @@ pub async fn run(
         })
     };
     let nats = if config.receivers.iter().any(|r| r.publish_subject.is_some()) {
-        let client = source::nats::connect(&config.nats_url, None).await?;
+        let client = source::nats::connect(&config.nats_url, &config.nats_auth, None).await?;
         Some(client)
     } else {
         None

@@ -20,4 +20,5 @@ mod schedule;
 mod secrets;
 mod soak;
 mod storage;
+mod tls;
 mod utils;

@@ -69,7 +69,7 @@ async fn postgres_sources_use_verified_tls_and_refuse_what_does_not_verify() {
     )
     .await;
     readyz(&listen.url("/readyz"), 200).await;
-    let event = fraiseql_order("created", json!({"id": 2}), None).to_string();
+    let event = json!({"entity": "orders", "op": "INSERT", "data": {"id": 2}}).to_string();
     db.execute("SELECT pg_notify('fraiseql_events', $1)", &[&event])
         .await
         .unwrap();
@@ -94,7 +94,10 @@ async fn postgres_sources_use_verified_tls_and_refuse_what_does_not_verify() {
     let plain = start(
         "plain",
         "postgres",
-        &format!("postgres://postgres@127.0.0.1:{}/postgres?sslmode=disable", pg.port),
+        &format!(
+            "postgres://postgres@127.0.0.1:{}/postgres?sslmode=disable",
+            pg.port
+        ),
     )
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -109,5 +112,239 @@ async fn postgres_sources_use_verified_tls_and_refuse_what_does_not_verify() {
             log.contains("PostgreSQL LISTEN") && log.contains(expected),
             "{name}: {log}"
         );
+    }
+}
+
+/// A running wasmhook whose `[observers]` section is `observers`, delivering
+/// every `order` event to `receiver`'s `/PATH` (PATH = `name`).
+async fn run_with(
+    dir: &std::path::Path,
+    name: &str,
+    observers: &str,
+    receiver: &TestReceiver,
+) -> Running {
+    let port = free_port();
+    let config = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\npath = \"db-{name}\"\n\
+             [observers]\n{observers}\n\
+             [webhooks]\nallowed_networks = [\"127.0.0.0/8\"]\n\
+             [[observer]]\nname = \"orders\"\nentity = \"order\"\n\
+             [[observer.webhook]]\nurl = \"{}\"\n",
+            receiver.url(&format!("/{name}"))
+        ),
+    )
+    .unwrap();
+    Running::start(&config, dir, port).await
+}
+
+/// Redis pub/sub and Streams over `rediss://` with a private CA, on a
+/// server that requires a client certificate: delivered with the `tls`
+/// table's certificate, never ready without it.
+#[tokio::test]
+async fn redis_over_tls_with_a_private_ca_and_a_client_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path(), "redis").unwrap();
+    let server = ca
+        .server("redis-server", &["localhost", "127.0.0.1"])
+        .unwrap();
+    let client = ca.client("redis-client", "wasmhook").unwrap();
+    let redis = wasmhook_testkit::RedisServer::start_tls(
+        free_port(),
+        &dir.path().join("redis"),
+        server,
+        &ca.ca_file(),
+        true,
+    )
+    .await
+    .unwrap();
+    let tls = format!(
+        "tls = {{ ca_file = \"{}\", cert_file = \"{}\", key_file = \"{}\" }}",
+        ca.ca_file().display(),
+        client.cert.display(),
+        client.key.display()
+    );
+    let receiver = TestReceiver::start().await;
+    let pubsub = run_with(
+        dir.path(),
+        "pubsub",
+        &format!(
+            "backend = \"redis\"\nredis_url = \"{}\"\nchannels = [\"orders\"]\n{tls}",
+            redis.url()
+        ),
+        &receiver,
+    )
+    .await;
+    let streams = run_with(
+        dir.path(),
+        "streams",
+        &format!(
+            "backend = \"redis-streams\"\nredis_url = \"{}\"\nstream = \"orders\"\n{tls}",
+            redis.url()
+        ),
+        &receiver,
+    )
+    .await;
+    let no_cert = run_with(
+        dir.path(),
+        "nocert",
+        &format!(
+            "backend = \"redis-streams\"\nredis_url = \"{}\"\nstream = \"orders\"\ntls = {{ ca_file = \"{}\" }}",
+            redis.url(),
+            ca.ca_file().display()
+        ),
+        &receiver,
+    )
+    .await;
+    readyz(&pubsub.url("/readyz"), 200).await;
+    readyz(&streams.url("/readyz"), 200).await;
+
+    // Published by redis-cli over TLS with the same client certificate.
+    let event = fraiseql_order("created", json!({"id": 1}), None).to_string();
+    for args in [
+        vec!["PUBLISH", "orders", event.as_str()],
+        vec!["XADD", "orders", "*", "payload", event.as_str()],
+    ] {
+        let output = std::process::Command::new("redis-cli")
+            .args(["--tls", "-h", "localhost", "-p", &redis.port.to_string()])
+            .arg("--cacert")
+            .arg(ca.ca_file())
+            .arg("--cert")
+            .arg(&client.cert)
+            .arg("--key")
+            .arg(&client.key)
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let got = receiver
+        .wait_until("both sources' deliveries", Duration::from_secs(30), |r| {
+            r.len() >= 2
+        })
+        .await;
+    let mut paths: Vec<&str> = got.iter().map(|r| r.path.as_str()).collect();
+    paths.sort();
+    assert_eq!(paths, vec!["/pubsub", "/streams"]);
+    let status = reqwest::get(no_cert.url("/readyz")).await.unwrap().status();
+    assert_eq!(status.as_u16(), 503, "no client certificate, no connection");
+}
+
+/// nats-server with TLS (a private CA) and, separately, token,
+/// user/password and nkey authorization: the core and JetStream sources
+/// connect with the matching `[observers]` keys; a wrong token never does.
+#[tokio::test]
+async fn nats_over_tls_and_with_each_kind_of_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path(), "nats").unwrap();
+    let server = ca
+        .server("nats-server", &["localhost", "127.0.0.1"])
+        .unwrap();
+    let user = nkeys::KeyPair::new_user();
+    let seed_file = dir.path().join("user.nk");
+    std::fs::write(&seed_file, user.seed().unwrap()).unwrap();
+    let receiver = TestReceiver::start().await;
+    let publish = |url: String, options: async_nats::ConnectOptions, subject: &'static str| async move {
+        let client = options.connect(url).await.unwrap();
+        let event = fraiseql_order("created", json!({"id": 1}), None).to_string();
+        client.publish(subject, event.into()).await.unwrap();
+        client.flush().await.unwrap();
+    };
+    let seed = user.seed().unwrap();
+    let ca_file = ca.ca_file();
+    let client_options = |name: &str| match name {
+        "tls" => async_nats::ConnectOptions::new()
+            .add_root_certificates(ca_file.clone())
+            .require_tls(true),
+        "token" => async_nats::ConnectOptions::with_token("s3cret-token".into()),
+        "user" => async_nats::ConnectOptions::with_user_and_password("app".into(), "pa55".into()),
+        _ => async_nats::ConnectOptions::with_nkey(seed.clone()),
+    };
+    let cases: Vec<(&str, String, String)> = vec![
+        (
+            "tls",
+            format!(
+                "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n}}",
+                server.cert.display(),
+                server.key.display()
+            ),
+            format!("tls = {{ ca_file = \"{}\" }}", ca.ca_file().display()),
+        ),
+        (
+            "token",
+            "authorization {\n  token: \"s3cret-token\"\n}".into(),
+            "token = \"s3cret-token\"".into(),
+        ),
+        (
+            "user",
+            "authorization {\n  user: app\n  password: \"pa55\"\n}".into(),
+            "user = \"app\"\npassword = \"pa55\"".into(),
+        ),
+        (
+            "nkey",
+            format!(
+                "authorization {{\n  users: [{{ nkey: {} }}]\n}}",
+                user.public_key()
+            ),
+            format!("nkey_seed_file = \"{}\"", seed_file.display()),
+        ),
+    ];
+    for (name, server_conf, observers) in cases {
+        let nats = wasmhook_testkit::NatsOptions::new()
+            .jetstream(dir.path().join(format!("js-{name}")))
+            .config(&server_conf)
+            .start()
+            .await
+            .unwrap();
+        let url = if name == "tls" {
+            format!("tls://localhost:{}", nats.port)
+        } else {
+            nats.url()
+        };
+        let core = run_with(
+            dir.path(),
+            &format!("{name}-core"),
+            &format!("backend = \"nats\"\nnats_url = \"{url}\"\nsubjects = [\"orders.core\"]\n{observers}"),
+            &receiver,
+        )
+        .await;
+        let js = run_with(
+            dir.path(),
+            &format!("{name}-js"),
+            &format!(
+                "backend = \"jetstream\"\nnats_url = \"{url}\"\nstream = \"ORDERS\"\nsubjects = [\"orders.js\"]\n{observers}"
+            ),
+            &receiver,
+        )
+        .await;
+        readyz(&core.url("/readyz"), 200).await;
+        readyz(&js.url("/readyz"), 200).await;
+        publish(url.clone(), client_options(name), "orders.core").await;
+        publish(url.clone(), client_options(name), "orders.js").await;
+        receiver
+            .wait_until(name, Duration::from_secs(30), |r| {
+                [format!("/{name}-core"), format!("/{name}-js")]
+                    .iter()
+                    .all(|path| r.iter().any(|req| &req.path == path))
+            })
+            .await;
+        if name == "token" {
+            let wrong = run_with(
+                dir.path(),
+                "wrong-token",
+                &format!("backend = \"nats\"\nnats_url = \"{url}\"\ntoken = \"nope\""),
+                &receiver,
+            )
+            .await;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let status = reqwest::get(wrong.url("/readyz")).await.unwrap().status();
+            assert_eq!(status.as_u16(), 503, "a wrong token never connects");
+        }
     }
 }

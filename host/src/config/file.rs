@@ -79,6 +79,21 @@ pub(super) struct ObserversSection {
     pub poll_interval: Option<Duration>,
     #[serde(default, deserialize_with = "duration")]
     pub retention: Option<Duration>,
+    pub tls: Option<TlsSection>,
+    pub token: Option<String>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub nkey_seed_file: Option<String>,
+    pub credentials_file: Option<String>,
+}
+
+/// `[observers] tls = { ca_file, cert_file, key_file }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TlsSection {
+    pub ca_file: Option<String>,
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

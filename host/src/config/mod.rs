@@ -103,6 +103,8 @@ pub struct Config {
     pub metrics_namespace: String,
     /// NATS server for `backend = "nats"` and receivers' `publish_subject`.
     pub nats_url: String,
+    /// Credentials and TLS for that server.
+    pub nats_auth: crate::source::nats_auth::NatsAuth,
     /// DLQ retention.
     pub dlq: DlqConfig,
     /// Observers in file order, then one per schedule (`schedule:NAME`).
@@ -231,7 +233,10 @@ fn resolve(
         .nats_url
         .clone()
         .unwrap_or_else(|| "nats://127.0.0.1:4222".into());
-    let source = source::resolve(raw.observers, &server)?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let tls = source::tls_files(raw.observers.tls.as_ref(), base)?;
+    let nats_auth = source::nats_auth(&raw.observers, &tls, base)?;
+    let source = source::resolve(raw.observers, &server, &tls, &nats_auth)?;
     exposure.check(&server, &source)?;
     let http = service::http(&raw.webhooks, path)?;
     let controls = delivery::resolve_global(&raw.webhooks, http.max_concurrent)?;
@@ -276,6 +281,7 @@ fn resolve(
         metrics_namespace,
         dlq,
         nats_url,
+        nats_auth,
         observers,
         schedules,
     })

@@ -7,11 +7,13 @@ use std::time::Duration;
 use super::{file, invalid, positive, ConfigError, ServerConfig};
 use crate::source::fraiseql_changelog::{self, ChangelogConfig, Start};
 use crate::source::jetstream::JetStreamConfig;
+use crate::source::nats_auth::NatsAuth;
 use crate::source::postgres::ListenConfig;
 use crate::source::postgres_log::{LogConfig, TableName};
 use crate::source::redis::PubSubConfig;
 use crate::source::redis_streams::StreamsConfig;
 use crate::source::{redact, SourceConfig};
+use crate::tls::TlsFiles;
 
 fn non_empty_list(
     list: Option<Vec<String>>,
@@ -47,7 +49,7 @@ fn postgres_url(raw: Option<String>, backend: &str) -> Result<String, ConfigErro
             format!("backend {backend:?} needs a connection string like \"postgres://user@127.0.0.1:5432/app\""),
         )
     })?;
-    url.parse::<tokio_postgres::Config>().map_err(|e| {
+    crate::tls::postgres::PgTarget::parse(&url, &crate::tls::TlsFiles::default()).map_err(|e| {
         invalid(
             "observers.postgres_url",
             format!(
@@ -122,9 +124,97 @@ fn own_consumer(consumer: String) -> Result<String, ConfigError> {
 
 /// Checks `[observers]` for the chosen backend. Keys of other backends are
 /// ignored, so switching backends is a one-line change.
+/// `[observers] tls`, its files relative to the config file's folder
+/// (`base`) and checked to be readable now rather than at each connect.
+pub(super) fn tls_files(
+    raw: Option<&file::TlsSection>,
+    base: &std::path::Path,
+) -> Result<TlsFiles, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(TlsFiles::default());
+    };
+    let file =
+        |value: &Option<String>, key: &str| -> Result<Option<std::path::PathBuf>, ConfigError> {
+            let Some(value) = value else {
+                return Ok(None);
+            };
+            let path = base.join(value);
+            std::fs::metadata(&path).map_err(|e| {
+                invalid(
+                    format!("observers.tls.{key}"),
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            Ok(Some(path))
+        };
+    let files = TlsFiles {
+        ca_file: file(&raw.ca_file, "ca_file")?,
+        cert_file: file(&raw.cert_file, "cert_file")?,
+        key_file: file(&raw.key_file, "key_file")?,
+    };
+    if files.cert_file.is_some() != files.key_file.is_some() {
+        return Err(invalid(
+            "observers.tls",
+            "a client certificate needs both cert_file and key_file",
+        ));
+    }
+    Ok(files)
+}
+
+/// `[observers]` `token`, `user`/`password`, `nkey_seed_file` or
+/// `credentials_file` (at most one), with the `tls` files: how wasmhook
+/// signs in to NATS. Files are relative to the config file's folder.
+pub(super) fn nats_auth(
+    raw: &file::ObserversSection,
+    tls: &TlsFiles,
+    base: &std::path::Path,
+) -> Result<NatsAuth, ConfigError> {
+    let readable =
+        |value: &Option<String>, key: &str| -> Result<Option<std::path::PathBuf>, ConfigError> {
+            let Some(value) = value else {
+                return Ok(None);
+            };
+            let path = base.join(value);
+            std::fs::metadata(&path).map_err(|e| {
+                invalid(
+                    format!("observers.{key}"),
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            Ok(Some(path))
+        };
+    let user = match (&raw.user, &raw.password) {
+        (Some(user), Some(password)) => Some((user.clone(), password.clone())),
+        (None, None) => None,
+        _ => return Err(invalid("observers.user", "user and password go together")),
+    };
+    let auth = NatsAuth {
+        token: raw.token.clone().filter(|t| !t.is_empty()),
+        user,
+        nkey_seed_file: readable(&raw.nkey_seed_file, "nkey_seed_file")?,
+        credentials_file: readable(&raw.credentials_file, "credentials_file")?,
+        tls: tls.clone(),
+    };
+    let methods = [
+        auth.token.is_some(),
+        auth.user.is_some(),
+        auth.nkey_seed_file.is_some(),
+        auth.credentials_file.is_some(),
+    ];
+    if methods.iter().filter(|set| **set).count() > 1 {
+        return Err(invalid(
+            "observers",
+            "set one of token, user/password, nkey_seed_file and credentials_file",
+        ));
+    }
+    Ok(auth)
+}
+
 pub(super) fn resolve(
     raw: file::ObserversSection,
     server: &ServerConfig,
+    tls: &TlsFiles,
+    nats_auth: &NatsAuth,
 ) -> Result<SourceConfig, ConfigError> {
     let nats_url = raw
         .nats_url
@@ -139,6 +229,7 @@ pub(super) fn resolve(
         "nats" => Ok(SourceConfig::Nats {
             url: nats_url,
             subjects: non_empty_list(raw.subjects, &NATS_SUBJECTS, "observers.subjects")?,
+            auth: nats_auth.clone(),
         }),
         "jetstream" => Ok(SourceConfig::JetStream(JetStreamConfig {
             url: nats_url,
@@ -151,10 +242,12 @@ pub(super) fn resolve(
                 30_000,
                 "observers.ack_wait_ms",
             )?),
+            auth: nats_auth.clone(),
         })),
         "redis" => Ok(SourceConfig::Redis(PubSubConfig {
             url: redis_url,
             channels: non_empty_list(raw.channels, &["fraiseql.*"], "observers.channels")?,
+            tls: tls.clone(),
         })),
         "redis-streams" => {
             let stream = raw.stream.unwrap_or_else(|| "fraiseql_events".into());
@@ -177,6 +270,7 @@ pub(super) fn resolve(
                     "observers.claim_idle",
                 )?,
                 batch_size: positive(raw.batch_size, 512, "observers.batch_size")?,
+                tls: tls.clone(),
             }))
         }
         "postgres" => {
@@ -185,6 +279,7 @@ pub(super) fn resolve(
             Ok(SourceConfig::Postgres(ListenConfig {
                 url: postgres_url(raw.postgres_url, "postgres")?,
                 channel,
+                tls: tls.clone(),
             }))
         }
         "postgres-log" => {
@@ -209,6 +304,7 @@ pub(super) fn resolve(
                     Duration::from_secs(7 * 24 * 3600),
                     "observers.retention",
                 )?,
+                tls: tls.clone(),
             }))
         }
         "fraiseql-changelog" => {
@@ -241,6 +337,7 @@ pub(super) fn resolve(
                     "observers.poll_interval",
                 )?,
                 start,
+                tls: tls.clone(),
             }))
         }
         other => Err(invalid(

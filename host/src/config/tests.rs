@@ -86,7 +86,8 @@ fn defaults_need_nothing() {
         nats.source,
         SourceConfig::Nats {
             url: "nats://127.0.0.1:4222".into(),
-            subjects: vec!["fraiseql.>".into(), "entity.change.>".into()]
+            subjects: vec!["fraiseql.>".into(), "entity.change.>".into()],
+            auth: Default::default(),
         }
     );
     let streams =

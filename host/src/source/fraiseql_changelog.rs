@@ -61,6 +61,8 @@ pub struct ChangelogConfig {
     pub poll_interval: Duration,
     /// Where a first start begins.
     pub start: Start,
+    /// `[observers] tls`: a private CA and a client certificate.
+    pub tls: crate::tls::TlsFiles,
 }
 
 /// Where the source begins when it has no saved place.
@@ -130,13 +132,8 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ChangelogError> {
     let table = TableName::parse(&config.table).map_err(|e| ChangelogError(e.to_string()))?;
-    let pg = postgres::client_config(&config.url).map_err(|e| {
-        ChangelogError(format!(
-            "{}: {}",
-            postgres::display_dsn(&config.url),
-            postgres::describe(&e)
-        ))
-    })?;
+    let pg = postgres::client_config(&config.url, &config.tls)
+        .map_err(|e| ChangelogError(format!("{}: {e}", postgres::display_dsn(&config.url))))?;
     // The rows wait in FraiseQL's table; nothing is lost meanwhile.
     super::reconnecting(
         super::Link::new(Some(connected)),
@@ -225,7 +222,7 @@ fn cursor_name(table: &TableName) -> String {
 async fn consume(
     config: &ChangelogConfig,
     table: &TableName,
-    pg: &tokio_postgres::Config,
+    pg: &crate::tls::postgres::PgTarget,
     pipeline: &Pipeline,
     link: &mut super::Link,
     shutdown: &mut watch::Receiver<bool>,
@@ -242,7 +239,7 @@ async fn consume(
     let mut position =
         load_position(config, table, &session.client, pipeline, &name, shutdown).await?;
     link.up();
-    info!(server = %postgres::target(pg), table = %table, channel = %config.channel, through = position.through, "FraiseQL change-log source reading");
+    info!(server = %postgres::target(&pg.config), table = %table, channel = %config.channel, through = position.through, "FraiseQL change-log source reading");
     let mut watching: Option<Gap> = None;
     let mut last_lag: Option<Instant> = None;
     loop {

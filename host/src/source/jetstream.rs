@@ -38,6 +38,8 @@ pub struct JetStreamConfig {
     pub subjects_configured: bool,
     /// How long JetStream waits for an ack before redelivering.
     pub ack_wait: Duration,
+    /// Credentials and TLS.
+    pub auth: super::nats_auth::NatsAuth,
 }
 
 /// Why the JetStream source could not start.
@@ -65,7 +67,7 @@ pub async fn run(
     // Ready only once the stream and the consumer are bound (`Link::up`),
     // not when the connection is: a stream that cannot be bound consumes
     // nothing. A lost connection still marks it down at once.
-    let client = super::nats::connect_bound(&config.url, connected.clone())
+    let client = super::nats::connect_bound(&config.url, &config.auth, connected.clone())
         .await
         .map_err(|e| failed("connect", e))?;
     let context = jetstream::new(client);

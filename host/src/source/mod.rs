@@ -283,6 +283,8 @@ pub enum SourceConfig {
         url: String,
         /// Subjects to subscribe to (wildcards allowed).
         subjects: Vec<String>,
+        /// Credentials and TLS.
+        auth: nats_auth::NatsAuth,
     },
     /// A durable JetStream consumer.
     JetStream(JetStreamConfig),
@@ -319,7 +321,7 @@ impl fmt::Display for SourceConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SourceConfig::Http => write!(f, "http (POST /events)"),
-            SourceConfig::Nats { url, subjects } => {
+            SourceConfig::Nats { url, subjects, .. } => {
                 write!(f, "nats {} {}", redact(url), subjects.join(" "))
             }
             SourceConfig::JetStream(js) => write!(
@@ -396,11 +398,13 @@ pub fn spawn(
     let task = async move {
         let result = match &config {
             SourceConfig::Http => return,
-            SourceConfig::Nats { url, subjects } => {
-                nats::run(url, subjects, pipeline, connected, stop)
-                    .await
-                    .map_err(|e| e.to_string())
-            }
+            SourceConfig::Nats {
+                url,
+                subjects,
+                auth,
+            } => nats::run(url, subjects, auth, pipeline, connected, stop)
+                .await
+                .map_err(|e| e.to_string()),
             SourceConfig::JetStream(c) => jetstream::run(c, pipeline, connected, stop)
                 .await
                 .map_err(|e| e.to_string()),

@@ -13,6 +13,7 @@ use futures::StreamExt;
 use tokio::sync::{watch, Notify};
 use tracing::{info, warn};
 
+use super::nats_auth::NatsAuth;
 use super::{Connected, Unanswered};
 use crate::metrics::Metrics;
 use crate::pipeline::{Message, Pipeline};
@@ -46,9 +47,15 @@ pub enum NatsError {
 /// that is not up yet. `connected` follows the connection for `/readyz`.
 pub async fn connect(
     url: &str,
+    auth: &NatsAuth,
     connected: Option<Connected>,
 ) -> Result<async_nats::Client, NatsError> {
-    connect_reporting(url, Events::new(connected, Readiness::OnConnect, None)).await
+    connect_reporting(
+        url,
+        auth,
+        Events::new(connected, Readiness::OnConnect, None),
+    )
+    .await
 }
 
 /// [`connect`] for a source that reports itself ready once it is bound
@@ -56,9 +63,15 @@ pub async fn connect(
 /// ready, while a lost connection marks `connected` down at once.
 pub async fn connect_bound(
     url: &str,
+    auth: &NatsAuth,
     connected: Connected,
 ) -> Result<async_nats::Client, NatsError> {
-    connect_reporting(url, Events::new(Some(connected), Readiness::Bound, None)).await
+    connect_reporting(
+        url,
+        auth,
+        Events::new(Some(connected), Readiness::Bound, None),
+    )
+    .await
 }
 
 /// The header FraiseQL's CDC sinks (and JetStream deduplication) name a
@@ -74,9 +87,20 @@ pub(crate) fn message_id(headers: Option<&async_nats::HeaderMap>) -> Option<Stri
 }
 
 /// [`connect`], with the client's events reported through `events`.
-async fn connect_reporting(url: &str, events: Events) -> Result<async_nats::Client, NatsError> {
+async fn connect_reporting(
+    url: &str,
+    auth: &NatsAuth,
+    events: Events,
+) -> Result<async_nats::Client, NatsError> {
     let events = Arc::new(events);
-    async_nats::ConnectOptions::new()
+    let options = auth
+        .apply(async_nats::ConnectOptions::new())
+        .await
+        .map_err(|e| NatsError::Connect {
+            url: crate::source::redact(url),
+            message: e.to_string(),
+        })?;
+    options
         .name("wasmhook")
         .retry_on_initial_connect()
         .event_callback(move |event| {
@@ -219,6 +243,7 @@ async fn confirm_resubscribed(client: async_nats::Client, connected: Connected) 
 pub async fn run(
     url: &str,
     subjects: &[String],
+    auth: &NatsAuth,
     pipeline: Pipeline,
     connected: Connected,
     mut shutdown: watch::Receiver<bool>,
@@ -231,7 +256,7 @@ pub async fn run(
         Readiness::Confirmed(connection.clone()),
         Some(pipeline.metrics().clone()),
     );
-    let client = connect_reporting(url, events).await?;
+    let client = connect_reporting(url, auth, events).await?;
     let mut streams = Vec::with_capacity(subjects.len());
     for subject in subjects {
         let subscriber =

@@ -19,6 +19,9 @@ use futures::StreamExt;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, Client, Notification};
+
+use crate::tls::postgres::{PgTarget, PgTargetError};
+use crate::tls::TlsFiles;
 use tracing::{debug, info, warn};
 
 use super::{Connected, Unanswered};
@@ -38,6 +41,8 @@ pub struct ListenConfig {
     pub url: String,
     /// Channel to `LISTEN` on.
     pub channel: String,
+    /// `[observers] tls`: a private CA and a client certificate.
+    pub tls: TlsFiles,
 }
 
 /// Why the PostgreSQL source stopped: only a connection string it cannot
@@ -48,13 +53,16 @@ pub struct ListenError(String);
 
 /// Why a connection to PostgreSQL ended; the sources log it and reconnect.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum SessionError {
+pub enum SessionError {
     /// A statement failed or the connection broke.
     #[error("{}", describe(.0))]
     Postgres(#[from] tokio_postgres::Error),
     /// The server closed the connection without saying why.
     #[error("the server closed the connection")]
     Closed,
+    /// TLS could not be set up (an unreadable CA or key file).
+    #[error("{0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// `tokio_postgres::Error` displays a server error as only "db error"; the
@@ -75,12 +83,14 @@ pub(crate) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// Parses the connection string and fills in what a long-lived connection
+/// Parses the connection string (with libpq's TLS parameters; `tls`'s files
+/// apply where it names none) and fills in what a long-lived connection
 /// needs and the user did not set: a connect timeout, keepalives that notice
 /// a silently dead peer in about a minute rather than two hours, and an
 /// application name that shows up in `pg_stat_activity`.
-pub(crate) fn client_config(url: &str) -> Result<tokio_postgres::Config, tokio_postgres::Error> {
-    let mut config: tokio_postgres::Config = url.parse()?;
+pub(crate) fn client_config(url: &str, tls: &TlsFiles) -> Result<PgTarget, PgTargetError> {
+    let mut target = PgTarget::parse(url, tls)?;
+    let config = &mut target.config;
     if config.get_application_name().is_none() {
         config.application_name("wasmhook");
     }
@@ -96,7 +106,7 @@ pub(crate) fn client_config(url: &str) -> Result<tokio_postgres::Config, tokio_p
     if config.get_keepalives_retries().is_none() {
         config.keepalives_retries(3);
     }
-    Ok(config)
+    Ok(target)
 }
 
 /// Where a connection goes, for messages: user, hosts, ports and database
@@ -132,8 +142,8 @@ pub(crate) fn target(config: &tokio_postgres::Config) -> String {
 
 /// [`target`] of a connection string that may not parse.
 pub(crate) fn display_dsn(dsn: &str) -> String {
-    match dsn.parse::<tokio_postgres::Config>() {
-        Ok(config) => target(&config),
+    match PgTarget::parse(dsn, &TlsFiles::default()) {
+        Ok(parsed) => target(&parsed.config),
         Err(_) => "the connection string given".to_string(),
     }
 }
@@ -157,34 +167,22 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    /// Connects (without TLS) and starts driving the connection with
-    /// `poll_message`, the one way to see notifications.
+    /// Connects (over TLS unless `sslmode=disable`) and starts driving the
+    /// connection with `poll_message`, the one way to see notifications.
     pub(crate) async fn connect(
-        config: &tokio_postgres::Config,
+        target: &PgTarget,
         notifications: Notifications,
-    ) -> Result<Session, tokio_postgres::Error> {
-        let (client, mut connection) = config.connect(tokio_postgres::NoTls).await?;
-        let driver = tokio::spawn(async move {
-            let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
-            while let Some(message) = messages.next().await {
-                match message? {
-                    AsyncMessage::Notification(n) => match &notifications {
-                        Notifications::Queue(queue) => {
-                            if queue.send(n).await.is_err() {
-                                // Nobody reads any more: the session is over.
-                                return Ok(());
-                            }
-                        }
-                        Notifications::Wake(wake) => wake.notify_one(),
-                    },
-                    AsyncMessage::Notice(notice) => {
-                        debug!(notice = %notice, "PostgreSQL notice");
-                    }
-                    _ => {}
-                }
+    ) -> Result<Session, SessionError> {
+        let (client, driver) = match target.connector()? {
+            Some(tls) => {
+                let (client, connection) = target.config.connect(tls).await?;
+                (client, drive(connection, notifications))
             }
-            Ok(())
-        });
+            None => {
+                let (client, connection) = target.config.connect(tokio_postgres::NoTls).await?;
+                (client, drive(connection, notifications))
+            }
+        };
         Ok(Session { client, driver })
     }
 
@@ -195,6 +193,38 @@ impl Session {
             Ok(Ok(())) | Err(_) => SessionError::Closed,
         }
     }
+}
+
+/// Drives `connection` on a task of its own, handing notifications on.
+fn drive<S, T>(
+    mut connection: tokio_postgres::Connection<S, T>,
+    notifications: Notifications,
+) -> JoinHandle<Result<(), tokio_postgres::Error>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(message) = messages.next().await {
+            match message? {
+                AsyncMessage::Notification(n) => match &notifications {
+                    Notifications::Queue(queue) => {
+                        if queue.send(n).await.is_err() {
+                            // Nobody reads any more: the session is over.
+                            return Ok(());
+                        }
+                    }
+                    Notifications::Wake(wake) => wake.notify_one(),
+                },
+                AsyncMessage::Notice(notice) => {
+                    debug!(notice = %notice, "PostgreSQL notice");
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    })
 }
 
 impl Drop for Session {
@@ -210,8 +240,8 @@ pub async fn run(
     connected: Connected,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ListenError> {
-    let pg = client_config(&config.url)
-        .map_err(|e| ListenError(format!("{}: {}", display_dsn(&config.url), describe(&e))))?;
+    let pg = client_config(&config.url, &config.tls)
+        .map_err(|e| ListenError(format!("{}: {e}", display_dsn(&config.url))))?;
     let storing = Unanswered::new(pipeline, "PostgreSQL notifications");
     let wake_ups = WakeUps::default();
     // Notifications sent until we listen again are lost: that is what
@@ -263,7 +293,7 @@ impl WakeUps {
 
 async fn listen(
     config: &ListenConfig,
-    pg: &tokio_postgres::Config,
+    pg: &PgTarget,
     storing: &Unanswered,
     wake_ups: &WakeUps,
     link: &mut super::Link,
@@ -276,7 +306,7 @@ async fn listen(
         .batch_execute(&format!("LISTEN {}", quote_ident(&config.channel)))
         .await?;
     link.up();
-    info!(server = %target(pg), channel = %config.channel, "PostgreSQL source listening");
+    info!(server = %target(&pg.config), channel = %config.channel, "PostgreSQL source listening");
     let source = format!("postgres:{}", config.channel);
     let mut received = Vec::with_capacity(BATCH);
     loop {
@@ -326,15 +356,19 @@ mod tests {
 
     #[test]
     fn long_lived_connections_get_timeouts_unless_set() {
-        let config = client_config("postgres://app@db:5432/app").unwrap();
+        let config = client_config("postgres://app@db:5432/app", &TlsFiles::default())
+            .unwrap()
+            .config;
         assert_eq!(config.get_application_name(), Some("wasmhook"));
         assert_eq!(config.get_connect_timeout(), Some(&Duration::from_secs(10)));
         assert_eq!(config.get_keepalives_idle(), Duration::from_secs(30));
 
         let config = client_config(
             "postgres://app@db/app?application_name=billing&connect_timeout=3&keepalives_idle=600",
+            &TlsFiles::default(),
         )
-        .unwrap();
+        .unwrap()
+        .config;
         assert_eq!(config.get_application_name(), Some("billing"));
         assert_eq!(config.get_connect_timeout(), Some(&Duration::from_secs(3)));
         assert_eq!(config.get_keepalives_idle(), Duration::from_secs(600));
@@ -358,6 +392,6 @@ mod tests {
 
     #[test]
     fn a_bad_connection_string_is_an_error_not_a_panic() {
-        assert!(client_config("postgres://app@db:notaport/app").is_err());
+        assert!(client_config("postgres://app@db:notaport/app", &TlsFiles::default()).is_err());
     }
 }

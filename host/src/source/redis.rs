@@ -21,6 +21,8 @@ pub struct PubSubConfig {
     pub url: String,
     /// Channels or patterns.
     pub channels: Vec<String>,
+    /// `[observers] tls`: a private CA and a client certificate.
+    pub tls: crate::tls::TlsFiles,
 }
 
 /// Why the Redis source could not start.
@@ -37,11 +39,40 @@ pub(crate) fn is_pattern(channel: &str) -> bool {
 }
 
 /// Opens a client for `url`; the URL is checked here, connections later.
-pub(crate) fn client(url: &str) -> Result<redis::Client, RedisError> {
-    redis::Client::open(url).map_err(|e| RedisError {
+/// `rediss://` URLs speak TLS: with the system's CAs, or `tls`'s CA and
+/// client certificate when it names them.
+pub(crate) fn client(url: &str, tls: &crate::tls::TlsFiles) -> Result<redis::Client, RedisError> {
+    let failed = |message: String| RedisError {
         url: super::redact(url),
-        message: e.to_string(),
-    })
+        message,
+    };
+    if tls.is_empty() {
+        return redis::Client::open(url).map_err(|e| failed(e.to_string()));
+    }
+    if !url.starts_with("rediss://") {
+        return Err(failed(
+            "observers.tls applies to TLS connections: use a rediss:// URL".into(),
+        ));
+    }
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| failed(format!("{}: {e}", path.display())))
+    };
+    let client_tls = match (&tls.cert_file, &tls.key_file) {
+        (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
+            client_cert: read(cert)?,
+            client_key: read(key)?,
+        }),
+        _ => None,
+    };
+    let root_cert = tls.ca_file.as_deref().map(read).transpose()?;
+    redis::Client::build_with_tls(
+        url,
+        redis::TlsCertificates {
+            client_tls,
+            root_cert,
+        },
+    )
+    .map_err(|e| failed(e.to_string()))
 }
 
 /// Runs until `shutdown` turns true; reconnects (with backoff) by itself.
@@ -51,7 +82,7 @@ pub async fn run(
     connected: Connected,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), RedisError> {
-    let client = client(&config.url)?;
+    let client = client(&config.url, &config.tls)?;
     let storing = Unanswered::new(pipeline, "Redis messages");
     super::reconnecting(
         super::Link::new(Some(connected)),
@@ -127,7 +158,16 @@ mod tests {
 
     #[test]
     fn a_bad_url_is_named() {
-        let e = client("http://nope").unwrap_err().to_string();
+        let none = crate::tls::TlsFiles::default();
+        let e = client("http://nope", &none).unwrap_err().to_string();
         assert!(e.starts_with("Redis http://nope:"), "{e}");
+        let with_ca = crate::tls::TlsFiles {
+            ca_file: Some("/ca.pem".into()),
+            ..none
+        };
+        let e = client("redis://127.0.0.1:6379", &with_ca)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("use a rediss:// URL"), "{e}");
     }
 }

@@ -41,6 +41,8 @@ pub struct StreamsConfig {
     pub claim_idle: Duration,
     /// Entries per read, and so per durable write.
     pub batch_size: usize,
+    /// `[observers] tls`: a private CA and a client certificate.
+    pub tls: crate::tls::TlsFiles,
 }
 
 /// Runs until `shutdown` turns true; reconnects (with backoff) by itself.
@@ -50,7 +52,7 @@ pub async fn run(
     connected: Connected,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), super::redis::RedisError> {
-    let client = super::redis::client(&config.url)?;
+    let client = super::redis::client(&config.url, &config.tls)?;
     super::reconnecting(
         super::Link::new(Some(connected)),
         &mut shutdown,
@@ -270,6 +272,7 @@ mod tests {
             field: "payload".into(),
             claim_idle: Duration::from_secs(30),
             batch_size: 10,
+            tls: Default::default(),
         }
     }
 

@@ -39,6 +39,7 @@ pub fn wasmhook_env(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> (i32, St
 pub struct Running {
     pub child: Child,
     pub port: u16,
+    log: std::path::PathBuf,
 }
 
 impl Running {
@@ -53,14 +54,14 @@ impl Running {
         port: u16,
         env: &[(&str, &str)],
     ) -> Running {
-        let log = std::fs::File::create(cwd.join(format!(
+        let log_path = cwd.join(format!(
             "wasmhook-{}.log",
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap()
                 .as_nanos()
-        )))
-        .unwrap();
+        ));
+        let log = std::fs::File::create(&log_path).unwrap();
         let child = Command::new(binary())
             .args(["run", "--config"])
             .arg(config_path)
@@ -72,7 +73,16 @@ impl Running {
             .spawn()
             .unwrap();
         wait_for_port(port, Duration::from_secs(15)).await.unwrap();
-        Running { child, port }
+        Running {
+            child,
+            port,
+            log: log_path,
+        }
+    }
+
+    /// What the process has logged so far (at debug level).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     pub fn url(&self, path: &str) -> String {

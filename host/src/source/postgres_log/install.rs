@@ -34,12 +34,12 @@ pub enum InstallError {
         error: NameError,
     },
     /// The connection string does not parse.
-    #[error("{}", postgres::describe(.0))]
-    Dsn(tokio_postgres::Error),
+    #[error("{0}")]
+    Dsn(crate::tls::postgres::PgTargetError),
     /// The server could not be reached or refused us. The caller names the
     /// server: it holds the connection string.
-    #[error("cannot connect: {}", postgres::describe(.0))]
-    Connect(tokio_postgres::Error),
+    #[error("cannot connect: {0}")]
+    Connect(postgres::SessionError),
     /// A statement failed.
     #[error("{what}: {}", postgres::describe(error))]
     Sql {
@@ -237,7 +237,8 @@ fn parse_all(tables: &[String]) -> Result<Vec<TableName>, InstallError> {
 }
 
 async fn connect(dsn: &str) -> Result<Session, InstallError> {
-    let config = postgres::client_config(dsn).map_err(InstallError::Dsn)?;
+    let config = postgres::client_config(dsn, &crate::tls::TlsFiles::default())
+        .map_err(InstallError::Dsn)?;
     // Install never LISTENs: nobody waits for this wake-up.
     let wake = std::sync::Arc::new(tokio::sync::Notify::new());
     Session::connect(&config, Notifications::Wake(wake))

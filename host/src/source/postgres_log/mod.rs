@@ -70,6 +70,8 @@ pub struct LogConfig {
     pub poll_interval: Duration,
     /// How long done rows are kept.
     pub retention: Duration,
+    /// `[observers] tls`: a private CA and a client certificate.
+    pub tls: crate::tls::TlsFiles,
 }
 
 /// Why the PostgreSQL log source stopped: only a configuration it cannot
@@ -158,13 +160,8 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), LogError> {
     let table = TableName::parse(&config.table).map_err(|e| LogError(e.to_string()))?;
-    let pg = postgres::client_config(&config.url).map_err(|e| {
-        LogError(format!(
-            "{}: {}",
-            postgres::display_dsn(&config.url),
-            postgres::describe(&e)
-        ))
-    })?;
+    let pg = postgres::client_config(&config.url, &config.tls)
+        .map_err(|e| LogError(format!("{}: {e}", postgres::display_dsn(&config.url))))?;
     // The rows wait in the table; nothing is lost while we are away.
     super::reconnecting(
         super::Link::new(Some(connected)),
@@ -251,7 +248,7 @@ fn expire_sql(table: &TableName) -> String {
 async fn consume(
     config: &LogConfig,
     table: &TableName,
-    pg: &tokio_postgres::Config,
+    pg: &crate::tls::postgres::PgTarget,
     pipeline: &Pipeline,
     link: &mut super::Link,
     shutdown: &mut watch::Receiver<bool>,
@@ -265,7 +262,7 @@ async fn consume(
         .batch_execute(&format!("LISTEN {}", quote_ident(&config.channel)))
         .await?;
     link.up();
-    info!(server = %postgres::target(pg), table = %table, channel = %config.channel, "PostgreSQL event-log source consuming");
+    info!(server = %postgres::target(&pg.config), table = %table, channel = %config.channel, "PostgreSQL event-log source consuming");
     let mut last_lag: Option<Instant> = None;
     let mut last_expiry: Option<Instant> = None;
     loop {
