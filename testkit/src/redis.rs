@@ -67,6 +67,15 @@ impl RedisServer {
     ///
     /// As [`RedisServer::start`].
     pub async fn start_with(port: u16, dir: &Path, fsync: Fsync) -> Result<RedisServer> {
+        RedisServer::launch(port, dir, fsync, None).await
+    }
+
+    async fn launch(
+        port: u16,
+        dir: &Path,
+        fsync: Fsync,
+        tls: Option<RedisTls>,
+    ) -> Result<RedisServer> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let logs = tempfile::Builder::new()
             .prefix("wasmhook-redis-")
@@ -76,7 +85,7 @@ impl RedisServer {
             port,
             dir: dir.to_path_buf(),
             fsync,
-            tls: None,
+            tls,
             log: logs.path().join("redis.log"),
             child: None,
             _logs: logs,
@@ -99,26 +108,12 @@ impl RedisServer {
         ca_file: &Path,
         client_certs: bool,
     ) -> Result<RedisServer> {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let logs = tempfile::Builder::new()
-            .prefix("wasmhook-redis-")
-            .tempdir()
-            .context("creating the redis-server log directory")?;
-        let mut server = RedisServer {
-            port,
-            dir: dir.to_path_buf(),
-            fsync: Fsync::Always,
-            tls: Some(RedisTls {
-                server,
-                ca_file: ca_file.to_path_buf(),
-                client_certs,
-            }),
-            log: logs.path().join("redis.log"),
-            child: None,
-            _logs: logs,
+        let tls = RedisTls {
+            server,
+            ca_file: ca_file.to_path_buf(),
+            client_certs,
         };
-        server.restart().await?;
-        Ok(server)
+        RedisServer::launch(port, dir, Fsync::Always, Some(tls)).await
     }
 
     /// Starts it again on the same port and directory (after

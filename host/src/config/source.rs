@@ -124,6 +124,22 @@ fn own_consumer(consumer: String) -> Result<String, ConfigError> {
 
 /// Checks `[observers]` for the chosen backend. Keys of other backends are
 /// ignored, so switching backends is a one-line change.
+/// A file the config names (`key`), relative to the config file's folder
+/// (`base`), checked to exist now rather than at each connect.
+fn readable(
+    value: &Option<String>,
+    key: &str,
+    base: &std::path::Path,
+) -> Result<Option<std::path::PathBuf>, ConfigError> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    let path = base.join(value);
+    std::fs::metadata(&path)
+        .map_err(|e| invalid(key, format!("cannot read {}: {e}", path.display())))?;
+    Ok(Some(path))
+}
+
 /// `[observers] tls`, its files relative to the config file's folder
 /// (`base`) and checked to be readable now rather than at each connect.
 pub(super) fn tls_files(
@@ -133,24 +149,10 @@ pub(super) fn tls_files(
     let Some(raw) = raw else {
         return Ok(TlsFiles::default());
     };
-    let file =
-        |value: &Option<String>, key: &str| -> Result<Option<std::path::PathBuf>, ConfigError> {
-            let Some(value) = value else {
-                return Ok(None);
-            };
-            let path = base.join(value);
-            std::fs::metadata(&path).map_err(|e| {
-                invalid(
-                    format!("observers.tls.{key}"),
-                    format!("cannot read {}: {e}", path.display()),
-                )
-            })?;
-            Ok(Some(path))
-        };
     let files = TlsFiles {
-        ca_file: file(&raw.ca_file, "ca_file")?,
-        cert_file: file(&raw.cert_file, "cert_file")?,
-        key_file: file(&raw.key_file, "key_file")?,
+        ca_file: readable(&raw.ca_file, "observers.tls.ca_file", base)?,
+        cert_file: readable(&raw.cert_file, "observers.tls.cert_file", base)?,
+        key_file: readable(&raw.key_file, "observers.tls.key_file", base)?,
     };
     if files.cert_file.is_some() != files.key_file.is_some() {
         return Err(invalid(
@@ -169,20 +171,6 @@ pub(super) fn nats_auth(
     tls: &TlsFiles,
     base: &std::path::Path,
 ) -> Result<NatsAuth, ConfigError> {
-    let readable =
-        |value: &Option<String>, key: &str| -> Result<Option<std::path::PathBuf>, ConfigError> {
-            let Some(value) = value else {
-                return Ok(None);
-            };
-            let path = base.join(value);
-            std::fs::metadata(&path).map_err(|e| {
-                invalid(
-                    format!("observers.{key}"),
-                    format!("cannot read {}: {e}", path.display()),
-                )
-            })?;
-            Ok(Some(path))
-        };
     let user = match (&raw.user, &raw.password) {
         (Some(user), Some(password)) => Some((user.clone(), password.clone())),
         (None, None) => None,
@@ -191,8 +179,8 @@ pub(super) fn nats_auth(
     let auth = NatsAuth {
         token: raw.token.clone().filter(|t| !t.is_empty()),
         user,
-        nkey_seed_file: readable(&raw.nkey_seed_file, "nkey_seed_file")?,
-        credentials_file: readable(&raw.credentials_file, "credentials_file")?,
+        nkey_seed_file: readable(&raw.nkey_seed_file, "observers.nkey_seed_file", base)?,
+        credentials_file: readable(&raw.credentials_file, "observers.credentials_file", base)?,
         tls: tls.clone(),
     };
     let methods = [
