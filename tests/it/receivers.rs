@@ -72,6 +72,37 @@ async fn a_receiver_slower_than_the_timeout_gets_retried_until_it_keeps_up() {
     wasmhook.stop().await;
 }
 
+/// A webhook's own `timeout` wins over `[webhooks] request_timeout_ms`:
+/// the same slow receiver that times out the global 300 ms answers within
+/// the webhook's 2 s, so nothing fails.
+#[tokio::test]
+async fn a_webhooks_own_timeout_overrides_the_global_one() {
+    let receiver = TestReceiver::start().await;
+    receiver.set_delay(Duration::from_millis(600));
+    let text = config(&receiver.url("/patient"), "").replace(
+        &format!("url = \"{}\"\n", receiver.url("/patient")),
+        &format!("url = \"{}\"\ntimeout = \"2s\"\n", receiver.url("/patient")),
+    );
+    assert!(text.contains("timeout = \"2s\""), "{text}");
+    let wasmhook = InProcess::start(&text).await;
+    wasmhook.post_events(orders(0..5)).await;
+    receiver
+        .wait_until("every event", Duration::from_secs(30), |r| {
+            delivered_ids(r).len() == 5
+        })
+        .await;
+    let failures =
+        crate::utils::metric_sum(&wasmhook.metrics().await, "wasmhook_webhook_failure_total")
+            .unwrap_or(0.0);
+    assert_eq!(failures, 0.0, "no attempt timed out");
+    assert_eq!(
+        receiver.requests().len(),
+        5,
+        "each delivered at the first attempt"
+    );
+    wasmhook.stop().await;
+}
+
 #[tokio::test]
 async fn half_the_answers_failing_loses_nothing() {
     let receiver = TestReceiver::start().await;

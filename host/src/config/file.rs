@@ -252,6 +252,8 @@ pub(super) struct WebhookSection {
     pub ordering: Option<String>,
     pub batch: Option<BatchSection>,
     pub signing: Option<WebhookSigning>,
+    #[serde(default, deserialize_with = "duration")]
+    pub timeout: Option<Duration>,
 }
 
 /// A webhook's `signing`: `false`, or a table like `[webhooks.signing]`.

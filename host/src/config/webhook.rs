@@ -134,6 +134,12 @@ pub(super) fn resolve(
         },
         controls,
         signing,
+        timeout: match raw.timeout {
+            Some(timeout) if timeout.is_zero() => {
+                return Err(invalid(format!("{key}.timeout"), "must be greater than 0"))
+            }
+            timeout => timeout,
+        },
     })
 }
 

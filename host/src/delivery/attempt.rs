@@ -189,10 +189,11 @@ impl Shared {
         payload: &Payload,
     ) -> Result<Verdict, StoreError> {
         let count = members.len();
-        let signing = self
+        let webhook = self
             .observer(&members[0].delivery.observer)
-            .and_then(|o| o.webhooks.get(members[0].delivery.webhook))
-            .and_then(|w| w.signing.as_ref());
+            .and_then(|o| o.webhooks.get(members[0].delivery.webhook));
+        let signing = webhook.and_then(|w| w.signing.as_ref());
+        let timeout = webhook.and_then(|w| w.timeout);
         // A batch has no one event: it is named by its request id.
         let event_id = match members.as_slice() {
             [only] => only.delivery.event.id.as_str(),
@@ -200,7 +201,7 @@ impl Shared {
         };
         let (attempt, result, retry_after) = self
             .sender
-            .attempt(request_id, event_id, payload, signing)
+            .attempt(request_id, event_id, payload, signing, timeout)
             .await;
         let took = Duration::from_millis(attempt.duration_ms);
         let healthy = healthy(&result);

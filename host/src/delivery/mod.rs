@@ -101,11 +101,14 @@ impl Sender {
         event_id: &str,
         payload: &Payload,
         signing: Option<&Option<Signer>>,
+        timeout: Option<Duration>,
     ) -> (Attempt, AttemptResult, Option<Duration>) {
         let at_ms = now_ms();
         let started = Instant::now();
         let signer = signing.unwrap_or(&self.signer).as_ref();
-        let result = self.send(delivery_id, event_id, payload, signer).await;
+        let result = self
+            .send(delivery_id, event_id, payload, signer, timeout)
+            .await;
         let duration_ms = started.elapsed().as_millis() as u64;
         let (status, error, retry_after) = match &result {
             Ok(answer) => (Some(answer.status), answer.body.clone(), answer.retry_after),
@@ -134,6 +137,7 @@ impl Sender {
         event_id: &str,
         payload: &Payload,
         signer: Option<&Signer>,
+        timeout: Option<Duration>,
     ) -> Result<Answer, SendError> {
         let method = reqwest::Method::from_bytes(payload.method.as_bytes())
             .map_err(|_| SendError::Unsendable(format!("invalid method {:?}", payload.method)))?;
@@ -170,6 +174,9 @@ impl Sender {
             {
                 request = request.header(name, value);
             }
+        }
+        if let Some(timeout) = timeout {
+            request = request.timeout(timeout);
         }
         let mut response = request
             .body(payload.body.clone())

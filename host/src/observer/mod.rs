@@ -76,6 +76,9 @@ pub struct Webhook {
     /// `None`: the `[webhooks.signing]` signer; `Some(None)`: unsigned;
     /// `Some(Some(_))`: this webhook's own secrets or scheme.
     pub signing: Option<Option<crate::signing::Signer>>,
+    /// Its own whole-request timeout, instead of `[webhooks]
+    /// request_timeout_ms`.
+    pub timeout: Option<std::time::Duration>,
 }
 
 impl Webhook {
@@ -236,6 +239,7 @@ mod tests {
             },
             controls: Default::default(),
             signing: None,
+            timeout: None,
         }
     }
 
