@@ -176,3 +176,84 @@ async fn no_secret_reaches_logs_metrics_dlq_listings_or_errors() {
         );
     }
 }
+
+/// The buses' credentials (a NATS token and password, a PostgreSQL and a
+/// Redis password) stay out of `check`, of the errors of a refused
+/// connection and of the debug log, whether they sit in keys or in URLs.
+#[tokio::test]
+async fn bus_credentials_stay_out_of_check_errors_and_logs() {
+    const NATS_TOKEN: &str = "nats-token-7c1e55";
+    const NATS_PASSWORD: &str = "nats-pass-2b9f04";
+    const PG_PASSWORD: &str = "pg-pass-5d3a7e";
+    const REDIS_PASSWORD: &str = "redis-pass-8e6c12";
+    let dir = tempfile::tempdir().unwrap();
+    // A server that wants another token: the connection is refused.
+    let nats = crate::utils::NatsServer::start().await.unwrap();
+    let mut outputs = Vec::new();
+    for (name, observers) in [
+        (
+            "nats",
+            format!(
+                "backend = \"nats\"\nnats_url = \"nats://app:{NATS_PASSWORD}@127.0.0.1:{}\"",
+                nats.port
+            ),
+        ),
+        (
+            "nats-token",
+            format!(
+                "backend = \"jetstream\"\nnats_url = \"{}\"\ntoken = \"${{NATS_TOKEN}}\"",
+                nats.url()
+            ),
+        ),
+        (
+            "postgres",
+            format!(
+                "backend = \"postgres\"\npostgres_url = \"postgres://app:{PG_PASSWORD}@127.0.0.1:{}/app?sslmode=require\"",
+                free_port()
+            ),
+        ),
+        (
+            "redis",
+            format!(
+                "backend = \"redis-streams\"\nredis_url = \"rediss://app:{REDIS_PASSWORD}@127.0.0.1:{}\"",
+                free_port()
+            ),
+        ),
+    ] {
+        let port = free_port();
+        let config = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\npath = \"db-{name}\"\n\
+                 [observers]\n{observers}\n\
+                 [[observer]]\nname = \"o\"\nentity = \"order\"\n[[observer.webhook]]\nurl = \"http://127.0.0.1:9/x\"\n"
+            ),
+        )
+        .unwrap();
+        let env = [("NATS_TOKEN", NATS_TOKEN)];
+        let (code, out, err) =
+            wasmhook_env(&["check", "--config", config.to_str().unwrap()], dir.path(), &env);
+        assert_eq!(code, 0, "{name}: {out}{err}");
+        outputs.push(out);
+        outputs.push(err);
+        // Running against a server that refuses or is not there: errors
+        // and retries are logged at debug level.
+        let running = Running::start_with_env(&config, dir.path(), port, &env).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        outputs.push(running.log());
+    }
+    let all = outputs.join("\n");
+    assert!(
+        all.contains("reconnecting") || all.contains("NATS"),
+        "the failures were logged: {all}"
+    );
+    for secret in [NATS_TOKEN, NATS_PASSWORD, PG_PASSWORD, REDIS_PASSWORD] {
+        let holder = outputs.iter().find(|o| o.contains(secret));
+        assert!(
+            holder.is_none(),
+            "{secret} leaked in:\n{}",
+            holder.map_or("", |h| h.as_str())
+        );
+    }
+}
