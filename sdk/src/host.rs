@@ -53,6 +53,17 @@ mod imports {
     pub(super) fn config() -> String {
         host::config()
     }
+
+    // Only the roles that handle events import `event-context`.
+    #[cfg(feature = "condition")]
+    use crate::roles::condition::bindings::wasmhook::plugin::event_context;
+    #[cfg(all(not(feature = "condition"), feature = "transform"))]
+    use crate::roles::transform::bindings::wasmhook::plugin::event_context;
+
+    #[cfg(any(feature = "condition", feature = "transform"))]
+    pub(super) fn metadata() -> String {
+        event_context::metadata()
+    }
 }
 
 #[cfg(target_arch = "wasm32")]
@@ -129,6 +140,16 @@ pub fn random_bytes(len: usize) -> Vec<u8> {
     bytes
 }
 
+/// What the envelope of the event being handled says beyond its rows, as a
+/// JSON object: FraiseQL's `tenant_id`, `user_id`, `actor_type`,
+/// `trace_context`, ...; Hasura's `trigger`, `schema`, `session`,
+/// `delivery_info`. `{}` when the envelope carries none. Condition and
+/// transform plugins only: the other roles handle no event.
+#[cfg(any(feature = "condition", feature = "transform"))]
+pub fn metadata() -> Value {
+    serde_json::from_str(&backend::metadata()).unwrap_or(Value::Object(Default::default()))
+}
+
 /// The plugin's `config` table from `NAME.toml`, as JSON.
 ///
 /// A missing table is `{}`.
@@ -175,6 +196,7 @@ pub mod testing {
 
     thread_local! {
         static CONFIG: RefCell<String> = RefCell::new("{}".to_string());
+        static METADATA: RefCell<String> = RefCell::new("{}".to_string());
         static RANDOM_STATE: Cell<u64> = const { Cell::new(0x9E37_79B9_7F4A_7C15) };
     }
 
@@ -211,6 +233,19 @@ pub mod testing {
     pub(crate) fn config() -> String {
         CONFIG.with(|config| config.borrow().clone())
     }
+
+    /// Sets the JSON that [`crate::metadata`] reads on this thread.
+    pub fn set_metadata(json: impl Into<String>) {
+        METADATA.with(|metadata| *metadata.borrow_mut() = json.into());
+    }
+
+    #[cfg_attr(
+        not(any(feature = "condition", feature = "transform")),
+        allow(dead_code)
+    )]
+    pub(crate) fn metadata() -> String {
+        METADATA.with(|metadata| metadata.borrow().clone())
+    }
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
@@ -222,6 +257,15 @@ mod tests {
     struct Config {
         #[serde(default)]
         threshold: f64,
+    }
+
+    #[cfg(any(feature = "condition", feature = "transform"))]
+    #[test]
+    fn metadata_reads_the_events_envelope_facts() {
+        assert_eq!(metadata(), serde_json::json!({}));
+        testing::set_metadata(r#"{"tenant_id": "t-1", "session": {"x-hasura-role": "user"}}"#);
+        assert_eq!(metadata()["tenant_id"], "t-1");
+        assert_eq!(metadata()["session"]["x-hasura-role"], "user");
     }
 
     #[test]

@@ -47,6 +47,8 @@ mod row;
 
 pub use error::{Error, ResultExt};
 pub use event::{Event, EventBuilder, Operation};
+#[cfg(any(feature = "condition", feature = "transform"))]
+pub use host::metadata;
 pub use host::{config, config_value, log, now_ms, random_bytes};
 pub use path::{get_path, get_path_mut};
 pub use payload::Payload;

@@ -1017,3 +1017,47 @@ async fn a_plugin_failing_in_a_row_is_suspended_and_its_deliveries_reach_the_dlq
         .await;
     wasmhook.stop().await;
 }
+
+/// A transform reads the event's metadata through `event-context`: a
+/// FraiseQL v2 event's tenant and actor reach the plugin, and an event
+/// without any gives it `{}`.
+#[tokio::test]
+async fn plugins_read_the_events_metadata() {
+    let receiver = TestReceiver::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("plugins");
+    install(
+        &dir,
+        "misbehave",
+        "meta",
+        Some("[config]\nmode = \"metadata\"\n"),
+    );
+    let config = plugins_config(
+        &dir,
+        &tmp.path().join("cache"),
+        &format!(
+            "[[observer]]\nname = \"orders\"\nentity = \"order\"\n\
+             [[observer.webhook]]\nurl = \"{}\"\ntransform = \"plugin:meta\"\n",
+            receiver.url("/meta")
+        ),
+    );
+    let wasmhook = InProcess::start(&config).await;
+    let v2 = json!({"id": "e-1", "event_type": "INSERT", "entity_type": "Order",
+        "entity_id": "1", "data": {"id": 1}, "changes": null, "user_id": "u-7",
+        "tenant_id": "t-1", "timestamp": "2026-12-07T04:14:57Z", "seq": 2, "actor_type": "user"});
+    let plain = fraiseql_order("created", json!({"id": 2}), None);
+    let (status, answer) = wasmhook.post_events(format!("{v2}\n{plain}")).await;
+    assert_eq!(status, 202, "{answer}");
+    let got = receiver
+        .wait_until("both", Duration::from_secs(20), |r| r.len() == 2)
+        .await;
+    let bodies: Vec<serde_json::Value> = got.iter().map(|r| r.json()).collect();
+    assert!(
+        bodies.contains(
+            &json!({"tenant_id": "t-1", "user_id": "u-7", "actor_type": "user", "seq": 2})
+        ),
+        "{bodies:?}"
+    );
+    assert!(bodies.contains(&json!({})), "{bodies:?}");
+    wasmhook.stop().await;
+}

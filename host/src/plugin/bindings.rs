@@ -18,6 +18,7 @@ pub mod transform {
         with: {
             "wasmhook:plugin/types": super::condition::wasmhook::plugin::types,
             "wasmhook:plugin/host": super::condition::wasmhook::plugin::host,
+            "wasmhook:plugin/event-context": super::condition::wasmhook::plugin::event_context,
         },
     });
 }
@@ -44,4 +45,4 @@ pub mod verifier {
     });
 }
 
-pub use condition::wasmhook::plugin::{host, types};
+pub use condition::wasmhook::plugin::{event_context, host, types};

@@ -79,9 +79,15 @@ impl Plugins {
     pub fn condition(&self, name: &str, event: &Event) -> Result<bool, PluginError> {
         self.measured(name, Role::Condition, |plugin| {
             let input = wit_event(event);
-            let answer = plugin.call(&self.runtime, "evaluate", |store, bound| match bound {
-                Bound::Condition(b) => b.wasmhook_plugin_condition().call_evaluate(store, &input),
-                _ => unreachable!("role checked by get"),
+            let metadata = metadata_json(event);
+            let answer = plugin.call(&self.runtime, "evaluate", |store, bound| {
+                store.data_mut().set_metadata(metadata);
+                match bound {
+                    Bound::Condition(b) => {
+                        b.wasmhook_plugin_condition().call_evaluate(store, &input)
+                    }
+                    _ => unreachable!("role checked by get"),
+                }
             })?;
             answer.map_err(|e| guest_error(&plugin.name, e))
         })
@@ -96,13 +102,17 @@ impl Plugins {
     ) -> Result<Transformed, PluginError> {
         self.measured(name, Role::Transform, |plugin| {
             let input = wit_event(event);
+            let metadata = metadata_json(event);
             let body = body.map(<[u8]>::to_vec);
-            let answer = plugin.call(&self.runtime, "transform", |store, bound| match bound {
-                Bound::Transform(b) => {
-                    b.wasmhook_plugin_transform()
-                        .call_transform(store, &input, body.as_deref())
+            let answer = plugin.call(&self.runtime, "transform", |store, bound| {
+                store.data_mut().set_metadata(metadata);
+                match bound {
+                    Bound::Transform(b) => {
+                        b.wasmhook_plugin_transform()
+                            .call_transform(store, &input, body.as_deref())
+                    }
+                    _ => unreachable!("role checked by get"),
                 }
-                _ => unreachable!("role checked by get"),
             })?;
             let payload = answer.map_err(|e| guest_error(&plugin.name, e))?;
             let limit = plugin.manifest.limits.max_output_bytes;
@@ -227,6 +237,12 @@ fn wit_event(event: &Event) -> types::Event {
         data: json_text(&event.data),
         old: event.old.as_ref().map(json_text),
     }
+}
+
+/// The event's metadata as a JSON object, what `event-context.metadata`
+/// answers during its calls.
+fn metadata_json(event: &Event) -> String {
+    serde_json::to_string(&event.meta).unwrap_or_else(|_| "{}".to_string())
 }
 
 /// A row as JSON text; a `Value` always serialises.

@@ -20,7 +20,7 @@ use wasmtime::{
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::{condition, encryption, host, transform, types, verifier};
+use super::bindings::{condition, encryption, event_context, host, transform, types, verifier};
 use super::manifest::{Isolation, Limits, Manifest};
 use super::{PluginError, Role, TrapKind};
 
@@ -53,9 +53,24 @@ const INSTANTIATE_FUEL_FACTOR: u64 = 20;
 pub(crate) struct State {
     plugin: Arc<str>,
     config_json: Arc<str>,
+    /// The current call's event metadata (JSON), for `event-context`.
+    metadata: String,
     limits: StoreLimits,
     wasi: WasiCtx,
     table: ResourceTable,
+}
+
+impl State {
+    /// Sets what `event-context.metadata` answers during the next call.
+    pub(crate) fn set_metadata(&mut self, metadata: String) {
+        self.metadata = metadata;
+    }
+}
+
+impl event_context::Host for State {
+    fn metadata(&mut self) -> String {
+        self.metadata.clone()
+    }
 }
 
 impl WasiView for State {
@@ -150,6 +165,9 @@ impl Runtime {
             .map_err(|e| PluginError::Runtime(format!("{e:#}")))?;
         host::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)
             .and_then(|()| types::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s))
+            .and_then(|()| {
+                event_context::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)
+            })
             .map_err(|e| PluginError::Runtime(format!("{e:#}")))?;
         let weak = engine.weak();
         std::thread::Builder::new()
@@ -264,6 +282,7 @@ impl Runtime {
         let state = State {
             plugin: plugin.name.clone(),
             config_json: plugin.config_json.clone(),
+            metadata: "{}".to_string(),
             limits: StoreLimitsBuilder::new()
                 .memory_size(limits.memory_bytes)
                 .trap_on_grow_failure(true)

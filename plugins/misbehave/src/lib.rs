@@ -36,6 +36,9 @@ enum Mode {
     Start,
     Remember,
     Sleep,
+    /// Not misbehaviour: answers with the event's metadata, so the host's
+    /// `event-context` can be tested.
+    Metadata,
 }
 
 /// The size of the `huge` body.
@@ -52,6 +55,7 @@ fn misbehave(event: &Event, body: Option<&[u8]>) -> Result<Payload, Error> {
         Mode::Huge => Ok(Payload::new(vec![b'x'; HUGE_BYTES]).with_content_type("text/plain")),
         Mode::Escape => escape(),
         Mode::Remember => remember(),
+        Mode::Metadata => Payload::json(&wasmhook_sdk::metadata()),
         Mode::Sleep => {
             // A WASI sleep (`monotonic-clock.subscribe-duration`, then
             // `pollable.block`): the guest waits in a host call, where no
