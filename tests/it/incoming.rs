@@ -319,3 +319,44 @@ entity = "shopify"
     assert_eq!(stripe["data"]["object"]["amount"], 100);
     wasmhook.stop().await;
 }
+
+/// FraiseQL 2.19's observer webhooks, signed as its `actions.rs` signs
+/// them (here by Python's hmac): `t=<unix>,v1=<hex>` over `"<t>.<body>"`
+/// in `X-FraiseQL-Signature-256`, with `X-FraiseQL-Event-Id`; a tampered
+/// body and a missing header are refused, and nothing of them is stored.
+#[tokio::test]
+async fn fraiseql_v2_webhooks_are_verified_as_fraiseql_signs_them() {
+    let receiver = TestReceiver::start().await;
+    let wasmhook = InProcess::start(&format!(
+        "[webhooks.incoming.fraiseql]\npath = \"/webhooks/fraiseql\"\nscheme = \"fraiseql-v2\"\nsecret = \"fq-secret\"\n\
+         [[observer]]\nname = \"from_fraiseql\"\nentity = \"fraiseql\"\n[[observer.webhook]]\nurl = \"{}\"\n",
+        receiver.url("/out")
+    ))
+    .await;
+    let url = wasmhook.url("/webhooks/fraiseql");
+    let body = json!({"id": "ord-1", "status": "shipped"}).to_string();
+    let t = now();
+    let (hex, _) = python_hmac("sha256", b"fq-secret", format!("{t}.{body}").as_bytes());
+    let headers = vec![
+        ("X-FraiseQL-Signature-256", format!("t={t},v1={hex}")),
+        (
+            "X-FraiseQL-Event-Id",
+            "0195f3a2-0000-7000-8000-00000000000c".to_string(),
+        ),
+    ];
+    let (status, answer) = send(&url, &headers, &body).await;
+    assert_eq!(status, 202, "{answer}");
+    let (status, _) = send(&url, &headers, "{\"id\": \"ord-2\"}").await;
+    assert_eq!(status, 401, "a tampered body");
+    let (status, _) = send(&url, &headers[1..], &body).await;
+    assert_eq!(status, 401, "no signature");
+    let got = receiver
+        .wait_until("the verified webhook", Duration::from_secs(20), |r| {
+            !r.is_empty()
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.requests().len(), 1);
+    assert_eq!(got[0].json()["id"], "ord-1");
+    wasmhook.stop().await;
+}
