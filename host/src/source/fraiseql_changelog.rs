@@ -259,10 +259,15 @@ async fn consume(
                 .source_lag(waiting.saturating_sub(ahead).max(0) as u64);
         }
         // The horizon is read before the rows: a gap whose transactions had
-        // all ended by then shows its rows in this read, if it has any.
-        let (horizon, _) = snapshot(&session.client, &statements).await?;
-        let closable =
-            watching.filter(|gap| horizon >= gap.horizon && position.gap() == Some(gap.row));
+        // all ended by then shows its rows in this read, if it has any. Only
+        // asked for while a gap is watched: most polls have none.
+        let closable = match watching.filter(|gap| position.gap() == Some(gap.row)) {
+            Some(gap) => {
+                let (horizon, _) = snapshot(&session.client, &statements).await?;
+                (horizon >= gap.horizon).then_some(gap)
+            }
+            None => None,
+        };
         let before = position.clone();
         let ahead: Vec<i64> = position.ahead.iter().copied().collect();
         let rows = session
