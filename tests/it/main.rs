@@ -5,6 +5,7 @@ mod cli;
 mod controls;
 mod crash;
 mod delivery;
+mod egress;
 mod fuzz_corpus;
 mod incoming;
 mod ingest;

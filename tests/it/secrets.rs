@@ -17,6 +17,7 @@ const BEARER: &str = "bearer-token-9d2c6a";
 const QUERY: &str = "query-token-4a7f13";
 const INCOMING: &str = "gh-incoming-secret-0c5e88";
 const INGEST: &str = "ingest-token-61d0b2";
+const PROXY: &str = "proxy-password-2e9b7c";
 
 #[tokio::test]
 async fn no_secret_reaches_logs_metrics_dlq_listings_or_errors() {
@@ -39,7 +40,8 @@ async fn no_secret_reaches_logs_metrics_dlq_listings_or_errors() {
              body = {{ id = \"{{{{ id }}}}\", email = \"{{{{ email }}}}\" }}\n\
              encryption = {{ algorithm = \"AES-256-GCM\", key = \"${{KEY}}\", fields = [\"email\"] }}\n\
              [[observer.webhook]]\nurl = \"{}\"\nsigning = {{ scheme = \"standard-webhooks\", secret = \"{STANDARD}\" }}\n\
-             [[observer.webhook]]\nurl = \"http://127.0.0.1:1/refused?api_key={QUERY}\"\n",
+             [[observer.webhook]]\nurl = \"http://127.0.0.1:1/refused?api_key={QUERY}\"\n\
+             [[observer.webhook]]\nurl = \"http://127.0.0.1:1/proxied\"\nproxy = \"http://relay:${{PROXY}}@127.0.0.1:1\"\n",
             receiver.url("/users"),
             receiver.url("/std")
         ),
@@ -52,6 +54,7 @@ async fn no_secret_reaches_logs_metrics_dlq_listings_or_errors() {
         ("KEY", ENCRYPTION),
         ("INCOMING", INCOMING),
         ("INGEST", INGEST),
+        ("PROXY", PROXY),
     ];
     let running = Running::start_with_env(&config, dir.path(), port, &env).await;
     let events: Vec<String> = (0..5)
@@ -107,14 +110,14 @@ async fn no_secret_reaches_logs_metrics_dlq_listings_or_errors() {
         if serde_json::from_str::<serde_json::Value>(&listing)
             .map(|v| v.as_array().map_or(0, Vec::len))
             .unwrap_or(0)
-            >= 15
+            >= 20
         {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let entries: serde_json::Value = serde_json::from_str(&listing).unwrap();
-    assert_eq!(entries.as_array().unwrap().len(), 15, "{listing}");
+    assert_eq!(entries.as_array().unwrap().len(), 20, "{listing}");
     let first = entries[0]["id"].as_str().unwrap().to_string();
     assert!(
         listing.contains("token=***"),
@@ -167,6 +170,7 @@ async fn no_secret_reaches_logs_metrics_dlq_listings_or_errors() {
         BEARER,
         QUERY,
         INCOMING,
+        PROXY,
     ] {
         let holder = outputs.iter().find(|o| o.contains(secret));
         assert!(

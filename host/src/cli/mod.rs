@@ -254,6 +254,9 @@ fn describe(config: &Config) -> String {
                 w.method,
                 crate::store::redact::url(&w.url)
             );
+            if let Some(egress) = w.egress.describe() {
+                let _ = writeln!(out, "       {egress}");
+            }
         }
     }
     let _ = writeln!(out, "schedules: {}", config.schedules.len());

@@ -103,6 +103,9 @@ pub(super) struct WebhooksSection {
     pub allowed_networks: Option<Vec<String>>,
     pub follow_redirects: Option<usize>,
     pub ca_file: Option<String>,
+    pub client_cert: Option<ClientCertSection>,
+    pub proxy: Option<String>,
+    pub no_proxy: Option<Vec<String>>,
     pub connect_timeout_ms: Option<u64>,
     pub request_timeout_ms: Option<u64>,
     pub max_concurrent: Option<usize>,
@@ -254,6 +257,25 @@ pub(super) struct WebhookSection {
     pub signing: Option<WebhookSigning>,
     #[serde(default, deserialize_with = "duration")]
     pub timeout: Option<Duration>,
+    pub client_cert: Option<Switched<ClientCertSection>>,
+    pub proxy: Option<Switched<String>>,
+    pub no_proxy: Option<Vec<String>>,
+}
+
+/// `client_cert = { cert_file, key_file }` (the key may be in `cert_file`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ClientCertSection {
+    pub cert_file: String,
+    pub key_file: Option<String>,
+}
+
+/// A webhook's own setting, or `false` to drop `[webhooks]`'s.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum Switched<T> {
+    Switch(bool),
+    Own(T),
 }
 
 /// A webhook's `signing`: `false`, or a table like `[webhooks.signing]`.

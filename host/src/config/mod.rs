@@ -11,6 +11,7 @@
 //! `retry`, `incoming` (receivers), `observer` and `webhook`, `schedule`.
 
 mod delivery;
+mod egress;
 mod env;
 mod file;
 mod incoming;
@@ -21,6 +22,7 @@ mod server;
 mod service;
 mod signing;
 mod source;
+mod suggest;
 mod webhook;
 
 pub use crate::source::SourceConfig;
@@ -28,6 +30,7 @@ pub use service::{DlqConfig, HttpConfig, LogConfig, PluginsConfig, ServerConfig}
 pub use webhook::decode_key;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::delivery::retry::RetryPolicy;
@@ -169,13 +172,13 @@ impl Config {
             ConfigError::Invalid {
                 key: format!("{shown}: {key}"),
                 // toml appends "in `table`", which the key already says.
-                message: e
-                    .into_inner()
-                    .to_string()
-                    .lines()
-                    .next()
-                    .unwrap_or_default()
-                    .to_string(),
+                message: suggest::unknown_field(
+                    e.into_inner()
+                        .to_string()
+                        .lines()
+                        .next()
+                        .unwrap_or_default(),
+                ),
             }
         })?;
         resolve(raw, path, env).map_err(|e| in_file(e, path))
@@ -238,7 +241,17 @@ fn resolve(
     let nats_auth = source::nats_auth(&raw.observers, &tls, base)?;
     let source = source::resolve(raw.observers, &server, &tls, &nats_auth)?;
     exposure.check(&server, &source)?;
-    let http = service::http(&raw.webhooks, path)?;
+    let mut http = service::http(&raw.webhooks, path)?;
+    let default_egress = Arc::new(egress::defaults(
+        raw.webhooks.client_cert.as_ref(),
+        raw.webhooks.proxy.as_deref(),
+        raw.webhooks.no_proxy.as_deref(),
+        base,
+    )?);
+    let outgoing = egress::Outgoing {
+        default: &default_egress,
+        base,
+    };
     let controls = delivery::resolve_global(&raw.webhooks, http.max_concurrent)?;
     let signer = signing::resolve(raw.webhooks.signing, "webhooks.signing")?;
     let retry = retry::resolve(
@@ -252,8 +265,23 @@ fn resolve(
     let metrics_namespace = service::metrics_namespace(raw.observability)?;
     let mut refs = Vec::new();
     let receivers = incoming::resolve_all(raw.webhooks.incoming, &mut refs)?;
-    let mut observers = observer::resolve_all(raw.observer, &receivers, &retry, env, &mut refs)?;
-    let schedules = schedule::resolve(raw.schedule, &retry, env, &mut refs, &mut observers)?;
+    let mut observers =
+        observer::resolve_all(raw.observer, &receivers, &retry, env, &outgoing, &mut refs)?;
+    let schedules = schedule::resolve(
+        raw.schedule,
+        &retry,
+        env,
+        &outgoing,
+        &mut refs,
+        &mut observers,
+    )?;
+    http.egresses = egress::intern(
+        default_egress.clone(),
+        observers
+            .iter_mut()
+            .flat_map(|o| o.webhooks.iter_mut())
+            .map(|w| &mut w.egress),
+    );
     let max_payload_bytes = positive(
         raw.webhooks.max_payload_bytes,
         10 * 1024 * 1024,

@@ -1,6 +1,7 @@
 //! `[[observer]]`: which events (entity, operations, condition), the retry
 //! policy, and its webhooks (`webhook`).
 
+use super::egress::Outgoing;
 use super::{compile_condition, file, invalid, retry, webhook, ConfigError, PluginRef};
 use crate::delivery::retry::RetryPolicy;
 use crate::event::Operation;
@@ -15,6 +16,7 @@ pub(super) fn resolve_all(
     receivers: &[Receiver],
     retry: &RetryPolicy,
     env: &dyn Fn(&str) -> Option<String>,
+    outgoing: &Outgoing<'_>,
     refs: &mut Vec<PluginRef>,
 ) -> Result<Vec<Observer>, ConfigError> {
     let receiver_names: Vec<String> = receivers
@@ -33,7 +35,15 @@ pub(super) fn resolve_all(
         // Events from a receiver carry the provider's event types
         // (`push`), not INSERT/UPDATE/DELETE.
         let any_operation = receiver_names.contains(&section.entity.trim().to_ascii_lowercase());
-        observers.push(resolve(section, &key, retry, env, refs, any_operation)?);
+        observers.push(resolve(
+            section,
+            &key,
+            retry,
+            env,
+            outgoing,
+            refs,
+            any_operation,
+        )?);
     }
     Ok(observers)
 }
@@ -43,6 +53,7 @@ fn resolve(
     key: &str,
     global_retry: &RetryPolicy,
     env: &dyn Fn(&str) -> Option<String>,
+    outgoing: &Outgoing<'_>,
     refs: &mut Vec<PluginRef>,
     any_operation: bool,
 ) -> Result<Observer, ConfigError> {
@@ -79,7 +90,7 @@ fn resolve(
         .webhook
         .into_iter()
         .enumerate()
-        .map(|(i, w)| webhook::resolve(w, &format!("{key}.webhook[{i}]"), env, refs))
+        .map(|(i, w)| webhook::resolve(w, &format!("{key}.webhook[{i}]"), env, outgoing, refs))
         .collect::<Result<_, _>>()?;
     Ok(Observer {
         name: raw.name,

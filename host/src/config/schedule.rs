@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use super::egress::Outgoing;
 use super::{file, invalid, retry, webhook, ConfigError, PluginRef};
 use crate::delivery::retry::RetryPolicy;
 use crate::event::Operation;
@@ -20,6 +21,7 @@ pub(super) fn resolve(
     raw: Vec<file::ScheduleSection>,
     global_retry: &RetryPolicy,
     env: &dyn Fn(&str) -> Option<String>,
+    outgoing: &Outgoing<'_>,
     refs: &mut Vec<PluginRef>,
     observers: &mut Vec<Observer>,
 ) -> Result<Vec<CronSchedule>, ConfigError> {
@@ -76,9 +78,12 @@ pub(super) fn resolve(
                     format!("{key}.{path}")
                 };
                 let message = e.into_inner().to_string();
-                invalid(at, message.lines().next().unwrap_or_default())
+                invalid(
+                    at,
+                    super::suggest::unknown_field(message.lines().next().unwrap_or_default()),
+                )
             })?;
-        let mut webhook = webhook::resolve(webhook, &key, env, refs)?;
+        let mut webhook = webhook::resolve(webhook, &key, env, outgoing, refs)?;
         // Its position, as for an unnamed observer webhook: the admin API
         // switches it as `schedule:NAME/0`.
         webhook.name = "0".into();

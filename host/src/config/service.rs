@@ -44,6 +44,9 @@ pub struct HttpConfig {
     /// Extra trusted CA certificates (PEM) for HTTPS receivers, e.g. a
     /// private CA; read at start-up.
     pub ca_pem: Option<Vec<u8>>,
+    /// The distinct ways webhooks leave (client certificate, proxy), the
+    /// `[webhooks]` one first; each gets its own HTTP client.
+    pub egresses: Vec<std::sync::Arc<crate::delivery::egress::Egress>>,
 }
 
 /// How long and how much the DLQ keeps.
@@ -158,6 +161,7 @@ pub(super) fn http(raw: &file::WebhooksSection, path: &Path) -> Result<HttpConfi
                 Some(pem)
             }
         },
+        egresses: Vec::new(),
     })
 }
 

@@ -126,6 +126,10 @@ fn errors_name_the_file_and_key() {
     for (text, expected) in [
         ("[server]\nlisten = \"nope\"".to_string(), "wasmhook.toml: server.listen: \"nope\" is not an address"),
         ("[server]\nlistn = 1".to_string(), "wasmhook.toml: server.listn: unknown field `listn`, expected one of `listen`"),
+        ("[server]\nlistn = 1".to_string(), "; did you mean `listen`?"),
+        ("[webhooks.retry]\nmax_attempt = 1".to_string(), "webhooks.retry.max_attempt: unknown field `max_attempt`, expected one of"),
+        ("[webhooks.retry]\nmax_attempt = 1".to_string(), "; did you mean `max_attempts`?"),
+        ("[[schedule]]\nname = \"s\"\ncron = \"* * * * *\"\nurll = \"http://x/\"".to_string(), "did you mean `url`?"),
         ("[observers]\nbackend = \"kafka\"".to_string(), "observers.backend: \"kafka\" is not a known backend"),
         ("[observers]\nbackend = \"postgres\"".to_string(), "observers.postgres_url: backend \"postgres\" needs a connection string"),
         ("[observers]\nbackend = \"postgres-log\"\npostgres_url = \"postgres://a:pw@h/db\"\nlog_table = \"Log; drop\"".to_string(), "observers.log_table: \"Log; drop\" is not a table name"),
@@ -163,6 +167,14 @@ fn errors_name_the_file_and_key() {
         (webhook_config("ordering = \"entity\"\nbatch = { size = 5 }"), "ordering = \"entity\" and batch cannot be combined"),
         (webhook_config("rate_limit = { max_per_second = 0 }"), "webhook[0].rate_limit.max_per_second: must be a number greater than 0"),
         (webhook_config("batch = { size = 0 }"), "webhook[0].batch.size: must be greater than 0"),
+        (webhook_config("proxy = true"), "webhook[0].proxy: give the proxy's URL, or false"),
+        (webhook_config("client_cert = true"), "webhook[0].client_cert: give { cert_file, key_file }"),
+        (webhook_config("client_cert = { cert_file = \"/no/such.pem\", key_file = \"k.pem\" }"), "webhook[0].client_cert.cert_file: cannot read /no/such.pem"),
+        (webhook_config("no_proxy = [\"a.example\"]"), "webhook[0].no_proxy: no_proxy lists hosts that skip the proxy, and this webhook has none"),
+        (webhook_config("proxy = \"ftp://u:hunter2@p:21\""), "webhook[0].proxy: \"ftp://u:***@p/\" is not an http://"),
+        ("[webhooks]\nno_proxy = [\"a\"]".to_string(), "webhooks.no_proxy: no_proxy lists hosts that skip the proxy; set webhooks.proxy too"),
+        ("[webhooks]\nproxy = \"http://p:3128\"\nno_proxy = [\"a,b\"]".to_string(), "webhooks.no_proxy: no_proxy entry \"a,b\" must be one host"),
+        ("[webhooks]\nproxy = \"not a url\"".to_string(), "webhooks.proxy: not a URL"),
         ("[webhooks.rate_limiting]\nenabled = true".to_string(), "webhooks.rate_limiting.max_per_second: rate limiting is enabled but max_per_second is not set"),
         ("[webhooks.rate_limiting]\nmax_per_second = 5\nper = \"ip\"".to_string(), "webhooks.rate_limiting.per: \"ip\" is not \"destination\" or \"webhook\""),
         ("[webhooks.circuit_breaker]\nfailure_threshold = 0".to_string(), "webhooks.circuit_breaker.failure_threshold: must be greater than 0"),
@@ -177,6 +189,33 @@ fn errors_name_the_file_and_key() {
         let message = load(&text).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(message.contains(expected), "{text:?}\n  gave: {message}\n  want: {expected}");
     }
+}
+
+/// Webhooks that leave the same way share one egress (one HTTP client);
+/// a webhook's own proxy or `false` makes another.
+#[test]
+fn webhooks_inherit_the_proxy_and_share_egresses() {
+    let config = load(
+        "[webhooks]\nproxy = \"http://user:pw@proxy.internal:3128\"\nno_proxy = [\"internal.example\"]\n\
+         [[observer]]\nname = \"o\"\nentity = \"order\"\n\
+         [[observer.webhook]]\nurl = \"http://a/\"\n\
+         [[observer.webhook]]\nurl = \"http://b/\"\n\
+         [[observer.webhook]]\nurl = \"http://c/\"\nproxy = false\n\
+         [[observer.webhook]]\nurl = \"http://d/\"\nno_proxy = [\"d\"]\n\
+         [[observer.webhook]]\nurl = \"http://e/\"\nproxy = false\n",
+    )
+    .unwrap();
+    let webhooks = &config.observers[0].webhooks;
+    assert_eq!(config.http.egresses.len(), 3, "{:?}", config.http.egresses);
+    assert!(Arc::ptr_eq(&config.http.egresses[0], &webhooks[0].egress));
+    assert!(Arc::ptr_eq(&webhooks[0].egress, &webhooks[1].egress));
+    assert!(webhooks[2].egress.proxy.is_none());
+    assert!(Arc::ptr_eq(&webhooks[2].egress, &webhooks[4].egress));
+    let own = webhooks[3].egress.proxy.as_ref().unwrap();
+    assert_eq!(own.no_proxy, vec!["d".to_string()]);
+    assert_eq!(own.url.host_str(), Some("proxy.internal"));
+    let shown = format!("{:?}", config.http.egresses);
+    assert!(!shown.contains("pw@"), "{shown}");
 }
 
 #[test]

@@ -3,6 +3,7 @@
 //! own condition, controls and signing. Schedules' webhooks are read here
 //! too (`schedule`).
 
+use super::egress::{self, Outgoing};
 use super::{compile_condition, delivery, file, invalid, plugin_name, signing, valid_header_name};
 use super::{ConfigError, PluginRef};
 use crate::observer::Webhook;
@@ -15,8 +16,16 @@ pub(super) fn resolve(
     mut raw: file::WebhookSection,
     key: &str,
     env: &dyn Fn(&str) -> Option<String>,
+    outgoing: &Outgoing<'_>,
     refs: &mut Vec<PluginRef>,
 ) -> Result<Webhook, ConfigError> {
+    let egress = egress::webhook(
+        raw.client_cert.take(),
+        raw.proxy.take(),
+        raw.no_proxy.take(),
+        key,
+        outgoing,
+    )?;
     let controls = delivery::resolve_webhook(&raw, key)?;
     let signing = match raw.signing.take() {
         None => None,
@@ -140,6 +149,7 @@ pub(super) fn resolve(
             }
             timeout => timeout,
         },
+        egress,
     })
 }
 

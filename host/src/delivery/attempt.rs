@@ -192,8 +192,6 @@ impl Shared {
         let webhook = self
             .observer(&members[0].delivery.observer)
             .and_then(|o| o.webhooks.get(members[0].delivery.webhook));
-        let signing = webhook.and_then(|w| w.signing.as_ref());
-        let timeout = webhook.and_then(|w| w.timeout);
         // A batch has no one event: it is named by its request id.
         let event_id = match members.as_slice() {
             [only] => only.delivery.event.id.as_str(),
@@ -201,7 +199,7 @@ impl Shared {
         };
         let (attempt, result, retry_after) = self
             .sender
-            .attempt(request_id, event_id, payload, signing, timeout)
+            .attempt(request_id, event_id, payload, webhook)
             .await;
         let took = Duration::from_millis(attempt.duration_ms);
         let healthy = healthy(&result);

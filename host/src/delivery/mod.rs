@@ -10,20 +10,24 @@
 mod attempt;
 pub(crate) mod batch;
 pub mod dispatcher;
+pub mod egress;
 pub mod guard;
 pub mod limits;
 pub mod retry;
 pub mod schedule;
 pub mod switches;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderName, HeaderValue, CONTENT_TYPE, USER_AGENT};
 
 use crate::clock::now_ms;
 use crate::config::HttpConfig;
+use crate::observer::Webhook;
 use crate::signing::Signer;
 use crate::store::{Attempt, Payload};
+use egress::Egress;
 use retry::AttemptResult;
 
 /// Header carrying the delivery id, stable across retries.
@@ -32,28 +36,36 @@ pub const DELIVERY_HEADER: &str = "X-Wasmhook-Delivery";
 /// How much of an error response's body is kept in the attempt record.
 const ERROR_BODY_PREFIX: usize = 512;
 
-/// Makes attempts: one keep-alive HTTP client shared by every webhook.
+/// Makes attempts: one keep-alive HTTP client per way out ([`Egress`]),
+/// shared by every webhook that leaves that way.
 #[derive(Clone)]
 pub struct Sender {
-    client: reqwest::Client,
+    /// In the order of [`HttpConfig::egresses`]; the first is `[webhooks]`'s.
+    clients: Arc<[(Arc<Egress>, reqwest::Client)]>,
     signer: Option<Signer>,
     guard: guard::Guard,
 }
 
 /// Why the HTTP client could not be built.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot build the HTTP client: {0}")]
-pub struct ClientError(#[from] reqwest::Error);
+pub enum ClientError {
+    /// reqwest refused the settings.
+    #[error("cannot build the HTTP client: {0}")]
+    Build(#[from] reqwest::Error),
+    /// A client certificate or proxy cannot be used.
+    #[error("cannot build the HTTP client: {0}")]
+    Egress(#[from] egress::EgressError),
+}
 
 impl Sender {
     /// Builds the client. Redirects are not followed unless
     /// `follow_redirects` allows some (a moved webhook should be updated, and
     /// following re-sends signed bodies elsewhere); every hop passes the SSRF
     /// guard. Proxies from the environment are ignored so deliveries go where
-    /// the config says.
+    /// the config says, unless a webhook names one.
     pub fn new(http: &HttpConfig, signer: Option<Signer>) -> Result<Sender, ClientError> {
         let guard = guard::Guard::new(http.allowed_networks.clone());
-        let redirects = match http.follow_redirects {
+        let redirects = || match http.follow_redirects {
             0 => reqwest::redirect::Policy::none(),
             hops => {
                 let guard = guard.clone();
@@ -68,47 +80,71 @@ impl Sender {
                 })
             }
         };
-        let mut builder = reqwest::Client::builder();
-        if let Some(pem) = &http.ca_pem {
-            for certificate in reqwest::Certificate::from_pem_bundle(pem)? {
-                builder = builder.add_root_certificate(certificate);
+        let roots = match &http.ca_pem {
+            Some(pem) => reqwest::Certificate::from_pem_bundle(pem)?,
+            None => Vec::new(),
+        };
+        let mut clients = Vec::with_capacity(http.egresses.len().max(1));
+        let default = [Arc::new(Egress::default())];
+        let egresses = if http.egresses.is_empty() {
+            &default[..]
+        } else {
+            &http.egresses[..]
+        };
+        for egress in egresses {
+            let mut builder = reqwest::Client::builder();
+            for certificate in &roots {
+                builder = builder.add_root_certificate(certificate.clone());
             }
+            let client = egress
+                .apply(builder, &guard)?
+                .connect_timeout(http.connect_timeout)
+                .timeout(http.request_timeout)
+                .redirect(redirects())
+                .pool_idle_timeout(Duration::from_secs(90))
+                .pool_max_idle_per_host(http.max_concurrent)
+                .tcp_nodelay(true)
+                .build()?;
+            clients.push((egress.clone(), client));
         }
-        let client = builder
-            .connect_timeout(http.connect_timeout)
-            .timeout(http.request_timeout)
-            .redirect(redirects)
-            .dns_resolver(std::sync::Arc::new(guard.clone()))
-            .no_proxy()
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(http.max_concurrent)
-            .tcp_nodelay(true)
-            .build()?;
         Ok(Sender {
-            client,
+            clients: clients.into(),
             signer,
             guard,
         })
     }
 
-    /// Signs (with the webhook's own `signing` when it has one, else the
-    /// global signer) and sends one attempt; also returns the receiver's
+    /// The client for `egress` (one of the config's, so found by address),
+    /// or `[webhooks]`'s.
+    fn client(&self, egress: Option<&Arc<Egress>>) -> (&Egress, &reqwest::Client) {
+        let (default_egress, default_client) = &self.clients[0];
+        egress
+            .and_then(|wanted| {
+                self.clients
+                    .iter()
+                    .find(|(egress, _)| Arc::ptr_eq(egress, wanted))
+            })
+            .map_or((&**default_egress, default_client), |(egress, client)| {
+                (&**egress, client)
+            })
+    }
+
+    /// Signs (with `webhook`'s own `signing` when it has one, else the
+    /// global signer) and sends one attempt the way `webhook` leaves (its
+    /// timeout, client certificate and proxy); also returns the receiver's
     /// `Retry-After` on a 429 or 503. `event_id` names the event in
-    /// signature schemes that send it (FraiseQL v2's).
+    /// signature schemes that send it (FraiseQL v2's). `webhook` is `None`
+    /// when its observer is gone from the config.
     pub async fn attempt(
         &self,
         delivery_id: &str,
         event_id: &str,
         payload: &Payload,
-        signing: Option<&Option<Signer>>,
-        timeout: Option<Duration>,
+        webhook: Option<&Webhook>,
     ) -> (Attempt, AttemptResult, Option<Duration>) {
         let at_ms = now_ms();
         let started = Instant::now();
-        let signer = signing.unwrap_or(&self.signer).as_ref();
-        let result = self
-            .send(delivery_id, event_id, payload, signer, timeout)
-            .await;
+        let result = self.send(delivery_id, event_id, payload, webhook).await;
         let duration_ms = started.elapsed().as_millis() as u64;
         let (status, error, retry_after) = match &result {
             Ok(answer) => (Some(answer.status), answer.body.clone(), answer.retry_after),
@@ -136,9 +172,13 @@ impl Sender {
         delivery_id: &str,
         event_id: &str,
         payload: &Payload,
-        signer: Option<&Signer>,
-        timeout: Option<Duration>,
+        webhook: Option<&Webhook>,
     ) -> Result<Answer, SendError> {
+        let signer = match webhook.and_then(|w| w.signing.as_ref()) {
+            Some(own) => own.as_ref(),
+            None => self.signer.as_ref(),
+        };
+        let (egress, client) = self.client(webhook.map(|w| &w.egress));
         let method = reqwest::Method::from_bytes(payload.method.as_bytes())
             .map_err(|_| SendError::Unsendable(format!("invalid method {:?}", payload.method)))?;
         let url = reqwest::Url::parse(&payload.url)
@@ -146,8 +186,11 @@ impl Sender {
         self.guard
             .check_url(&url)
             .map_err(|blocked| SendError::Unsendable(blocked.to_string()))?;
-        let mut request = self
-            .client
+        egress
+            .check_proxied(&self.guard, &url)
+            .await
+            .map_err(|blocked| SendError::Unsendable(blocked.to_string()))?;
+        let mut request = client
             .request(method, url)
             .header(
                 CONTENT_TYPE,
@@ -175,7 +218,7 @@ impl Sender {
                 request = request.header(name, value);
             }
         }
-        if let Some(timeout) = timeout {
+        if let Some(timeout) = webhook.and_then(|w| w.timeout) {
             request = request.timeout(timeout);
         }
         let mut response = request

@@ -79,6 +79,8 @@ pub struct Webhook {
     /// Its own whole-request timeout, instead of `[webhooks]
     /// request_timeout_ms`.
     pub timeout: Option<std::time::Duration>,
+    /// How its requests leave: client certificate, proxy.
+    pub egress: std::sync::Arc<crate::delivery::egress::Egress>,
 }
 
 impl Webhook {
@@ -240,6 +242,7 @@ mod tests {
             controls: Default::default(),
             signing: None,
             timeout: None,
+            egress: Default::default(),
         }
     }
 
