@@ -576,3 +576,44 @@ async fn a_webhook_signs_with_its_own_secret_or_not_at_all() {
     assert_eq!(unsigned.header("webhook-signature"), "");
     wasmhook.stop().await;
 }
+
+/// FraiseQL's documented `[webhooks]` and `[webhooks.retry]` blocks, as its
+/// docs spell them (`signing_secret`, `signature_header`,
+/// `initial_delay_ms`, `retry_status_codes`, ...), run unchanged: the
+/// receiver verifies with FraiseQL's own code, and a 503 is retried.
+#[tokio::test]
+async fn fraiseql_doc_config_blocks_run_unchanged() {
+    let receiver = TestReceiver::start().await;
+    receiver.script(&[503]);
+    let config = format!(
+        "[webhooks]\nsigning_enabled = true\nsigning_secret = \"fraiseql-doc-secret\"\n\
+         signing_algorithm = \"sha256\" # or \"sha512\"\n\
+         # Headers for signature\nsignature_header = \"X-FraiseQL-Signature\"\n\
+         timestamp_header = \"X-FraiseQL-Timestamp\"\n\
+         [webhooks.retry]\nenabled = true\nmax_attempts = 5\ninitial_delay_ms = 10\n\
+         max_delay_ms = 60\nbackoff_multiplier = 2.0\n\
+         # Retry on these status codes\nretry_status_codes = [408, 429, 500, 502, 503, 504]\n\
+         [[observer]]\nname = \"orders\"\nentity = \"Order\"\n\
+         [[observer.webhook]]\nurl = \"{}\"\n",
+        receiver.url("/doc")
+    );
+    let wasmhook = InProcess::start(&config).await;
+    let (status, _) = wasmhook
+        .post_events(fraiseql_order("created", json!({"id": "o1", "total": 5}), None).to_string())
+        .await;
+    assert_eq!(status, 202);
+    let got = receiver
+        .wait_until("a retry that succeeds", Duration::from_secs(10), |r| {
+            r.iter().any(|x| x.status == 200)
+        })
+        .await;
+    assert_eq!(got[0].status, 503, "the first answer was the scripted 503");
+    let delivered = got.iter().find(|r| r.status == 200).unwrap();
+    let item = (
+        delivered.header("x-fraiseql-signature").to_string(),
+        delivered.header("x-fraiseql-timestamp").to_string(),
+        delivered.body.clone(),
+    );
+    assert_eq!(python_verify("fraiseql-doc-secret", &[item]), vec![true]);
+    wasmhook.stop().await;
+}

@@ -124,13 +124,43 @@ pub(super) struct WebhooksSection {
     pub incoming: BTreeMap<String, IncomingSection>,
     #[serde(default)]
     pub dlq: DlqSection,
+    // FraiseQL's spellings, read or refused in `seeds`.
+    pub signing_enabled: Option<bool>,
+    pub signing_secret: Option<String>,
+    pub signing_algorithm: Option<String>,
+    pub signature_header: Option<String>,
+    pub timestamp_header: Option<String>,
+    #[serde(default, deserialize_with = "duration")]
+    pub timeout: Option<Duration>,
+    pub test_url: Option<toml::Value>,
+    pub dispatch: Option<DispatchSection>,
 }
 
+/// FraiseQL's `[webhooks.dispatch]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub(super) struct DispatchSection {
+    #[serde(rename = "async")]
+    pub asynchronous: Option<bool>,
+    #[serde(default, deserialize_with = "duration")]
+    pub timeout: Option<Duration>,
+    pub background_retry: Option<bool>,
+    pub max_queue_size: Option<toml::Value>,
+}
+
+/// Unknown keys land in `elsewhere`, where `seeds` explains FraiseQL's and
+/// refuses the rest (serde cannot deny unknown keys beside a flatten).
+#[derive(Debug, Default, Deserialize)]
 pub(super) struct DlqSection {
     pub retention: Option<String>,
     pub max_size: Option<String>,
+    /// FraiseQL's spellings, read or refused in `seeds`.
+    pub enabled: Option<bool>,
+    #[serde(alias = "storage")]
+    pub backend: Option<String>,
+    pub retention_days: Option<u64>,
+    #[serde(flatten)]
+    pub elsewhere: BTreeMap<String, toml::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -138,7 +168,8 @@ pub(super) struct DlqSection {
 pub(super) struct IncomingSection {
     pub enabled: Option<bool>,
     pub path: String,
-    pub scheme: String,
+    /// FraiseQL's documentation leaves it out for github and stripe.
+    pub scheme: Option<String>,
     pub secret: Option<String>,
     pub secrets: Option<Vec<String>>,
     pub events: Option<Vec<String>>,
@@ -169,6 +200,8 @@ pub(super) struct SigningSection {
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RetrySection {
+    /// FraiseQL: `enabled = false` means one attempt.
+    pub enabled: Option<bool>,
     pub max_attempts: Option<u32>,
     /// FraiseQL v2 spells it `backoff_strategy`.
     #[serde(alias = "backoff_strategy")]
@@ -179,8 +212,10 @@ pub(super) struct RetrySection {
     pub initial_delay: Option<Duration>,
     #[serde(default, deserialize_with = "duration", alias = "max_delay_ms")]
     pub max_delay: Option<Duration>,
+    #[serde(alias = "backoff_multiplier")]
     pub multiplier: Option<f64>,
     pub jitter: Option<f64>,
+    #[serde(alias = "retry_status_codes")]
     pub retry_on: Option<Vec<u16>>,
     pub dont_retry_on: Option<Vec<u16>>,
 }
@@ -196,6 +231,9 @@ pub(super) struct ObservabilitySection {
 #[serde(deny_unknown_fields)]
 pub(super) struct PrometheusSection {
     pub namespace: Option<String>,
+    /// FraiseQL's spellings, see `seeds`.
+    pub enabled: Option<bool>,
+    pub port: Option<toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -48,15 +48,49 @@ pub(super) fn resolve_all(
     Ok(receivers)
 }
 
+/// The receiver's scheme: `scheme`, or (FraiseQL's docs leave it out) the
+/// provider its name is, or `hmac` when it names a signature header.
+fn scheme(name: &str, raw: &file::IncomingSection, key: &str) -> Result<String, ConfigError> {
+    if let Some(scheme) = &raw.scheme {
+        return Ok(scheme.trim().to_string());
+    }
+    match name {
+        "github" | "stripe" | "standard-webhooks" | "fraiseql-v2" => Ok(name.to_string()),
+        _ if raw.signature_header.is_some() => Ok("hmac".to_string()),
+        _ => Err(invalid(
+            format!("{key}.scheme"),
+            "name how requests are verified: \"github\", \"stripe\", \"standard-webhooks\", \"fraiseql-v2\", \"hmac\" (with signature_header) or \"plugin:NAME\"",
+        )),
+    }
+}
+
 /// One `[webhooks.incoming.NAME]`; `None` when `enabled = false`.
 fn resolve(
     name: &str,
-    raw: file::IncomingSection,
+    mut raw: file::IncomingSection,
     refs: &mut Vec<PluginRef>,
 ) -> Result<Option<Receiver>, ConfigError> {
     let key = format!("webhooks.incoming.{name}");
     if raw.enabled == Some(false) {
         return Ok(None);
+    }
+    let scheme_name = scheme(name, &raw, &key)?;
+    let scheme_name = scheme_name.as_str();
+    // FraiseQL's docs name the provider's own header on github and stripe
+    // receivers: harmless when it is that header.
+    let provider_header = match scheme_name {
+        "github" => Some("X-Hub-Signature-256"),
+        "stripe" => Some("Stripe-Signature"),
+        _ => None,
+    };
+    if let (Some(expected), Some(given)) = (provider_header, raw.signature_header.as_deref()) {
+        if !given.eq_ignore_ascii_case(expected) {
+            return Err(invalid(
+                format!("{key}.signature_header"),
+                format!("{scheme_name} signs in {expected}, not {given:?}; leave the key out (it only applies to scheme = \"hmac\")"),
+            ));
+        }
+        raw.signature_header = None;
     }
     if !raw.path.starts_with('/') {
         return Err(invalid(
@@ -81,7 +115,6 @@ fn resolve(
         ("algorithm", raw.algorithm.is_some()),
         ("timestamp_header", raw.timestamp_header.is_some()),
     ];
-    let scheme_name = raw.scheme.trim();
     if scheme_name != "hmac" {
         if let Some((option, _)) = hmac_only.iter().find(|(_, set)| *set) {
             return Err(invalid(

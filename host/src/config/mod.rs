@@ -18,6 +18,7 @@ mod incoming;
 mod observer;
 mod retry;
 mod schedule;
+mod seeds;
 mod server;
 mod service;
 mod signing;
@@ -222,10 +223,11 @@ fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
 }
 
 fn resolve(
-    raw: file::FileConfig,
+    mut raw: file::FileConfig,
     path: &Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
+    seeds::fold(&mut raw)?;
     // Sections in this order, so that of several mistakes the same one is
     // reported first, whichever file holds its check.
     let exposure = server::Exposure::read(&raw.server)?;

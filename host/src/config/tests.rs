@@ -345,3 +345,157 @@ fn a_listener_beyond_loopback_needs_tokens_or_an_explicit_opt_out() {
     let both = load("[server]\ningest_token = \"a\"\ningest_tokens = [\"b\"]\n").unwrap_err();
     assert!(both.to_string().contains("not both"), "{both}");
 }
+
+/// The TOML blocks of FraiseQL's observer and webhook docs
+/// (`shared/seeds`), verbatim but for line breaks: each loads, read as
+/// wasmhook's keys, or is refused with an error that names the key and
+/// says what wasmhook does instead.
+#[test]
+fn fraiseql_doc_blocks_load_or_are_refused_with_advice() {
+    let env = |name: &str| match name {
+        "WEBHOOK_SIGNING_SECRET" | "WEBHOOK_SECRET" => Some("s3cret".to_string()),
+        "GITHUB_WEBHOOK_SECRET" | "STRIPE_WEBHOOK_SECRET" | "CUSTOM_WEBHOOK_SECRET" => {
+            Some("in-secret".to_string())
+        }
+        _ => None,
+    };
+    let load = |text: &str| Config::from_toml(text, Path::new("fraiseql.toml"), &env);
+    let signing = load(
+        "[webhooks]\nsigning_enabled = true\nsigning_secret = \"${WEBHOOK_SIGNING_SECRET}\"\n\
+         signing_algorithm = \"sha256\" # or \"sha512\"\n\
+         # Headers for signature\nsignature_header = \"X-FraiseQL-Signature\"\n\
+         timestamp_header = \"X-FraiseQL-Timestamp\"\n",
+    )
+    .unwrap();
+    let signer = signing.signer.expect("signing is on");
+    assert_eq!(signer.header, "X-FraiseQL-Signature");
+    assert_eq!(signer.algorithm(), Algorithm::Sha256);
+
+    let incoming = load(
+        "[webhooks.incoming.github]\nenabled = true\npath = \"/webhooks/github\"\n\
+         secret = \"${GITHUB_WEBHOOK_SECRET}\"\nsignature_header = \"X-Hub-Signature-256\"\n\
+         events = [\"push\", \"pull_request\", \"issues\"]\n\
+         [webhooks.incoming.stripe]\nenabled = true\npath = \"/webhooks/stripe\"\n\
+         secret = \"${STRIPE_WEBHOOK_SECRET}\"\nsignature_header = \"Stripe-Signature\"\n\
+         tolerance_seconds = 300\n\
+         [webhooks.incoming.custom]\nenabled = true\npath = \"/webhooks/custom\"\n\
+         secret = \"${CUSTOM_WEBHOOK_SECRET}\"\nsignature_header = \"X-Signature\"\n\
+         signature_format = \"sha256={signature}\"\ntimestamp_header = \"X-Timestamp\"\n",
+    )
+    .unwrap();
+    let paths: Vec<&str> = incoming.receivers.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["/webhooks/custom", "/webhooks/github", "/webhooks/stripe"]
+    );
+
+    let retry = load(
+        "[webhooks.retry]\nenabled = true\nmax_attempts = 5\ninitial_delay_ms = 1000\n\
+         max_delay_ms = 60000\nbackoff_multiplier = 2.0\n\
+         # Retry on these status codes\nretry_status_codes = [408, 429, 500, 502, 503, 504]\n",
+    )
+    .unwrap();
+    assert_eq!(retry.retry.max_attempts, 5);
+    assert_eq!(retry.retry.initial_delay, Duration::from_secs(1));
+    assert_eq!(retry.retry.max_delay, Duration::from_secs(60));
+    assert_eq!(retry.retry.multiplier, 2.0);
+    let off = load("[webhooks.retry]\nenabled = false\n").unwrap();
+    assert_eq!(off.retry.max_attempts, 1);
+
+    let limits = load(
+        "[webhooks]\n# Connection timeout\nconnect_timeout_ms = 5000\n\
+         # Request timeout\nrequest_timeout_ms = 30000\n\
+         # Max payload size\nmax_payload_bytes = 1048576 # 1MB\n\
+         # Max concurrent requests\nmax_concurrent = 100\n",
+    )
+    .unwrap();
+    assert_eq!(limits.http.request_timeout, Duration::from_secs(30));
+    let timeout = load("[webhooks]\ntimeout = \"60s\"\n").unwrap();
+    assert_eq!(timeout.http.request_timeout, Duration::from_secs(60));
+    let dispatch = load(
+        "[webhooks.dispatch]\n# Don't block mutation on webhook completion\nasync = true\ntimeout = \"30s\"\n",
+    )
+    .unwrap();
+    assert_eq!(dispatch.http.request_timeout, Duration::from_secs(30));
+
+    for block in [
+        "[webhooks.signing]\nenabled = true\nalgorithm = \"sha256\"\nsecret = \"${WEBHOOK_SECRET}\"\n\
+         header = \"X-FraiseQL-Signature\"\ntimestamp_header = \"X-FraiseQL-Timestamp\"\n",
+        "[webhooks.retry]\nmax_attempts = 3\nbackoff = \"exponential\"\ninitial_delay = \"100ms\"\nmax_delay = \"5s\"\n",
+        "[webhooks.retry]\n# Retry on transient errors\nretry_on = [408, 429, 500, 502, 503, 504]\n\
+         # Don't retry on client errors\ndont_retry_on = [400, 401, 403, 404, 422]\n",
+        "[webhooks.batching]\nenabled = true\nbatch_size = 50\ntimeout = \"10s\"\n",
+        "[webhooks.rate_limiting]\nenabled = true\nmax_per_second = 100\nburst = 200\n",
+        "[webhooks.dlq]\nenabled = true\nretention_days = 7\n",
+    ] {
+        load(block).unwrap_or_else(|e| panic!("{block}\n{e}"));
+    }
+
+    for (block, expected) in [
+        (
+            "[webhooks.dlq]\nenabled = true\nstorage = \"postgres\" # or \"redis\"\nretention_days = 7\n\
+             [webhooks.dlq.postgres]\ntable_name = \"tb_webhook_dlq\"\n",
+            "fraiseql.toml: webhooks.dlq.backend: \"postgres\": the DLQ lives in wasmhook's own storage",
+        ),
+        (
+            "[webhooks.dlq]\nenabled = true\nbackend = \"postgresql\"\ntable = \"webhook_dlq\"\nretention = \"7d\"\nmax_size = \"10GB\"\n",
+            "webhooks.dlq.backend: \"postgresql\": the DLQ lives in wasmhook's own storage",
+        ),
+        (
+            "[webhooks.dlq]\nbackend = \"nats\"\nstream = \"WEBHOOK_DLQ\"\nbucket = \"webhook-failures\"\n",
+            "webhooks.dlq.backend: \"nats\"",
+        ),
+        (
+            "[webhooks.dlq]\nbackend = \"file\"\npath = \"/var/log/fraiseql/webhook_dlq.jsonl\"\nrotation = \"daily\"\ncompress = true\n",
+            "`wasmhook dlq list --json` writes it out as JSON",
+        ),
+        (
+            "[webhooks.dlq]\ntable = \"webhook_dlq\"\n",
+            "webhooks.dlq.table: FraiseQL's DLQ \"table\" has no counterpart",
+        ),
+        (
+            "[webhooks.dlq]\nretension = \"7d\"\n",
+            "webhooks.dlq.retension: unknown field `retension`, expected one of `retention`",
+        ),
+        (
+            "[webhooks.dispatch]\n# Don't block mutation on webhook completion\nasync = true\ntimeout = \"30s\"\n\
+             # Queue failed webhooks in background\nbackground_retry = true\nmax_queue_size = 1000\n",
+            "webhooks.dispatch.max_queue_size: wasmhook has no in-memory queue to size",
+        ),
+        (
+            "[webhooks.dispatch]\nasync = false\n",
+            "webhooks.dispatch.async: wasmhook always delivers in the background",
+        ),
+        (
+            "[webhooks.dlq]\nenabled = false\n",
+            "webhooks.dlq.enabled: the DLQ cannot be turned off",
+        ),
+        (
+            "[webhooks]\ntest_url = \"https://abc123.ngrok.io/webhook\"\n",
+            "webhooks.test_url: wasmhook has no test URL setting: run `wasmhook listen`",
+        ),
+        (
+            "[observability.prometheus]\nenabled = true\nport = 9090\nnamespace = \"fraiseql\"\n",
+            "observability.prometheus.port: metrics are served at /metrics on server.listen",
+        ),
+        (
+            "[webhooks]\nsigning_secret = \"a\"\n[webhooks.signing]\nsecret = \"b\"\n",
+            "webhooks.signing_secret: is FraiseQL's spelling of webhooks.signing.secret, which is set too",
+        ),
+        (
+            "[webhooks.retry]\nenabled = false\nmax_attempts = 5\n",
+            "webhooks.retry.enabled: enabled = false means one attempt",
+        ),
+        (
+            "[webhooks.incoming.github]\npath = \"/gh\"\nsecret = \"x\"\nsignature_header = \"X-Signature\"\n",
+            "webhooks.incoming.github.signature_header: github signs in X-Hub-Signature-256, not \"X-Signature\"",
+        ),
+        (
+            "[webhooks.incoming.shop]\npath = \"/shop\"\nsecret = \"x\"\n",
+            "webhooks.incoming.shop.scheme: name how requests are verified",
+        ),
+    ] {
+        let message = load(block).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(message.contains(expected), "{block}\n  gave: {message}\n  want: {expected}");
+    }
+}
