@@ -61,6 +61,8 @@ pub struct CronSchedule {
     pub observer: String,
     /// The expression as configured, for `check` and logs.
     pub expression: String,
+    /// The wall clock the expression is read in (daylight saving included).
+    pub timezone: chrono_tz::Tz,
     /// After downtime, the latest missed run is fired if it is at most this
     /// old; it also bounds how late an ordinary run may be stored.
     pub tolerance: Duration,
@@ -87,8 +89,16 @@ pub fn observer_name(schedule: &str) -> String {
 
 impl CronSchedule {
     /// Reads `expression`: 5 fields, or 6 with seconds first; no year field,
-    /// so a 6-field expression is never mistaken for one.
-    pub fn new(name: &str, expression: &str, tolerance: Duration) -> Result<Self, CronError> {
+    /// so a 6-field expression is never mistaken for one. Its times are
+    /// `timezone`'s wall clock: a run in the hour skipped in spring runs
+    /// right after the gap, and a fixed-time run in the hour repeated in
+    /// autumn runs once (croner's rules, those of Vixie cron).
+    pub fn new(
+        name: &str,
+        expression: &str,
+        tolerance: Duration,
+        timezone: chrono_tz::Tz,
+    ) -> Result<Self, CronError> {
         let cron = CronParser::builder()
             .seconds(Seconds::Optional)
             .year(Year::Disallowed)
@@ -102,6 +112,7 @@ impl CronSchedule {
             name: name.to_string(),
             observer: observer_name(name),
             expression: expression.to_string(),
+            timezone,
             tolerance,
             cron,
         };
@@ -113,13 +124,20 @@ impl CronSchedule {
 
     /// The first run strictly after `time`.
     pub fn next_after(&self, time: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.cron.find_next_occurrence(&time, false).ok()
+        self.cron
+            .find_next_occurrence(&time.with_timezone(&self.timezone), false)
+            .ok()
+            .map(|t| t.to_utc())
     }
 
     /// Only the latest run in `(after, now]` is considered: after downtime
     /// one catch-up run is useful, a burst of stale ones is not.
     pub fn due(&self, after: DateTime<Utc>, now: DateTime<Utc>) -> Due {
-        let Ok(latest) = self.cron.find_previous_occurrence(&now, true) else {
+        let Ok(latest) = self
+            .cron
+            .find_previous_occurrence(&now.with_timezone(&self.timezone), true)
+            .map(|t| t.to_utc())
+        else {
             return Due::Nothing;
         };
         if latest <= after {
@@ -275,7 +293,7 @@ mod tests {
     }
 
     fn schedule(expression: &str, tolerance: Duration) -> CronSchedule {
-        CronSchedule::new("daily-report", expression, tolerance).unwrap()
+        CronSchedule::new("daily-report", expression, tolerance, chrono_tz::UTC).unwrap()
     }
 
     #[test]
@@ -319,6 +337,45 @@ mod tests {
                 "{expression} after {from}"
             );
         }
+    }
+
+    /// Europe/Berlin moves from UTC+1 to UTC+2 on 2026-03-29 and back on
+    /// 2026-10-25: a 09:30 run keeps to the wall clock, a 02:30 run on the
+    /// spring day (a time that does not exist) runs right after the gap,
+    /// and on the autumn day (a time that happens twice) runs once.
+    #[test]
+    fn a_time_zone_keeps_runs_on_the_wall_clock_across_daylight_saving() {
+        let berlin: chrono_tz::Tz = "Europe/Berlin".parse().unwrap();
+        let zoned = |expression: &str| {
+            CronSchedule::new("berlin", expression, DEFAULT_TOLERANCE, berlin).unwrap()
+        };
+        let morning = zoned("30 9 * * *");
+        for (from, next) in [
+            ("2026-03-28T00:00:00Z", "2026-03-28T08:30:00Z"),
+            ("2026-03-28T08:30:00Z", "2026-03-29T07:30:00Z"),
+            ("2026-10-24T12:00:00Z", "2026-10-25T08:30:00Z"),
+        ] {
+            assert_eq!(morning.next_after(at(from)), Some(at(next)), "after {from}");
+        }
+        let night = zoned("30 2 * * *");
+        // 02:30 does not exist on 2026-03-29: the run is at 03:00 CEST.
+        assert_eq!(
+            night.next_after(at("2026-03-28T12:00:00Z")),
+            Some(at("2026-03-29T01:00:00Z"))
+        );
+        // 02:30 happens twice on 2026-10-25: once, the first time (CEST).
+        let first = night.next_after(at("2026-10-24T12:00:00Z")).unwrap();
+        assert_eq!(first, at("2026-10-25T00:30:00Z"));
+        assert_eq!(night.next_after(first), Some(at("2026-10-26T01:30:00Z")));
+        // `due` reads the same clock.
+        assert_eq!(
+            morning.due(at("2026-03-28T08:30:00Z"), at("2026-03-29T07:30:05Z")),
+            Due::Fire(at("2026-03-29T07:30:00Z"))
+        );
+        assert_eq!(
+            morning.due(at("2026-03-28T08:30:00Z"), at("2026-03-29T07:29:59Z")),
+            Due::Nothing
+        );
     }
 
     #[test]
@@ -401,7 +458,8 @@ mod tests {
             ("0 0 9 * * * 2030", "is not a cron expression"),
             ("0 0 30 2 *", "never matches a time"),
         ] {
-            let e = CronSchedule::new("x", expression, DEFAULT_TOLERANCE).unwrap_err();
+            let e =
+                CronSchedule::new("x", expression, DEFAULT_TOLERANCE, chrono_tz::UTC).unwrap_err();
             assert!(e.to_string().contains(expected), "{expression}: {e}");
         }
     }

@@ -266,7 +266,11 @@ fn describe(config: &Config) -> String {
             .map_or("never".into(), |t| {
                 t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
             });
-        let _ = writeln!(out, "  {} : {:?} UTC, next {next}", s.name, s.expression);
+        let _ = writeln!(
+            out,
+            "  {} : {:?} {}, next {next}",
+            s.name, s.expression, s.timezone
+        );
         for w in config
             .observer(&s.observer)
             .iter()

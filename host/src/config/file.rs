@@ -372,6 +372,7 @@ pub(super) struct EncryptionSection {
 pub(super) struct ScheduleSection {
     pub name: String,
     pub cron: String,
+    pub timezone: Option<String>,
     #[serde(default, deserialize_with = "duration")]
     pub tolerance: Option<Duration>,
     pub retry: Option<RetrySection>,

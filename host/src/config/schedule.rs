@@ -63,7 +63,16 @@ pub(super) fn resolve(
                 "must be at least 1s: a run is always stored a little after its time",
             ));
         }
-        let cron = CronSchedule::new(&name, &section.cron, tolerance)
+        let timezone = match section.timezone.as_deref() {
+            None => chrono_tz::UTC,
+            Some(text) => text.trim().parse::<chrono_tz::Tz>().map_err(|_| {
+                invalid(
+                    format!("{key}.timezone"),
+                    format!("{text:?} is not an IANA time zone like \"Europe/Berlin\" or \"UTC\""),
+                )
+            })?,
+        };
+        let cron = CronSchedule::new(&name, &section.cron, tolerance, timezone)
             .map_err(|e| invalid(format!("{key}.cron"), e.to_string()))?;
         let retry = match &section.retry {
             Some(retry) => retry::resolve(retry, global_retry, &format!("{key}.retry"))?,

@@ -499,3 +499,21 @@ fn fraiseql_doc_blocks_load_or_are_refused_with_advice() {
         assert!(message.contains(expected), "{block}\n  gave: {message}\n  want: {expected}");
     }
 }
+
+#[test]
+fn a_schedule_reads_its_time_zone() {
+    let schedule = |zone: &str| {
+        load(&format!(
+            "[[schedule]]\nname = \"report\"\ncron = \"0 9 * * *\"\ntimezone = \"{zone}\"\nurl = \"http://x/\"\n"
+        ))
+    };
+    let config = schedule("Europe/Berlin").unwrap();
+    assert_eq!(config.schedules[0].timezone, chrono_tz::Europe::Berlin);
+    let error = schedule("Europe/Berln").unwrap_err().to_string();
+    assert!(
+        error.contains(
+            "schedule[0] (\"report\").timezone: \"Europe/Berln\" is not an IANA time zone"
+        ),
+        "{error}"
+    );
+}
