@@ -617,3 +617,34 @@ async fn fraiseql_doc_config_blocks_run_unchanged() {
     assert_eq!(python_verify("fraiseql-doc-secret", &[item]), vec![true]);
     wasmhook.stop().await;
 }
+
+/// A URL with placeholders in its path and query, and `query` parameters:
+/// each value is percent-encoded, so a value holding `/`, `?`, `&` or a
+/// space stays one segment or one parameter.
+#[tokio::test]
+async fn url_templates_and_query_parameters_encode_each_value() {
+    let receiver = TestReceiver::start().await;
+    let config = format!(
+        "[[observer]]\nname = \"orders\"\nentity = \"Order\"\n\
+         [[observer.webhook]]\nurl = \"{}/{{{{ id }}}}?status={{{{ status }}}}\"\n\
+         query = {{ source = \"{{{{ _entity }}}}\", \"page size\" = \"10\" }}\n",
+        receiver.url("/orders")
+    );
+    let wasmhook = InProcess::start(&config).await;
+    let event = fraiseql_order(
+        "updated",
+        json!({"id": "a/b c?d", "status": "paid&shipped"}),
+        None,
+    );
+    let (status, _) = wasmhook.post_events(event.to_string()).await;
+    assert_eq!(status, 202);
+    let got = receiver
+        .wait_until("one delivery", Duration::from_secs(10), |r| !r.is_empty())
+        .await;
+    assert_eq!(got[0].path, "/orders/a%2Fb%20c%3Fd");
+    assert_eq!(
+        got[0].query,
+        "status=paid%26shipped&page%20size=10&source=Order"
+    );
+    wasmhook.stop().await;
+}

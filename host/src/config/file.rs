@@ -280,6 +280,8 @@ pub(super) struct WebhookSection {
     pub url_env: Option<String>,
     pub method: Option<String>,
     #[serde(default)]
+    pub query: BTreeMap<String, String>,
+    #[serde(default)]
     pub headers: BTreeMap<String, String>,
     pub condition: Option<String>,
     pub body: Option<serde_json::Value>,

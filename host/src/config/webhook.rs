@@ -56,7 +56,14 @@ pub(super) fn resolve(
             ))
         }
     };
-    let parsed = reqwest::Url::parse(&url)
+    let url_template = url_template(&url, &format!("{key}.url"))?;
+    // A template is checked with its holes filled, so its literal parts
+    // are a URL.
+    let checked = match &url_template {
+        Some(_) => fill_holes(&url),
+        None => url.clone(),
+    };
+    let parsed = reqwest::Url::parse(&checked)
         .map_err(|e| invalid(format!("{key}.url"), format!("{url:?} is not a URL ({e})")))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(invalid(
@@ -73,6 +80,12 @@ pub(super) fn resolve(
             format!("{key}.method"),
             format!("{method:?} is not POST, PUT, PATCH, GET or DELETE"),
         ));
+    }
+    let mut query = Vec::with_capacity(raw.query.len());
+    for (name, value) in raw.query {
+        let template = TextTemplate::parse(&value)
+            .map_err(|e| invalid(format!("{key}.query.{name}"), e.to_string()))?;
+        query.push((name, template));
     }
     let mut headers = Vec::with_capacity(raw.headers.len());
     for (name, value) in raw.headers {
@@ -135,6 +148,8 @@ pub(super) fn resolve(
         method,
         condition,
         request: payload::Spec {
+            url: url_template,
+            query,
             headers,
             body,
             transform,
@@ -151,6 +166,45 @@ pub(super) fn resolve(
         },
         egress,
     })
+}
+
+/// A URL with placeholders, compiled; `None` for a plain URL. Placeholders
+/// may stand in the path and the query only: the scheme, host and port stay
+/// the config's, so the destination that rate limits, the breaker and the
+/// SSRF guard see is fixed (the guard checks each rendered URL as well).
+fn url_template(url: &str, key: &str) -> Result<Option<TextTemplate>, ConfigError> {
+    let Some(first_hole) = url.find("{{") else {
+        return Ok(None);
+    };
+    let fixed = url[..first_hole]
+        .split_once("://")
+        .is_some_and(|(_, rest)| rest.contains(['/', '?']) && !rest.starts_with(['/', '?']));
+    if !fixed {
+        return Err(invalid(
+            key,
+            format!(
+                "{url:?}: placeholders may stand in the path or query only, after https://host/"
+            ),
+        ));
+    }
+    TextTemplate::parse(url)
+        .map(Some)
+        .map_err(|e| invalid(key, e.to_string()))
+}
+
+/// `url` with each `{{ ... }}` replaced by `x`, to check the rest.
+fn fill_holes(url: &str) -> String {
+    let mut out = String::with_capacity(url.len());
+    let mut rest = url;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        out.push('x');
+        rest = rest[start..]
+            .find("}}")
+            .map_or("", |end| &rest[start + end + 2..]);
+    }
+    out.push_str(rest);
+    out
 }
 
 /// `encryption = { plugin = "NAME", key }` or the built-in

@@ -233,6 +233,8 @@ mod tests {
             method: "POST".into(),
             condition: condition.map(|c| Rule::Expr(Condition::parse(c).unwrap())),
             request: payload::Spec {
+                url: None,
+                query: vec![],
                 headers: vec![],
                 body: payload::BodySpec::Entity,
                 transform: None,

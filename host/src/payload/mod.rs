@@ -20,6 +20,11 @@ use template::{JsonTemplate, TextTemplate};
 /// observers.
 #[derive(Debug, Clone)]
 pub struct Spec {
+    /// The URL when it holds placeholders (in its path or query); `None`
+    /// sends to the target's URL as it is.
+    pub url: Option<TextTemplate>,
+    /// Query parameters appended to the URL; values may hold placeholders.
+    pub query: Vec<(String, TextTemplate)>,
     /// Extra headers; values may hold placeholders.
     pub headers: Vec<(String, TextTemplate)>,
     /// How the body is built.
@@ -43,6 +48,30 @@ impl Spec {
         };
         self.transform.as_deref().into_iter().chain(encryption)
     }
+}
+
+/// The request's URL: the target's, or its template rendered, with the
+/// query parameters appended (names and values percent-encoded).
+fn url(target: &impl Target, spec: &Spec, event: &Event) -> String {
+    let mut url = match &spec.url {
+        Some(template) => template.render_url(event),
+        None => target.url().to_string(),
+    };
+    for (i, (name, value)) in spec.query.iter().enumerate() {
+        let separator = if i == 0 && !url.contains('?') {
+            '?'
+        } else {
+            '&'
+        };
+        url.push(separator);
+        url.extend(percent_encoding::utf8_percent_encode(
+            name,
+            template::URL_COMPONENT,
+        ));
+        url.push('=');
+        url.push_str(&value.render_url(event));
+    }
+    url
 }
 
 /// What [`build`] renders a request for: where it goes and its [`Spec`].
@@ -158,7 +187,7 @@ pub fn build(
     }
     Ok(Payload {
         method: target.method().to_string(),
-        url: target.url().to_string(),
+        url: url(target, spec, event),
         headers,
         content_type,
         body,

@@ -15,6 +15,8 @@ use axum::Router;
 #[derive(Debug, Clone)]
 pub struct Received {
     pub path: String,
+    /// The raw query string, `""` when there is none.
+    pub query: String,
     pub headers: HeaderMap,
     pub body: Bytes,
     pub at: Instant,
@@ -168,6 +170,7 @@ async fn record(
     }
     state.requests.lock().unwrap().push(Received {
         path: uri.path().to_string(),
+        query: uri.query().unwrap_or_default().to_string(),
         headers,
         body,
         at: Instant::now(),

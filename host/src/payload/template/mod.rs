@@ -45,6 +45,14 @@ pub struct TemplateError {
     pub message: String,
 }
 
+/// What a value in a URL is percent-encoded against: everything but RFC
+/// 3986's unreserved characters.
+pub(crate) const URL_COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// A text template (`body_template = '''...'''`, header values, URLs).
 ///
 /// One type serves bodies and headers because the placeholders are the same;
@@ -86,6 +94,13 @@ impl TextTemplate {
     /// caller's job, since only it knows the target.
     pub fn render_plain(&self, event: &Event) -> String {
         render::plain(&self.parts, self.literal_len, event)
+    }
+
+    /// Renders a URL or one of its query parameters: each value is
+    /// percent-encoded (`/`, `?`, `&`, `#` and spaces included), the text
+    /// around it is kept as written.
+    pub fn render_url(&self, event: &Event) -> String {
+        render::url(&self.parts, self.literal_len, event)
     }
 
     /// True when the template has no placeholders, so callers can render it

@@ -35,6 +35,28 @@ pub(super) fn plain(parts: &[Part], literal_len: usize, event: &Event) -> String
         .unwrap_or_else(|err| String::from_utf8_lossy(err.as_bytes()).into_owned())
 }
 
+/// The URL rendering of `parts` for `event`: the literal text as written,
+/// each hole's plain rendering percent-encoded so that a value cannot add
+/// a path segment, a query parameter or a fragment.
+pub(super) fn url(parts: &[Part], literal_len: usize, event: &Event) -> String {
+    let mut out = String::with_capacity(literal_len + HOLE_SIZE_HINT * parts.len());
+    let mut value = Vec::new();
+    for part in parts {
+        match part {
+            Part::Literal(text) => out.push_str(text),
+            Part::Hole { source, .. } => {
+                value.clear();
+                write_plain(&mut value, &resolve(source, event));
+                out.extend(percent_encoding::percent_encode(
+                    &value,
+                    super::URL_COMPONENT,
+                ));
+            }
+        }
+    }
+    out
+}
+
 /// A hole's value for one event, borrowed where the event already holds it.
 enum Resolved<'a> {
     Missing,
