@@ -26,6 +26,7 @@ pub use letter::{DeadLetter, Failure, Filter, Summary};
 mod delivery;
 mod error;
 mod letter;
+mod record;
 pub mod redact;
 mod sled;
 

@@ -12,11 +12,11 @@ use sled::transaction::ConflictableTransactionError;
 use sled::Transactional;
 
 use super::counts::created;
-use super::record::encode;
 use super::{graves, tx_error, Database};
 use crate::clock::{self, now_ms};
 use crate::store::error::StoreError;
 use crate::store::letter::{DeadLetter, Failure, Filter};
+use crate::store::record::encode;
 
 impl Database {
     /// Records input that never became an event (unknown envelope) in the DLQ.

@@ -19,7 +19,6 @@ mod cursors;
 mod dlq;
 mod graves;
 mod outbox;
-mod record;
 mod state;
 
 /// The sled database and its trees, opened once.
