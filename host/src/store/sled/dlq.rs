@@ -42,6 +42,15 @@ impl Database {
         Ok(letter)
     }
 
+    /// Stores a letter as it is, under its own id, for tests that need
+    /// one of a given age.
+    #[cfg(test)]
+    pub(crate) fn insert_letter(&self, letter: &DeadLetter) -> Result<(), StoreError> {
+        let previous = self.dlq.insert(letter.id.as_bytes(), encode(letter))?;
+        self.counts.dlq(created(&previous), 0);
+        Ok(())
+    }
+
     /// Entries matching the filter, oldest first.
     pub(crate) fn dlq_list(&self, filter: &Filter) -> Result<Vec<DeadLetter>, StoreError> {
         Ok(self
