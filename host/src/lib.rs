@@ -114,6 +114,7 @@ pub async fn run(
     });
     // Read before any source starts, so nothing new is queued twice.
     let resumed = store.pending().await?;
+    let adopter = schedule.clone();
     let pipeline = Pipeline::new(
         observers,
         plugins.clone(),
@@ -133,6 +134,16 @@ pub async fn run(
         .then(|| plugins.watch(config.plugins.watch_interval, stop_rx.clone()));
     let dispatching =
         tokio::spawn(dispatcher.run(resumed, stop_rx.clone(), config.server.shutdown_timeout));
+    let (leases_done, leases_stop) = watch::channel(false);
+    let leasing = store.lease().map(|lease| {
+        tokio::spawn(keep_leases(
+            store.clone(),
+            lease,
+            adopter,
+            stop_rx.clone(),
+            leases_stop,
+        ))
+    });
     let scheduling = schedule::spawn(
         config.schedules.clone(),
         pipeline.clone(),
@@ -225,7 +236,69 @@ pub async fn run(
         Ok(result) => result?,
         Err(e) => error!(error = %e, "dispatcher task failed"),
     }
+    // Leases are kept until the last attempt is over, then given up, so
+    // that another node takes what is left at once.
+    let _ = leases_done.send(true);
+    if let Some(leasing) = leasing {
+        let _ = leasing.await;
+    }
+    if let Err(e) = store.close().await {
+        // The leases run out by themselves; the others wait that long.
+        error!(error = %e, "cannot give up this node's outbox leases");
+    }
     store.flush().await?;
     info!("wasmhook stopped");
     Ok(())
+}
+
+/// Rows adopted per statement; the rest wait for the next round.
+const ADOPT_BATCH: usize = 1_000;
+
+/// With a shared storage (PostgreSQL): renews this node's leases three
+/// times per lease, and adopts the rows of nodes that stopped renewing
+/// theirs, putting them on this node's dispatcher. Adopts nothing once
+/// `stop` turns (the dispatcher takes no more), and ends when `done` does.
+async fn keep_leases(
+    store: Store,
+    lease: Duration,
+    schedule: delivery::schedule::Schedule,
+    stop: watch::Receiver<bool>,
+    mut done: watch::Receiver<bool>,
+) {
+    let every = (lease / 3).max(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            _ = done.wait_for(|d| *d) => break,
+            _ = tokio::time::sleep(every) => {}
+        }
+        if let Err(e) = store.renew_leases().await {
+            error!(error = %e, "cannot renew this node's outbox leases");
+        }
+        if *stop.borrow() {
+            continue;
+        }
+        loop {
+            match store.adopt(ADOPT_BATCH).await {
+                Ok(adopted) => {
+                    let more = adopted.len() == ADOPT_BATCH;
+                    if !adopted.is_empty() {
+                        info!(
+                            deliveries = adopted.len(),
+                            "adopted deliveries whose lease ran out"
+                        );
+                    }
+                    for (due_ms, key) in adopted {
+                        schedule.at(due_ms, key);
+                    }
+                    if !more {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    error!(error = %e, "cannot adopt deliveries whose lease ran out");
+                    break;
+                }
+            }
+        }
+    }
 }

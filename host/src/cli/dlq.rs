@@ -237,6 +237,7 @@ pub(super) async fn execute(config: &Config, command: DlqCommand) -> Result<Exit
             println!("purged {n} entries");
         }
     }
+    access.close().await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -7,6 +7,7 @@ mod dlq;
 mod listen;
 mod pg;
 mod plugin;
+mod storage;
 mod webhook;
 
 use std::path::PathBuf;
@@ -66,6 +67,13 @@ enum Command {
     /// A development receiver: prints each delivery, checks its signature,
     /// fails on purpose when asked.
     Listen(listen::ListenArgs),
+    /// Apply the storage's migrations, or show what it holds.
+    Storage {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(subcommand)]
+        command: storage::StorageCommand,
+    },
     /// Install or remove the PostgreSQL event log and triggers (`postgres-log`).
     Pg {
         #[command(subcommand)]
@@ -139,6 +147,10 @@ fn execute(cli: Cli) -> Result<ExitCode> {
             let config = load(&config.path)?;
             runtime.block_on(dlq::execute(&config, command))
         }
+        Command::Storage { config, command } => {
+            let config = load(&config.path)?;
+            runtime.block_on(storage::execute(&config, command))
+        }
         Command::Decrypt(args) => decrypt::execute(args),
         Command::Listen(args) => {
             runtime.block_on(listen::execute(args))?;
@@ -173,10 +185,10 @@ async fn run(config: Config) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {} (server.listen)", config.server.listen))?;
-    let storage = config.storage.path.display().to_string();
+    let storage = config.storage.location();
     crate::run(config, listener, shutdown_signal())
         .await
-        .with_context(|| format!("wasmhook stopped with an error (storage at {storage})"))
+        .with_context(|| format!("wasmhook stopped with an error (storage: {storage})"))
 }
 
 async fn shutdown_signal() {
@@ -215,7 +227,7 @@ fn describe(config: &Config) -> String {
         other => other.to_string(),
     };
     let _ = writeln!(out, "source: {source}");
-    let _ = writeln!(out, "storage: {}", config.storage.path.display());
+    let _ = writeln!(out, "storage: {}", config.storage.location());
     let signing = match &config.signer {
         Some(s) => format!("{} {:?} in {}", s.scheme(), s.algorithm(), s.header),
         None => "off".into(),

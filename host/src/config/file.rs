@@ -49,9 +49,15 @@ pub(super) struct ServerSection {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct StorageSection {
+    pub backend: Option<String>,
     pub path: Option<String>,
     pub cache_capacity_mb: Option<u64>,
     pub min_free_mb: Option<u64>,
+    pub postgres_url: Option<String>,
+    pub schema: Option<String>,
+    #[serde(default, deserialize_with = "duration")]
+    pub lease: Option<Duration>,
+    pub max_connections: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -232,14 +232,15 @@ fn resolve(
     // reported first, whichever file holds its check.
     let exposure = server::Exposure::read(&raw.server)?;
     let server = service::server(raw.server)?;
-    let storage = service::storage(raw.storage)?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    // Before storage: a PostgreSQL storage connection takes its defaults.
+    let tls = source::tls_files(raw.observers.tls.as_ref(), base)?;
+    let storage = service::storage(raw.storage, &tls)?;
     let nats_url = raw
         .observers
         .nats_url
         .clone()
         .unwrap_or_else(|| "nats://127.0.0.1:4222".into());
-    let base = path.parent().unwrap_or(Path::new("."));
-    let tls = source::tls_files(raw.observers.tls.as_ref(), base)?;
     let nats_auth = source::nats_auth(&raw.observers, &tls, base)?;
     let source = source::resolve(raw.observers, &server, &tls, &nats_auth)?;
     exposure.check(&server, &source)?;

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{file, invalid, parse_duration, parse_size, positive, ConfigError};
-use crate::store::Settings;
+use crate::store::{BackendSettings, PostgresSettings, Settings};
+use crate::tls::TlsFiles;
 
 /// The HTTP listener: ingest, admin API. Its `Debug` (in `server.rs`)
 /// leaves the tokens out.
@@ -102,10 +103,55 @@ pub(super) fn server(raw: file::ServerSection) -> Result<ServerConfig, ConfigErr
     })
 }
 
-/// `[storage]`.
-pub(super) fn storage(raw: file::StorageSection) -> Result<Settings, ConfigError> {
-    Ok(Settings {
-        path: PathBuf::from(raw.path.as_deref().unwrap_or("wasmhook-data")),
+/// `[storage]`: sled (the default) or PostgreSQL. `tls` (`[observers] tls`)
+/// supplies the files a PostgreSQL connection string names none of, as it
+/// does for the PostgreSQL sources.
+pub(super) fn storage(raw: file::StorageSection, tls: &TlsFiles) -> Result<Settings, ConfigError> {
+    let path = PathBuf::from(raw.path.as_deref().unwrap_or("wasmhook-data"));
+    let backend = match raw.backend.as_deref().unwrap_or("sled") {
+        "sled" => {
+            for (key, set) in [
+                ("storage.postgres_url", raw.postgres_url.is_some()),
+                ("storage.schema", raw.schema.is_some()),
+                ("storage.lease", raw.lease.is_some()),
+                ("storage.max_connections", raw.max_connections.is_some()),
+            ] {
+                if set {
+                    return Err(invalid(
+                        key,
+                        "is only read with storage.backend = \"postgres\" (the backend is sled)",
+                    ));
+                }
+            }
+            sled(&raw)?
+        }
+        "postgres" => {
+            for (key, set) in [
+                ("storage.cache_capacity_mb", raw.cache_capacity_mb.is_some()),
+                ("storage.min_free_mb", raw.min_free_mb.is_some()),
+            ] {
+                if set {
+                    return Err(invalid(
+                        key,
+                        "is sled's; storage.backend = \"postgres\" does not read it",
+                    ));
+                }
+            }
+            BackendSettings::Postgres(Box::new(postgres(raw, tls)?))
+        }
+        other => {
+            return Err(invalid(
+                "storage.backend",
+                format!("{other:?} is not a storage backend; expected \"sled\" or \"postgres\""),
+            ))
+        }
+    };
+    Ok(Settings { path, backend })
+}
+
+/// `[storage]` with sled.
+fn sled(raw: &file::StorageSection) -> Result<BackendSettings, ConfigError> {
+    Ok(BackendSettings::Sled {
         cache_capacity_bytes: mebibytes(
             raw.cache_capacity_mb.unwrap_or(16),
             "storage.cache_capacity_mb",
@@ -122,6 +168,57 @@ pub(super) fn storage(raw: file::StorageSection) -> Result<Settings, ConfigError
             Some(mb) => mebibytes(mb, "storage.min_free_mb")?,
             None => 256 * 1024 * 1024,
         },
+    })
+}
+
+/// The shortest lease: the host renews leases every third of it, and a
+/// shorter one would have nodes adopt rows from live nodes that were only
+/// slow for a moment.
+const MIN_LEASE: Duration = Duration::from_secs(1);
+
+/// `[storage]` with PostgreSQL.
+fn postgres(raw: file::StorageSection, tls: &TlsFiles) -> Result<PostgresSettings, ConfigError> {
+    let url = raw
+        .postgres_url
+        .filter(|u| !u.trim().is_empty())
+        .ok_or_else(|| {
+            invalid(
+                "storage.postgres_url",
+                "storage.backend = \"postgres\" needs a connection string like \
+                 \"postgres://wasmhook@127.0.0.1:5432/app\"",
+            )
+        })?;
+    let target = crate::source::postgres::client_config(&url, tls).map_err(|e| {
+        invalid(
+            "storage.postgres_url",
+            format!(
+                "{:?} is not a PostgreSQL connection string ({e})",
+                crate::source::redact(&url)
+            ),
+        )
+    })?;
+    let schema = raw.schema.unwrap_or_else(|| "wasmhook".into());
+    if !crate::store::valid_schema(&schema) {
+        return Err(invalid(
+            "storage.schema",
+            format!(
+                "{schema:?} is not a plain schema name (lower-case letters, digits and _, \
+                 not starting with a digit or pg_, at most 63 bytes)"
+            ),
+        ));
+    }
+    let lease = raw.lease.unwrap_or(Duration::from_secs(30));
+    if lease < MIN_LEASE {
+        return Err(invalid(
+            "storage.lease",
+            format!("{lease:?} is too short; at least \"1s\" (the default is \"30s\")"),
+        ));
+    }
+    Ok(PostgresSettings {
+        target,
+        schema,
+        lease,
+        max_connections: positive(raw.max_connections, 16, "storage.max_connections")?,
     })
 }
 

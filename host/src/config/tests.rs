@@ -522,3 +522,178 @@ fn a_schedule_reads_its_time_zone() {
         "{error}"
     );
 }
+
+#[test]
+fn storage_is_sled_unless_postgres_is_chosen() {
+    let config = load("").unwrap();
+    assert_eq!(config.storage.path, Path::new("wasmhook-data"));
+    assert!(matches!(
+        config.storage.backend,
+        crate::store::BackendSettings::Sled {
+            cache_capacity_bytes: 16_777_216,
+            min_free_bytes: 268_435_456,
+        }
+    ));
+    let config =
+        load("[storage]\nbackend = \"sled\"\npath = \"db\"\ncache_capacity_mb = 32\n").unwrap();
+    assert!(matches!(
+        config.storage.backend,
+        crate::store::BackendSettings::Sled {
+            cache_capacity_bytes: 33_554_432,
+            ..
+        }
+    ));
+    assert_eq!(config.storage.location(), "sled at db");
+}
+
+#[test]
+fn storage_reads_postgres_settings_with_defaults() {
+    let config = load(
+        "[storage]\nbackend = \"postgres\"\npath = \"node\"\n\
+         postgres_url = \"postgres://hook:s3cret@db.internal:5433/app?sslmode=disable\"\n",
+    )
+    .unwrap();
+    let crate::store::BackendSettings::Postgres(pg) = &config.storage.backend else {
+        panic!("{:?}", config.storage)
+    };
+    assert_eq!(pg.schema, "wasmhook");
+    assert_eq!(pg.lease, Duration::from_secs(30));
+    assert_eq!(pg.max_connections, 16);
+    assert_eq!(pg.target.config.get_dbname(), Some("app"));
+    assert_eq!(pg.target.config.get_application_name(), Some("wasmhook"));
+    assert_eq!(
+        config.storage.path,
+        Path::new("node"),
+        "node-local files stay"
+    );
+    assert_eq!(
+        config.storage.location(),
+        "PostgreSQL postgres://hook@db.internal:5433/app, schema wasmhook"
+    );
+    let shown = format!("{config:?}");
+    assert!(!shown.contains("s3cret"), "{shown}");
+
+    let config = load(
+        "[storage]\nbackend = \"postgres\"\n\
+         postgres_url = \"host=db user=hook password=s3cret dbname=app\"\n\
+         schema = \"hooks_2\"\nlease = \"5s\"\nmax_connections = 4\n",
+    )
+    .unwrap();
+    let crate::store::BackendSettings::Postgres(pg) = &config.storage.backend else {
+        panic!("{:?}", config.storage)
+    };
+    assert_eq!(
+        (pg.schema.as_str(), pg.lease, pg.max_connections),
+        ("hooks_2", Duration::from_secs(5), 4)
+    );
+    assert_eq!(
+        load("[storage]\nbackend = \"postgres\"\npostgres_url = \"postgres://h/db\"\nlease = 90000\n")
+            .map(|c| match c.storage.backend {
+                crate::store::BackendSettings::Postgres(pg) => pg.lease,
+                _ => Duration::ZERO,
+            })
+            .unwrap(),
+        Duration::from_secs(90),
+        "a number is milliseconds, as elsewhere"
+    );
+}
+
+#[test]
+fn storage_postgres_takes_the_observers_tls_files_as_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, "not read here").unwrap();
+    let config = load(&format!(
+        "[observers]\ntls = {{ ca_file = {:?} }}\n\
+         [storage]\nbackend = \"postgres\"\npostgres_url = \"postgres://h/db?sslmode=verify-full\"\n",
+        ca.display().to_string()
+    ))
+    .unwrap();
+    let crate::store::BackendSettings::Postgres(pg) = &config.storage.backend else {
+        panic!("{:?}", config.storage)
+    };
+    assert_eq!(pg.target.files.ca_file.as_deref(), Some(ca.as_path()));
+    assert_eq!(pg.target.mode, crate::tls::postgres::SslMode::VerifyFull);
+    // The connection string's own file wins.
+    let config = load(&format!(
+        "[observers]\ntls = {{ ca_file = {:?} }}\n\
+         [storage]\nbackend = \"postgres\"\npostgres_url = \"postgres://h/db?sslrootcert=/own.pem\"\n",
+        ca.display().to_string()
+    ))
+    .unwrap();
+    let crate::store::BackendSettings::Postgres(pg) = &config.storage.backend else {
+        panic!("{:?}", config.storage)
+    };
+    assert_eq!(
+        pg.target.files.ca_file.as_deref(),
+        Some(Path::new("/own.pem"))
+    );
+}
+
+#[test]
+fn storage_errors_name_the_key_and_hide_the_password() {
+    let pg = "[storage]\nbackend = \"postgres\"\npostgres_url = \"postgres://h/db\"\n";
+    let cases = [
+        (
+            "[storage]\nbackend = \"postgres\"\n".to_string(),
+            "storage.postgres_url: storage.backend = \"postgres\" needs a connection string",
+        ),
+        (
+            "[storage]\nbackend = \"postgres\"\npostgres_url = \"  \"\n".to_string(),
+            "storage.postgres_url: storage.backend = \"postgres\" needs",
+        ),
+        (
+            "[storage]\nbackend = \"rocksdb\"\n".to_string(),
+            "storage.backend: \"rocksdb\" is not a storage backend; expected \"sled\" or \"postgres\"",
+        ),
+        (
+            "[storage]\nbackend = \"postgres\"\npostgres_url = \"postgres://a:hunter2@h:notaport/db\"\n".to_string(),
+            "storage.postgres_url: \"postgres://a:***@h:notaport/db\" is not a PostgreSQL connection string",
+        ),
+        (
+            "[storage]\nbackend = \"postgres\"\npostgres_url = \"host=h password=hunter2 sslmode=sometimes\"\n".to_string(),
+            "storage.postgres_url: \"host=h password=*** sslmode=sometimes\" is not a PostgreSQL connection string",
+        ),
+        (
+            format!("{pg}schema = \"Hooks\"\n"),
+            "storage.schema: \"Hooks\" is not a plain schema name",
+        ),
+        (
+            format!("{pg}schema = \"hooks; drop table x\"\n"),
+            "storage.schema: \"hooks; drop table x\" is not a plain schema name",
+        ),
+        (
+            format!("{pg}schema = \"pg_catalog\"\n"),
+            "storage.schema: \"pg_catalog\" is not a plain schema name",
+        ),
+        (
+            format!("{pg}lease = \"soon\"\n"),
+            "storage.lease",
+        ),
+        (
+            format!("{pg}lease = \"200ms\"\n"),
+            "storage.lease: 200ms is too short",
+        ),
+        (
+            format!("{pg}max_connections = 0\n"),
+            "storage.max_connections: must be greater than 0",
+        ),
+        (
+            format!("{pg}cache_capacity_mb = 8\n"),
+            "storage.cache_capacity_mb: is sled's",
+        ),
+        (
+            "[storage]\npostgres_url = \"postgres://h/db\"\n".to_string(),
+            "storage.postgres_url: is only read with storage.backend = \"postgres\"",
+        ),
+        (
+            "[storage]\nlease = \"5s\"\n".to_string(),
+            "storage.lease: is only read with storage.backend = \"postgres\"",
+        ),
+    ];
+    for (text, expected) in cases {
+        let error = load(&text).err().unwrap().to_string();
+        assert!(error.contains(expected), "{text}\n{error}");
+        assert!(!error.contains("hunter2"), "{error}");
+    }
+}

@@ -113,31 +113,7 @@ pub(crate) fn client_config(url: &str, tls: &TlsFiles) -> Result<PgTarget, PgTar
 /// only, so a password never reaches a log or a terminal, whether it was in
 /// the URL, in a query parameter or in `key=value` form.
 pub(crate) fn target(config: &tokio_postgres::Config) -> String {
-    use tokio_postgres::config::Host;
-    let hosts: Vec<String> = config
-        .get_hosts()
-        .iter()
-        .enumerate()
-        .map(|(i, host)| {
-            let name = match host {
-                Host::Tcp(name) => name.clone(),
-                Host::Unix(path) => path.display().to_string(),
-            };
-            match config.get_ports().get(i).or(config.get_ports().first()) {
-                Some(port) => format!("{name}:{port}"),
-                None => name,
-            }
-        })
-        .collect();
-    let user = config
-        .get_user()
-        .map(|u| format!("{u}@"))
-        .unwrap_or_default();
-    let db = config
-        .get_dbname()
-        .map(|d| format!("/{d}"))
-        .unwrap_or_default();
-    format!("postgres://{user}{}{db}", hosts.join(","))
+    crate::tls::postgres::shown(config)
 }
 
 /// [`target`] of a connection string that may not parse.

@@ -1,7 +1,8 @@
 //! The records of the outbox: a pending [`Delivery`], its rendered request
 //! ([`Payload`]) and its [`Attempt`]s, and the few fields the dispatcher
-//! routes by ([`Routing`]). Every backend stores and returns these; how
-//! they are written is the backend's (sled: `sled::record`).
+//! routes by ([`Routing`]). Every backend stores and returns these, as
+//! `record` writes them, and chains a batch's deliveries the same way
+//! ([`chain`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -67,6 +68,25 @@ impl Delivery {
         let round = std::mem::take(&mut self.attempts);
         self.earlier_attempts.extend(round);
         *self
+    }
+}
+
+/// Chains the deliveries of one accepted batch that `keys` will store:
+/// consecutive deliveries of one observer and event, in webhook order, run
+/// one after the other, so each but the first is held until the one
+/// before it has had its first attempt.
+pub(crate) fn chain(deliveries: &mut [Delivery], keys: &[u64]) {
+    for i in 1..deliveries.len().min(keys.len()) {
+        let (before, rest) = deliveries.split_at_mut(i);
+        let (prev, this) = (&mut before[i - 1], &mut rest[0]);
+        if prev.observer == this.observer
+            && prev.event.id == this.event.id
+            && prev.webhook < this.webhook
+        {
+            prev.next = Some(keys[i]);
+            this.after = Some(keys[i - 1]);
+            this.held = true;
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! Why a storage operation failed, whichever backend ran it. Callers
 //! branch on `NotFound` and `NotRetryable` (the admin API's 404 and 409)
 //! and on [`StoreError::is_locked`] (the CLI goes through the running
-//! process instead); the rest they report.
+//! process instead); the rest they report. No variant carries a connection
+//! string: a PostgreSQL password never reaches a message.
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +35,26 @@ pub enum StoreError {
         /// The reserve.
         reserve: u64,
     },
+    // The PostgreSQL variants spell out their causes themselves (the
+    // server's message, which `tokio_postgres::Error` hides) and name no
+    // `source`, so that a report walking the chain does not repeat them.
+    /// PostgreSQL refused a statement, or the connection broke.
+    #[error("storage (PostgreSQL): {}", describe(.0))]
+    Postgres(tokio_postgres::Error),
+    /// No connection could be taken from the pool: the server cannot be
+    /// reached, or every connection stayed busy for the whole wait.
+    #[error("storage (PostgreSQL): no connection: {}", pool_text(.0))]
+    Pool(deadpool_postgres::PoolError),
+    /// The schema's migrations could not be applied or read.
+    #[error("storage (PostgreSQL): migrations: {}", chain_text(.0))]
+    Migration(refinery::Error),
+    /// The PostgreSQL settings cannot be used (the schema's name, the TLS
+    /// files, the pool's size).
+    #[error("storage (PostgreSQL): {0}")]
+    Setup(String),
+    /// An outbox key the database never issued.
+    #[error("storage: outbox key {0} was never issued by this database")]
+    UnknownKey(u64),
     /// No record with this id.
     #[error("no DLQ entry with id {0}")]
     NotFound(String),
@@ -52,4 +73,59 @@ impl StoreError {
             _ => false,
         }
     }
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(error: tokio_postgres::Error) -> StoreError {
+        StoreError::Postgres(error)
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(error: deadpool_postgres::PoolError) -> StoreError {
+        StoreError::Pool(error)
+    }
+}
+
+impl From<refinery::Error> for StoreError {
+    fn from(error: refinery::Error) -> StoreError {
+        StoreError::Migration(error)
+    }
+}
+
+/// `tokio_postgres::Error` displays a server error as only "db error"; the
+/// server's message (and detail, hint) is what an operator needs.
+fn describe(error: &tokio_postgres::Error) -> String {
+    if let Some(db) = error.as_db_error() {
+        return db.to_string().replace('\n', "; ");
+    }
+    match std::error::Error::source(error) {
+        Some(cause) => format!("{error}: {cause}"),
+        None => error.to_string(),
+    }
+}
+
+fn pool_text(error: &deadpool_postgres::PoolError) -> String {
+    match error {
+        deadpool_postgres::PoolError::Backend(e) => describe(e),
+        other => other.to_string(),
+    }
+}
+
+/// An error and its causes, a PostgreSQL one described in full.
+fn chain_text(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let shown = match e.downcast_ref::<tokio_postgres::Error>() {
+            Some(pg) => describe(pg),
+            None => e.to_string(),
+        };
+        if !text.contains(&shown) {
+            text.push_str(": ");
+            text.push_str(&shown);
+        }
+        cause = e.source();
+    }
+    text
 }

@@ -8,11 +8,12 @@
 //!
 //! Callers see [`Store`], a cheap handle to clone, and the record types it
 //! speaks ([`Delivery`], [`DeadLetter`], [`Filter`], ...). Which backend
-//! keeps them is the store's business: today the embedded sled database
-//! (`sled/`), for one process. A backend is a variant of `Backend`, so a
-//! call costs one `match` and no allocation, and a new backend touches
-//! nothing outside `store/`. Methods that a networked backend would wait on
-//! are `async`; sled's answer at once.
+//! keeps them is the store's business: the embedded sled database
+//! (`sled/`), for one process, or PostgreSQL (`postgres/`), which several
+//! processes may share. A backend is a variant of `Backend`, so a call
+//! costs one `match` and no allocation, and a new backend touches nothing
+//! outside `store/`. Every method is `async`: PostgreSQL's wait on the
+//! server, sled's answer at once.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,24 +23,104 @@ pub(crate) use delivery::Routing;
 pub use delivery::{Attempt, Delivery, Payload};
 pub use error::StoreError;
 pub use letter::{DeadLetter, Failure, Filter, Summary};
+pub use status::{MigrationInfo, Status};
+
+use crate::tls::postgres::{shown, PgTarget};
 
 mod delivery;
 mod error;
 mod letter;
+mod postgres;
+mod record;
 pub mod redact;
 mod sled;
+mod status;
+#[cfg(test)]
+mod tests;
 
 /// Where the database lives and what it may take of the machine
 /// (`[storage]`).
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Directory of the sled database.
+    /// The node's own files: the sled database, the plugins' compile cache.
     pub path: PathBuf,
-    /// sled's page cache; bounded so that a large backlog stays on disk.
-    pub cache_capacity_bytes: u64,
-    /// Free space kept on the filesystem; under it new events are refused
-    /// (0: no reserve).
-    pub min_free_bytes: u64,
+    /// Which database keeps the records.
+    pub backend: BackendSettings,
+}
+
+/// The backend `[storage] backend` chose, and its settings.
+#[derive(Debug, Clone)]
+pub enum BackendSettings {
+    /// sled, in `path` (`backend = "sled"`, the default).
+    Sled {
+        /// sled's page cache; bounded so that a large backlog stays on disk.
+        cache_capacity_bytes: u64,
+        /// Free space kept on the filesystem; under it new events are
+        /// refused (0: no reserve).
+        min_free_bytes: u64,
+    },
+    /// PostgreSQL (`backend = "postgres"`), which several nodes may share.
+    Postgres(Box<PostgresSettings>),
+}
+
+/// `[storage] backend = "postgres"`. `Debug` shows no password (that of
+/// `tokio_postgres::Config` hides it).
+#[derive(Debug, Clone)]
+pub struct PostgresSettings {
+    /// The server, with its TLS (`[observers] tls` supplies the files the
+    /// connection string names none of).
+    pub target: PgTarget,
+    /// The schema every table lives in.
+    pub schema: String,
+    /// How long an outbox row stays a node's without a renewal; a node
+    /// that dies leaves its rows to the others after this long.
+    pub lease: Duration,
+    /// Connections in the pool at most.
+    pub max_connections: usize,
+}
+
+/// True for a name `storage.schema` may have: a plain lower-case
+/// identifier (letters, digits, `_`), not starting with a digit or `pg_`.
+pub fn valid_schema(name: &str) -> bool {
+    postgres::valid_schema(name)
+}
+
+impl Settings {
+    /// Where the records are, for messages: the sled directory, or the
+    /// server and schema (never the password).
+    pub fn location(&self) -> String {
+        match &self.backend {
+            BackendSettings::Sled { .. } => format!("sled at {}", self.path.display()),
+            BackendSettings::Postgres(pg) => format!(
+                "PostgreSQL {}, schema {}",
+                shown(&pg.target.config),
+                pg.schema
+            ),
+        }
+    }
+}
+
+/// Applies the migrations the PostgreSQL schema lacks (creating it if it is
+/// missing) and returns those applied now; `None` for sled, which has none.
+pub async fn migrate(settings: &Settings) -> Result<Option<Vec<MigrationInfo>>, StoreError> {
+    match &settings.backend {
+        BackendSettings::Sled { .. } => Ok(None),
+        BackendSettings::Postgres(pg) => postgres::migrate_only(&pg.target, &pg.schema)
+            .await
+            .map(Some),
+    }
+}
+
+/// The backend's state, read without changing it (no migration is applied).
+/// A sled database held by a running wasmhook reports no sizes.
+pub async fn status(settings: &Settings) -> Result<Status, StoreError> {
+    match &settings.backend {
+        BackendSettings::Sled {
+            cache_capacity_bytes,
+            ..
+        } => sled::status(&settings.path, *cache_capacity_bytes),
+        BackendSettings::Postgres(pg) => postgres::status(&pg.target, &pg.schema).await,
+    }
 }
 
 /// The storage, shared by every stage; clones share one database.
@@ -52,20 +133,72 @@ pub struct Store {
 enum Backend {
     /// One process, one embedded database.
     Sled(sled::Database),
+    /// One schema of a PostgreSQL database, shared by every node.
+    Postgres(postgres::Database),
 }
 
 impl Store {
-    /// Opens (or creates) the database; fails if another process has it
-    /// open ([`StoreError::is_locked`]).
+    /// Opens (or creates) the database; fails if another process has sled's
+    /// open ([`StoreError::is_locked`]). PostgreSQL's schema is created
+    /// and migrated if it needs to be, once however many nodes start
+    /// together.
     pub async fn open(settings: &Settings) -> Result<Store, StoreError> {
-        let database = sled::Database::open(
-            &settings.path,
-            settings.cache_capacity_bytes,
-            settings.min_free_bytes,
-        )?;
+        let backend = match &settings.backend {
+            BackendSettings::Sled {
+                cache_capacity_bytes,
+                min_free_bytes,
+            } => Backend::Sled(sled::Database::open(
+                &settings.path,
+                *cache_capacity_bytes,
+                *min_free_bytes,
+            )?),
+            BackendSettings::Postgres(pg) => Backend::Postgres(
+                postgres::Database::open(&pg.target, &pg.schema, pg.lease, pg.max_connections)
+                    .await?,
+            ),
+        };
         Ok(Store {
-            backend: Arc::new(Backend::Sled(database)),
+            backend: Arc::new(backend),
         })
+    }
+
+    /// How long this node's outbox rows stay its own without
+    /// [`Store::renew_leases`]; `None` when nothing is shared (sled), and
+    /// there are no leases to renew or rows to adopt.
+    pub fn lease(&self) -> Option<Duration> {
+        match &*self.backend {
+            Backend::Sled(_) => None,
+            Backend::Postgres(db) => Some(db.lease()),
+        }
+    }
+
+    /// Renews the lease of every outbox row this node owns (one statement);
+    /// returns how many. The host runs it well within the lease.
+    pub async fn renew_leases(&self) -> Result<u64, StoreError> {
+        match &*self.backend {
+            Backend::Sled(_) => Ok(0),
+            Backend::Postgres(db) => db.renew_leases().await,
+        }
+    }
+
+    /// Takes over up to `limit` outbox rows whose lease has run out (their
+    /// node died or gave them up) and returns those that may run, as
+    /// `(due_ms, key)`, for the dispatcher. Empty for sled.
+    pub async fn adopt(&self, limit: usize) -> Result<Vec<(u64, u64)>, StoreError> {
+        match &*self.backend {
+            Backend::Sled(_) => Ok(Vec::new()),
+            Backend::Postgres(db) => db.adopt(limit).await,
+        }
+    }
+
+    /// Gives up this node's outbox rows, so that another node (or the next
+    /// start) takes them at once rather than after the lease; called when
+    /// nothing here will attempt them any more. Nothing to do for sled.
+    pub async fn close(&self) -> Result<(), StoreError> {
+        match &*self.backend {
+            Backend::Sled(_) => Ok(()),
+            Backend::Postgres(db) => db.close().await.map(|_| ()),
+        }
     }
 
     /// Ok when new work would be taken: there is room above the reserve
@@ -73,6 +206,7 @@ impl Store {
     pub async fn check_writable(&self) -> Result<(), StoreError> {
         match &*self.backend {
             Backend::Sled(db) => db.check_writable(),
+            Backend::Postgres(db) => db.check_writable().await,
         }
     }
 
@@ -81,6 +215,7 @@ impl Store {
     pub async fn flush(&self) -> Result<(), StoreError> {
         match &*self.backend {
             Backend::Sled(db) => db.flush().await,
+            Backend::Postgres(db) => db.flush().await,
         }
     }
 
@@ -98,6 +233,7 @@ impl Store {
     ) -> Result<Vec<u64>, StoreError> {
         match &*self.backend {
             Backend::Sled(db) => db.write(deliveries, dead),
+            Backend::Postgres(db) => db.write(deliveries, dead).await,
         }
     }
 
@@ -105,6 +241,7 @@ impl Store {
     pub async fn get(&self, key: u64) -> Result<Option<Delivery>, StoreError> {
         match &*self.backend {
             Backend::Sled(db) => db.get(key),
+            Backend::Postgres(db) => db.get(key).await,
         }
     }
 
@@ -114,15 +251,19 @@ impl Store {
     pub(crate) async fn routing(&self, key: u64) -> Result<Option<Routing>, StoreError> {
         match &*self.backend {
             Backend::Sled(db) => db.routing(key),
+            Backend::Postgres(db) => db.routing(key).await,
         }
     }
 
     /// Every pending delivery that may run, with its due time, for the
     /// dispatcher at start-up; releases held deliveries whose predecessor
     /// is done (a crash between the two writes must not leave a chain stuck).
+    /// PostgreSQL: the rows this node owns and every row whose lease has run
+    /// out, which become this node's.
     pub async fn pending(&self) -> Result<Vec<(u64, u64)>, StoreError> {
         match &*self.backend {
             Backend::Sled(db) => db.pending(),
+            Backend::Postgres(db) => db.pending().await,
         }
     }
 
@@ -130,6 +271,7 @@ impl Store {
     pub async fn release(&self, key: u64) -> Result<Option<u64>, StoreError> {
         match &*self.backend {
             Backend::Sled(db) => db.release(key),
+            Backend::Postgres(db) => db.release(key).await,
         }
     }
 
@@ -137,6 +279,7 @@ impl Store {
     pub async fn reschedule(&self, key: u64, delivery: &Delivery) -> Result<(), StoreError> {
         match &*self.backend {
             Backend::Sled(db) => db.reschedule(key, delivery),
+            Backend::Postgres(db) => db.reschedule(key, delivery).await,
         }
     }
 
@@ -144,6 +287,7 @@ impl Store {
     pub async fn complete(&self, key: u64) -> Result<(), StoreError> {
         match &*self.backend {
             Backend::Sled(db) => db.complete(key),
+            Backend::Postgres(db) => db.complete(key).await,
         }
     }
 
@@ -156,13 +300,15 @@ impl Store {
     ) -> Result<DeadLetter, StoreError> {
         match &*self.backend {
             Backend::Sled(db) => db.bury(key, delivery, reason),
+            Backend::Postgres(db) => db.bury(key, delivery, reason).await,
         }
     }
 
-    /// Number of pending deliveries.
+    /// Number of pending deliveries (of every node sharing the database).
     pub async fn outbox_len(&self) -> usize {
         match &*self.backend {
             Backend::Sled(db) => db.outbox_len(),
+            Backend::Postgres(db) => db.outbox_len().await,
         }
     }
 
@@ -178,6 +324,7 @@ impl Store {
     ) -> Result<DeadLetter, StoreError> {
         match &*self.backend {
             Backend::Sled(db) => db.reject_input(source, raw, reason).await,
+            Backend::Postgres(db) => db.reject_input(source, raw, reason).await,
         }
     }
 
@@ -185,6 +332,7 @@ impl Store {
     pub async fn dlq_list(&self, filter: &Filter) -> Result<Vec<DeadLetter>, StoreError> {
         match &*self.backend {
             Backend::Sled(db) => db.dlq_list(filter),
+            Backend::Postgres(db) => db.dlq_list(filter).await,
         }
     }
 
@@ -192,6 +340,7 @@ impl Store {
     pub async fn dlq_get(&self, id: &str) -> Result<DeadLetter, StoreError> {
         match &*self.backend {
             Backend::Sled(db) => db.dlq_get(id),
+            Backend::Postgres(db) => db.dlq_get(id).await,
         }
     }
 
@@ -199,6 +348,7 @@ impl Store {
     pub async fn dlq_purge(&self, filter: &Filter) -> Result<usize, StoreError> {
         match &*self.backend {
             Backend::Sled(db) => db.dlq_purge(filter).await,
+            Backend::Postgres(db) => db.dlq_purge(filter).await,
         }
     }
 
@@ -208,6 +358,7 @@ impl Store {
     pub async fn requeue(&self, id: &str) -> Result<u64, StoreError> {
         match &*self.backend {
             Backend::Sled(db) => db.requeue(id),
+            Backend::Postgres(db) => db.requeue(id).await,
         }
     }
 
@@ -221,6 +372,7 @@ impl Store {
     ) -> Result<Vec<(u64, u64)>, StoreError> {
         match &*self.backend {
             Backend::Sled(db) => db.requeue_all(filter, spacing),
+            Backend::Postgres(db) => db.requeue_all(filter, spacing).await,
         }
     }
 
@@ -234,13 +386,15 @@ impl Store {
     ) -> Result<usize, StoreError> {
         match &*self.backend {
             Backend::Sled(db) => db.dlq_enforce(retention, max_bytes),
+            Backend::Postgres(db) => db.dlq_enforce(retention, max_bytes).await,
         }
     }
 
-    /// Number of entries in the DLQ.
+    /// Number of entries in the DLQ (shared by every node).
     pub async fn dlq_len(&self) -> usize {
         match &*self.backend {
             Backend::Sled(db) => db.dlq_len(),
+            Backend::Postgres(db) => db.dlq_len().await,
         }
     }
 
@@ -250,6 +404,7 @@ impl Store {
     pub async fn source_cursor(&self, source: &str) -> Result<Option<Vec<u8>>, StoreError> {
         match &*self.backend {
             Backend::Sled(db) => db.source_cursor(source),
+            Backend::Postgres(db) => db.source_cursor(source).await,
         }
     }
 
@@ -262,6 +417,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         match &*self.backend {
             Backend::Sled(db) => db.save_source_cursor(source, position).await,
+            Backend::Postgres(db) => db.save_source_cursor(source, position).await,
         }
     }
 
@@ -271,6 +427,7 @@ impl Store {
     pub async fn disabled_webhooks(&self) -> Result<Vec<(String, usize)>, StoreError> {
         match &*self.backend {
             Backend::Sled(db) => db.disabled_webhooks(),
+            Backend::Postgres(db) => db.disabled_webhooks().await,
         }
     }
 
@@ -283,6 +440,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         match &*self.backend {
             Backend::Sled(db) => db.switch_webhook(observer, webhook, disabled),
+            Backend::Postgres(db) => db.switch_webhook(observer, webhook, disabled).await,
         }
     }
 
@@ -292,6 +450,7 @@ impl Store {
     pub async fn replay_first_time(&self, key: &str, window: Duration) -> Result<bool, StoreError> {
         match &*self.backend {
             Backend::Sled(db) => db.replay_first_time(key, window),
+            Backend::Postgres(db) => db.replay_first_time(key, window).await,
         }
     }
 
@@ -299,6 +458,7 @@ impl Store {
     pub async fn replay_forget(&self, key: &str) -> Result<(), StoreError> {
         match &*self.backend {
             Backend::Sled(db) => db.replay_forget(key),
+            Backend::Postgres(db) => db.replay_forget(key).await,
         }
     }
 
@@ -306,6 +466,7 @@ impl Store {
     pub async fn replay_purge(&self) -> Result<usize, StoreError> {
         match &*self.backend {
             Backend::Sled(db) => db.replay_purge(),
+            Backend::Postgres(db) => db.replay_purge().await,
         }
     }
 
@@ -313,6 +474,7 @@ impl Store {
     pub async fn schedule_mark(&self, name: &str) -> Result<Option<i64>, StoreError> {
         match &*self.backend {
             Backend::Sled(db) => db.schedule_mark(name),
+            Backend::Postgres(db) => db.schedule_mark(name).await,
         }
     }
 
@@ -320,6 +482,18 @@ impl Store {
     pub async fn save_schedule_mark(&self, name: &str, at_ms: i64) -> Result<(), StoreError> {
         match &*self.backend {
             Backend::Sled(db) => db.save_schedule_mark(name, at_ms).await,
+            Backend::Postgres(db) => db.save_schedule_mark(name, at_ms).await,
+        }
+    }
+}
+
+impl Store {
+    /// Stores a dead letter as it is (of any age), for tests.
+    #[cfg(test)]
+    pub(crate) async fn insert_letter(&self, letter: &DeadLetter) -> Result<(), StoreError> {
+        match &*self.backend {
+            Backend::Sled(db) => db.insert_letter(letter),
+            Backend::Postgres(db) => db.insert_letter(letter).await,
         }
     }
 }
@@ -329,8 +503,10 @@ impl Store {
 pub(crate) async fn open_in(dir: &std::path::Path) -> Store {
     Store::open(&Settings {
         path: dir.to_path_buf(),
-        cache_capacity_bytes: 1 << 20,
-        min_free_bytes: 0,
+        backend: BackendSettings::Sled {
+            cache_capacity_bytes: 1 << 20,
+            min_free_bytes: 0,
+        },
     })
     .await
     .unwrap()

@@ -3,7 +3,8 @@
 //! `sslrootcert`, `sslcert` and `sslkey`, in URL or `key=value` form, as
 //! users copy them from their provider (RDS, Cloud SQL, Neon, Supabase).
 //! tokio-postgres knows only the first three modes and none of the files,
-//! so they are taken out here and become a rustls configuration.
+//! so they are taken out here and become a rustls configuration. Messages
+//! show a connection as [`shown`] does: never with its password.
 
 use tokio_postgres::config::SslMode as ClientSslMode;
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -114,6 +115,37 @@ impl PgTarget {
         let config = self.files.client_config(self.verification())?;
         Ok(Some(MakeRustlsConnect::new(config)))
     }
+}
+
+/// Where a connection goes, for messages: user, hosts, ports and database
+/// only, so a password never reaches a log or a terminal, whether it was in
+/// the URL, in a query parameter or in `key=value` form.
+pub fn shown(config: &tokio_postgres::Config) -> String {
+    use tokio_postgres::config::Host;
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let name = match host {
+                Host::Tcp(name) => name.clone(),
+                Host::Unix(path) => path.display().to_string(),
+            };
+            match config.get_ports().get(i).or(config.get_ports().first()) {
+                Some(port) => format!("{name}:{port}"),
+                None => name,
+            }
+        })
+        .collect();
+    let user = config
+        .get_user()
+        .map(|u| format!("{u}@"))
+        .unwrap_or_default();
+    let db = config
+        .get_dbname()
+        .map(|d| format!("/{d}"))
+        .unwrap_or_default();
+    format!("postgres://{user}{}{db}", hosts.join(","))
 }
 
 /// The TLS parameters tokio-postgres does not read.

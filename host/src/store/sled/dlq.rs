@@ -12,11 +12,11 @@ use sled::transaction::ConflictableTransactionError;
 use sled::Transactional;
 
 use super::counts::created;
-use super::record::encode;
 use super::{graves, tx_error, Database};
 use crate::clock::{self, now_ms};
 use crate::store::error::StoreError;
 use crate::store::letter::{DeadLetter, Failure, Filter};
+use crate::store::record::encode;
 
 impl Database {
     /// Records input that never became an event (unknown envelope) in the DLQ.
@@ -40,6 +40,15 @@ impl Database {
         self.counts.dlq(created(&previous), 0);
         self.flush().await?;
         Ok(letter)
+    }
+
+    /// Stores a letter as it is, under its own id, for tests that need
+    /// one of a given age.
+    #[cfg(test)]
+    pub(crate) fn insert_letter(&self, letter: &DeadLetter) -> Result<(), StoreError> {
+        let previous = self.dlq.insert(letter.id.as_bytes(), encode(letter))?;
+        self.counts.dlq(created(&previous), 0);
+        Ok(())
     }
 
     /// Entries matching the filter, oldest first.

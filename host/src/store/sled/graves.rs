@@ -15,9 +15,9 @@
 
 use serde::de::IgnoredAny;
 
-use super::record::{self, decode, encode};
 use crate::store::error::StoreError;
 use crate::store::letter::DeadLetter;
+use crate::store::record::{self, decode, encode};
 
 /// The hyphenated id up to its last 16 bits (4 hex digits).
 const SHARED: usize = 32;

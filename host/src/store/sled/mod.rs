@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use sled::transaction::TransactionError;
 
 use crate::store::error::StoreError;
+use crate::store::status::Status;
 use counts::Counts;
 
 mod counts;
@@ -19,7 +20,6 @@ mod cursors;
 mod dlq;
 mod graves;
 mod outbox;
-mod record;
 mod state;
 
 /// The sled database and its trees, opened once.
@@ -157,6 +157,37 @@ impl Database {
         *covered = target;
         Ok(())
     }
+}
+
+/// The database at `path`, read for `wasmhook storage status`; without
+/// sizes when a running wasmhook holds it.
+pub(crate) fn status(path: &Path, cache_capacity_bytes: u64) -> Result<Status, StoreError> {
+    let mut status = Status {
+        backend: "sled",
+        location: path.display().to_string(),
+        schema: None,
+        applied: Vec::new(),
+        pending: Vec::new(),
+        outbox_len: None,
+        dlq_len: None,
+        size_on_disk: None,
+    };
+    if !path.exists() {
+        // Opening would create it: there is nothing yet.
+        status.outbox_len = Some(0);
+        status.dlq_len = Some(0);
+        return Ok(status);
+    }
+    match Database::open(path, cache_capacity_bytes, 0) {
+        Ok(db) => {
+            status.outbox_len = Some(db.counts.outbox_len() as u64);
+            status.dlq_len = Some(db.counts.dlq_len() as u64);
+            status.size_on_disk = Some(db.db.size_on_disk()?);
+        }
+        Err(e) if e.is_locked() => {}
+        Err(e) => return Err(e),
+    }
+    Ok(status)
 }
 
 pub(crate) fn u64_key(key: &[u8]) -> u64 {

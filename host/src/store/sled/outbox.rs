@@ -9,12 +9,12 @@ use sled::transaction::ConflictableTransactionError;
 use sled::Transactional;
 
 use super::counts::{created, existed};
-use super::record::{decode, encode};
 use super::{graves, tx_error, u64_key, Database};
 use crate::clock::now_ms;
-use crate::store::delivery::{Delivery, Routing};
+use crate::store::delivery::{chain, Delivery, Routing};
 use crate::store::error::StoreError;
 use crate::store::letter::{DeadLetter, Failure};
+use crate::store::record::{decode, encode};
 
 impl Database {
     /// [`Database::write`], then waits until it is on disk. The pipeline
@@ -60,18 +60,7 @@ impl Database {
         for _ in 0..deliveries.len() {
             keys.push(self.db.generate_id()?);
         }
-        for i in 1..deliveries.len() {
-            let (before, rest) = deliveries.split_at_mut(i);
-            let (prev, this) = (&mut before[i - 1], &mut rest[0]);
-            if prev.observer == this.observer
-                && prev.event.id == this.event.id
-                && prev.webhook < this.webhook
-            {
-                prev.next = Some(keys[i]);
-                this.after = Some(keys[i - 1]);
-                this.held = true;
-            }
-        }
+        chain(&mut deliveries, &keys);
         for (key, delivery) in keys.iter().zip(&deliveries) {
             self.outbox.insert(key.to_be_bytes(), encode(delivery))?;
         }

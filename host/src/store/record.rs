@@ -1,13 +1,15 @@
-//! How the outbox and the DLQ write a record: JSON, packed with LZ4 when
-//! it is large.
+//! How every backend writes a record of the outbox and the DLQ: JSON,
+//! packed with LZ4 when it is large. sled keeps it as a value, PostgreSQL
+//! in a `bytea` column; the bytes are the same.
 //!
 //! sled writes a log entry over a quarter of its 512 KiB segment to a file
 //! of its own (a "blob": created, written, synced and later deleted). A
 //! delivery of a 64 KB entity is ~140 KB of JSON (the event, and the body
 //! that holds it again, escaped), so every write of one made a file. JSON
 //! this repetitive packs to a fifth or less, which also takes that much
-//! off every log write and page of the database. Small records stay plain
-//! JSON: packing one costs more than the bytes it saves.
+//! off every log write and page of the database (and, for PostgreSQL, off
+//! the bytes on the wire). Small records stay plain JSON: packing one costs
+//! more than the bytes it saves.
 
 use std::borrow::Cow;
 
