@@ -17,7 +17,8 @@ pub(super) fn fold(raw: &mut FileConfig) -> Result<(), ConfigError> {
     signing(&mut raw.webhooks)?;
     dispatch(&mut raw.webhooks)?;
     retry(&mut raw.webhooks)?;
-    dlq(&mut raw.webhooks)?;
+    let storage = raw.storage.backend.as_deref().unwrap_or("sled");
+    dlq(&mut raw.webhooks, storage)?;
     if raw.webhooks.test_url.is_some() {
         return Err(invalid(
             "webhooks.test_url",
@@ -162,8 +163,9 @@ fn retry(webhooks: &mut WebhooksSection) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// `[webhooks.dlq]`: wasmhook keeps its DLQ in its own storage.
-fn dlq(webhooks: &mut WebhooksSection) -> Result<(), ConfigError> {
+/// `[webhooks.dlq]`: wasmhook keeps its DLQ in its own storage, so a DLQ
+/// backend is accepted only when it names that storage.
+fn dlq(webhooks: &mut WebhooksSection, storage: &str) -> Result<(), ConfigError> {
     let dlq = &mut webhooks.dlq;
     if dlq.enabled.take() == Some(false) {
         return Err(invalid(
@@ -173,9 +175,10 @@ fn dlq(webhooks: &mut WebhooksSection) -> Result<(), ConfigError> {
     }
     if let Some(backend) = dlq.backend.take() {
         let reason = match backend.as_str() {
-            "sled" | "embedded" => None,
+            "sled" | "embedded" if storage == "sled" => None,
+            "postgres" | "postgresql" if storage == "postgres" => None,
             "postgres" | "postgresql" => Some(
-                "the DLQ lives in wasmhook's own storage, beside the outbox: [storage] decides where",
+                "the DLQ lives in wasmhook's own storage, beside the outbox: set [storage] backend = \"postgres\" (and postgres_url) to keep it in PostgreSQL",
             ),
             "file" => Some(
                 "the DLQ lives in wasmhook's own storage, not in a file; `wasmhook dlq list --json` writes it out as JSON",

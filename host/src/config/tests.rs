@@ -432,6 +432,8 @@ fn fraiseql_doc_blocks_load_or_are_refused_with_advice() {
         "[webhooks.batching]\nenabled = true\nbatch_size = 50\ntimeout = \"10s\"\n",
         "[webhooks.rate_limiting]\nenabled = true\nmax_per_second = 100\nburst = 200\n",
         "[webhooks.dlq]\nenabled = true\nretention_days = 7\n",
+        "[storage]\nbackend = \"postgres\"\npostgres_url = \"postgres://wasmhook@db/app\"\n\
+         [webhooks.dlq]\nenabled = true\nbackend = \"postgresql\"\nretention = \"7d\"\nmax_size = \"10GB\"\n",
     ] {
         load(block).unwrap_or_else(|e| panic!("{block}\n{e}"));
     }
