@@ -5,6 +5,13 @@
 //! A call runs on a warm instance when one is free (about a microsecond) or a
 //! fresh one (tens of microseconds). An instance that trapped is dropped: its
 //! memory may be inconsistent, so it never serves another call.
+//!
+//! Every plugin links against WASI 0.2, `wasi:http` included, with nothing
+//! granted: components built with their toolchain's defaults (componentize-py,
+//! componentize-js) load, and what they may not do fails when they try it.
+//! Waiting (`wasi:io/poll`) and sending a request (`wasi:http/outgoing-handler`)
+//! trap with the interface named; a WASI import wasmhook does not link at all
+//! traps with its name when called.
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -13,12 +20,13 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use tracing::{debug, warn};
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::component::{Component, HasSelf, InstancePre, Linker, ResourceTable};
 use wasmtime::{
     Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
     StoreLimitsBuilder,
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use super::bindings::{condition, encryption, event_context, host, transform, types, verifier};
 use super::manifest::{Isolation, Limits, Manifest};
@@ -57,6 +65,8 @@ pub(crate) struct State {
     metadata: String,
     limits: StoreLimits,
     wasi: WasiCtx,
+    http: WasiHttpCtx,
+    http_hooks: RefuseRequests,
     table: ResourceTable,
 }
 
@@ -79,6 +89,39 @@ impl WasiView for State {
             ctx: &mut self.wasi,
             table: &mut self.table,
         }
+    }
+}
+
+impl WasiHttpView for State {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.http_hooks,
+        }
+    }
+}
+
+/// What `wasi:http` sends with: nothing. `wasi:http/outgoing-handler.handle`
+/// traps before it would get here (`refuse_requests`); should a request
+/// reach this hook all the same, its response is the same refusal.
+pub(crate) struct RefuseRequests;
+
+/// The future of a request's connection, as wasmtime-wasi-http hands it over.
+type Io = Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send>;
+/// A response and its connection's future.
+type Responded = wasmtime_wasi_http::Result<(http::Response<wasmtime_wasi_http::WasiBody>, Io)>;
+
+impl WasiHttpHooks for RefuseRequests {
+    fn send_request(
+        &mut self,
+        _request: http::Request<wasmtime_wasi_http::WasiBody>,
+        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        _io: Io,
+    ) -> Box<dyn std::future::Future<Output = Responded> + Send> {
+        Box::new(std::future::ready(Err(
+            wasmtime_wasi_http::Error::InternalError(Some(REQUEST_REFUSED.to_string())),
+        )))
     }
 }
 
@@ -161,7 +204,9 @@ impl Runtime {
             .map_err(|e| PluginError::Runtime(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker))
             .and_then(|()| refuse_waits(&mut linker))
+            .and_then(|()| refuse_requests(&mut linker))
             .map_err(|e| PluginError::Runtime(format!("{e:#}")))?;
         host::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)
             .and_then(|()| types::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s))
@@ -212,10 +257,7 @@ impl Runtime {
         };
         let component = self.compile(&bytes).map_err(load_error)?;
         let role = role_of(&self.engine, &component).map_err(load_error)?;
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| load_error(format!("cannot be linked: {e:#}")))?;
+        let pre = self.link(name, &component).map_err(load_error)?;
         let pre = match role {
             Role::Condition => condition::ConditionPluginPre::new(pre).map(RolePre::Condition),
             Role::Transform => transform::TransformPluginPre::new(pre).map(RolePre::Transform),
@@ -238,6 +280,39 @@ impl Runtime {
             pre,
             pool: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Links a component. Should it import a WASI interface (or function)
+    /// wasmhook does not link, say from a newer proposal, that import
+    /// becomes a function that traps with its name when called: a component
+    /// built with a toolchain's defaults loads, and a call to what is not
+    /// granted fails. Any other import wasmhook does not offer fails the load.
+    fn link(&self, name: &str, component: &Component) -> Result<InstancePre<State>, String> {
+        let strict = match self.linker.instantiate_pre(component) {
+            Ok(pre) => return Ok(pre),
+            Err(e) => format!("{e:#}"),
+        };
+        let foreign: Vec<String> = component
+            .component_type()
+            .imports(&self.engine)
+            .map(|(import, _)| import.to_string())
+            .filter(|import| !import.starts_with("wasi:") && !offered(import))
+            .collect();
+        if !foreign.is_empty() {
+            return Err(format!(
+                "cannot be linked: {strict} (it imports {}, which this wasmhook does not offer)",
+                foreign.join(", ")
+            ));
+        }
+        let mut linker = self.linker.clone();
+        linker
+            .define_unknown_imports_as_traps(component)
+            .and_then(|()| linker.instantiate_pre(component))
+            .map(|pre| {
+                warn!(plugin = name, missing = %strict, "plugin imports WASI that wasmhook does not link; calling it traps");
+                pre
+            })
+            .map_err(|e| format!("cannot be linked: {e:#}"))
     }
 
     fn compile(&self, bytes: &[u8]) -> Result<Component, String> {
@@ -278,10 +353,17 @@ impl Runtime {
     }
 
     fn new_store(&self, plugin: &Loaded) -> Store<State> {
-        let limits = &plugin.manifest.limits;
+        self.store_for(
+            plugin.name.clone(),
+            plugin.config_json.clone(),
+            &plugin.manifest.limits,
+        )
+    }
+
+    fn store_for(&self, plugin: Arc<str>, config_json: Arc<str>, limits: &Limits) -> Store<State> {
         let state = State {
-            plugin: plugin.name.clone(),
-            config_json: plugin.config_json.clone(),
+            plugin,
+            config_json,
             metadata: "{}".to_string(),
             limits: StoreLimitsBuilder::new()
                 .memory_size(limits.memory_bytes)
@@ -291,6 +373,8 @@ impl Runtime {
             // Nothing is granted: no preopened directories, environment,
             // arguments, network or inherited stdio.
             wasi: WasiCtx::builder().build(),
+            http: WasiHttpCtx::new(),
+            http_hooks: RefuseRequests,
             table: ResourceTable::new(),
         };
         let mut store = Store::new(&self.engine, state);
@@ -321,6 +405,41 @@ fn refuse_waits(linker: &mut Linker<State>) -> wasmtime::Result<()> {
     }
     linker.allow_shadowing(false);
     Ok(())
+}
+
+/// The `wasi:http` version wasmtime-wasi-http links (its `wit/deps/http.wit`);
+/// a component importing any 0.2.x resolves to it.
+const WASI_HTTP_OUTGOING_HANDLER: &str = "wasi:http/outgoing-handler@0.2.12";
+
+/// What a plugin that sends a request is told.
+pub(crate) const REQUEST_REFUSED: &str =
+    "sending a request (wasi:http/outgoing-handler, e.g. fetch) is not granted to plugins: \
+     wasmhook sends the webhook's request itself, built from what a transform returns";
+
+/// Replaces `wasi:http/outgoing-handler.handle` with a trap, so that a
+/// request fails where it is made, with the interface named. Refused later,
+/// in the response's future, the guest would learn of it only by waiting
+/// for that future, and waiting traps with its own message (`refuse_waits`).
+/// The rest of `wasi:http/types` stays: building a request grants nothing.
+fn refuse_requests(linker: &mut Linker<State>) -> wasmtime::Result<()> {
+    linker.allow_shadowing(true);
+    linker
+        .instance(WASI_HTTP_OUTGOING_HANDLER)?
+        .func_new("handle", |_, _, _, _| {
+            Err(wasmtime::Error::msg(REQUEST_REFUSED))
+        })?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// Whether `import` is one of the interfaces of `wit/` the linker offers
+/// (any 0.1.x version).
+fn offered(import: &str) -> bool {
+    let Some(rest) = import.strip_prefix("wasmhook:plugin/") else {
+        return false;
+    };
+    let (interface, version) = rest.split_once('@').unwrap_or((rest, ""));
+    matches!(interface, "types" | "host" | "event-context") && version.starts_with("0.1.")
 }
 
 fn describe_compile_error(error: &wasmtime::Error) -> String {
@@ -509,6 +628,12 @@ impl Loaded {
                     TrapKind::Memory {
                         limit: limits.memory_bytes,
                     }
+                } else if error.downcast_ref::<wasmtime::WasmBacktrace>().is_some() {
+                    // A host function's error (a refusal such as
+                    // `REQUEST_REFUSED`) comes wrapped in the guest's
+                    // backtrace of function numbers: the reason is the
+                    // host's message.
+                    TrapKind::Other(error.root_cause().to_string())
                 } else {
                     TrapKind::Other(text)
                 }
@@ -518,6 +643,104 @@ impl Loaded {
             plugin: self.name.to_string(),
             during: what.to_string(),
             kind,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A component that imports `import`, an instance with one function
+    /// `func` taking and returning nothing, and exports `run`, which calls
+    /// it. (The real functions have other types: `func_new`, which refuses
+    /// them, takes any, so linking still shows where a name resolves.)
+    fn calling(runtime: &Runtime, import: &str, func: &str) -> Component {
+        let text = format!(
+            r#"(component
+                (import "{import}" (instance $imported (export "{func}" (func))))
+                (core func $lowered (canon lower (func $imported "{func}")))
+                (core module $m
+                    (import "host" "f" (func $f))
+                    (func (export "run") call $f))
+                (core instance $i (instantiate $m (with "host" (instance (export "f" (func $lowered))))))
+                (func (export "run") (canon lift (core func $i "run"))))"#
+        );
+        Component::new(&runtime.engine, wat::parse_str(text).unwrap()).unwrap()
+    }
+
+    /// Links `component` and calls its `run` under default budgets.
+    fn run(runtime: &Runtime, component: &Component) -> Result<(), String> {
+        let pre = runtime.link("test", component)?;
+        let mut store = runtime.store_for("test".into(), "{}".into(), &Limits::default());
+        store.set_fuel(1_000_000).unwrap();
+        store.set_epoch_deadline(1_000);
+        let instance = pre.instantiate(&mut store).map_err(|e| format!("{e:#}"))?;
+        let run = instance
+            .get_typed_func::<(), ()>(&mut store, "run")
+            .map_err(|e| format!("{e:#}"))?;
+        run.call(&mut store, ()).map_err(|e| format!("{e:#}"))
+    }
+
+    #[test]
+    fn what_is_not_granted_links_and_traps_naming_the_interface() {
+        let runtime = Runtime::new(None).unwrap();
+        for (import, func, expected) in [
+            // componentize-js imports wasi:http 0.2.10; wasmtime-wasi-http
+            // links 0.2.12, and the refusal must sit where 0.2.x resolves.
+            (
+                "wasi:http/outgoing-handler@0.2.10",
+                "handle",
+                REQUEST_REFUSED,
+            ),
+            ("wasi:io/poll@0.2.0", "poll", WAIT_REFUSED),
+            // WASI that wasmhook does not link at all.
+            (
+                "wasi:keyvalue/store@0.2.0",
+                "get",
+                "unknown import: `wasi:keyvalue/store@0.2.0#get` has not been defined",
+            ),
+        ] {
+            let component = calling(&runtime, import, func);
+            let error = run(&runtime, &component).expect_err(import);
+            assert!(error.contains(expected), "{import}: {error}");
+        }
+    }
+
+    #[test]
+    fn an_import_wasmhook_does_not_offer_fails_the_load() {
+        let runtime = Runtime::new(None).unwrap();
+        for import in [
+            "wasmhook:plugin/kv@0.1.0",
+            "wasmhook:plugin/host@0.2.0",
+            "acme:db/query@1.0.0",
+        ] {
+            let error = runtime
+                .link("test", &calling(&runtime, import, "get"))
+                .err()
+                .unwrap_or_else(|| panic!("{import} linked"));
+            assert!(
+                error.starts_with("cannot be linked: ")
+                    && error.contains(&format!(
+                        "it imports {import}, which this wasmhook does not offer"
+                    )),
+                "{import}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn offered_names_the_interfaces_of_wit() {
+        for (import, expected) in [
+            ("wasmhook:plugin/host@0.1.0", true),
+            ("wasmhook:plugin/types@0.1.3", true),
+            ("wasmhook:plugin/event-context@0.1.0", true),
+            ("wasmhook:plugin/host@0.2.0", false),
+            ("wasmhook:plugin/host", false),
+            ("wasmhook:plugin/condition@0.1.0", false),
+            ("wasi:cli/stdout@0.2.0", false),
+        ] {
+            assert_eq!(offered(import), expected, "{import}");
         }
     }
 }
