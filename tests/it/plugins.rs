@@ -1295,7 +1295,13 @@ async fn a_javascript_plugin_calling_fetch_is_refused_naming_wasi_http() {
     let receiver = TestReceiver::start().await;
     let tmp = tempfile::tempdir().unwrap();
     let url = receiver.url("/stolen");
-    for (name, mode) in [("ok", "ok"), ("fetch", "fetch"), ("throw", "throw")] {
+    for (name, mode) in [
+        ("ok", "ok"),
+        ("fetch", "fetch"),
+        ("throw", "throw"),
+        ("clock", "clock"),
+        ("timer", "timer"),
+    ] {
         install(
             tmp.path(),
             "js-sandbox-probe",
@@ -1329,6 +1335,21 @@ async fn a_javascript_plugin_calling_fetch_is_refused_naming_wasi_http() {
     );
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(receiver.requests().is_empty(), "nothing was sent");
+
+    // Clocks and randomness work (and console output is discarded); a
+    // timer never fires, since the call is over when the export returns.
+    let report = |name: &str| -> serde_json::Value {
+        let out = plugins.transform(name, &event, None).unwrap();
+        serde_json::from_slice(&out.body).unwrap()
+    };
+    let clock = report("clock");
+    let now = wasmhook::clock::now_ms() as f64;
+    assert!(
+        (clock["now"].as_f64().unwrap() - now).abs() < 60_000.0,
+        "{clock}"
+    );
+    assert_eq!(clock["bytes"].as_array().unwrap().len(), 8, "{clock}");
+    assert_eq!(report("timer"), json!({"fired": false}));
 
     // A plain exception, not the WIT `error` variant, fails the call too.
     let thrown = plugins.transform("throw", &event, None).unwrap_err();

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use tracing::{debug, warn};
+use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, HasSelf, InstancePre, Linker, ResourceTable};
 use wasmtime::{
     Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
@@ -282,37 +283,71 @@ impl Runtime {
         })
     }
 
-    /// Links a component. Should it import a WASI interface (or function)
-    /// wasmhook does not link, say from a newer proposal, that import
-    /// becomes a function that traps with its name when called: a component
-    /// built with a toolchain's defaults loads, and a call to what is not
-    /// granted fails. Any other import wasmhook does not offer fails the load.
+    /// Links a component. Should it import a WASI interface wasmhook does
+    /// not link at all, say from a newer proposal, that interface is linked
+    /// for it alone as functions that trap with their names when called: a
+    /// component built with a toolchain's defaults loads, and a call to what
+    /// is not granted fails. Any other import wasmhook does not offer fails
+    /// the load.
+    ///
+    /// Only the interfaces wasmtime names as missing are stubbed, one at a
+    /// time and under their exact names. (`define_unknown_imports_as_traps`
+    /// would also define an exact-named stub for every WASI import whose
+    /// version differs from the one linked, and exact names win over the
+    /// semver match: a 0.2.10 import of a clock would trap instead of
+    /// reading the 0.2.12 clock.)
     fn link(&self, name: &str, component: &Component) -> Result<InstancePre<State>, String> {
-        let strict = match self.linker.instantiate_pre(component) {
-            Ok(pre) => return Ok(pre),
-            Err(e) => format!("{e:#}"),
-        };
-        let foreign: Vec<String> = component
+        let imports: Vec<(String, ComponentItem)> = component
             .component_type()
             .imports(&self.engine)
-            .map(|(import, _)| import.to_string())
-            .filter(|import| !import.starts_with("wasi:") && !offered(import))
+            .map(|(import, item)| (import.to_string(), item.ty))
             .collect();
-        if !foreign.is_empty() {
-            return Err(format!(
-                "cannot be linked: {strict} (it imports {}, which this wasmhook does not offer)",
-                foreign.join(", ")
-            ));
+        let mut stubbed: Vec<&str> = Vec::new();
+        let mut linker: Option<Linker<State>> = None;
+        loop {
+            let error = match linker
+                .as_ref()
+                .unwrap_or(&self.linker)
+                .instantiate_pre(component)
+            {
+                Ok(pre) => {
+                    if !stubbed.is_empty() {
+                        warn!(plugin = name, interfaces = %stubbed.join(", "), "plugin imports WASI that wasmhook does not link; calling it traps");
+                    }
+                    return Ok(pre);
+                }
+                Err(e) => format!("{e:#}"),
+            };
+            let foreign: Vec<&str> = imports
+                .iter()
+                .map(|(import, _)| import.as_str())
+                .filter(|import| !import.starts_with("wasi:") && !offered(import))
+                .collect();
+            if !foreign.is_empty() {
+                return Err(format!(
+                    "cannot be linked: {error} (it imports {}, which this wasmhook does not offer)",
+                    foreign.join(", ")
+                ));
+            }
+            // The WASI interface wasmtime reports as missing, if it is one
+            // not stubbed yet; anything else (a type that does not match, an
+            // interface linked but lacking a function) fails the load.
+            let missing = imports.iter().find(|(import, _)| {
+                import.starts_with("wasi:")
+                    && !stubbed.contains(&import.as_str())
+                    && error.contains(&format!(
+                        "`{import}`, but a matching implementation was not found"
+                    ))
+            });
+            let Some((import, ComponentItem::ComponentInstance(interface))) = missing else {
+                return Err(format!("cannot be linked: {error}"));
+            };
+            let scratch = linker.get_or_insert_with(|| self.linker.clone());
+            stub_interface(scratch, &self.engine, import, interface).map_err(|e| {
+                format!("cannot be linked: {error} (and stubbing {import} failed: {e:#})")
+            })?;
+            stubbed.push(import);
         }
-        let mut linker = self.linker.clone();
-        linker
-            .define_unknown_imports_as_traps(component)
-            .and_then(|()| linker.instantiate_pre(component))
-            .map(|pre| {
-                warn!(plugin = name, missing = %strict, "plugin imports WASI that wasmhook does not link; calling it traps");
-                pre
-            })
-            .map_err(|e| format!("cannot be linked: {e:#}"))
     }
 
     fn compile(&self, bytes: &[u8]) -> Result<Component, String> {
@@ -429,6 +464,42 @@ fn refuse_requests(linker: &mut Linker<State>) -> wasmtime::Result<()> {
             Err(wasmtime::Error::msg(REQUEST_REFUSED))
         })?;
     linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// The stand-in for a resource of an interface wasmhook does not link.
+struct NotLinked;
+
+/// Links `import`, a WASI interface the linker does not have, as functions
+/// that trap with their names and resources nothing can make.
+fn stub_interface(
+    linker: &mut Linker<State>,
+    engine: &Engine,
+    import: &str,
+    interface: &wasmtime::component::types::ComponentInstance,
+) -> wasmtime::Result<()> {
+    let mut instance = linker.instance(import)?;
+    for (export, item) in interface.exports(engine) {
+        match item.ty {
+            ComponentItem::ComponentFunc(_) => {
+                let message = format!(
+                    "{import}#{export} is not granted to plugins: wasmhook does not link {import}"
+                );
+                instance.func_new(export, move |_, _, _, _| {
+                    Err(wasmtime::Error::msg(message.clone()))
+                })?;
+            }
+            ComponentItem::Resource(_) => {
+                instance.resource(
+                    export,
+                    wasmtime::component::ResourceType::host::<NotLinked>(),
+                    |_, _| Ok(()),
+                )?;
+            }
+            // Type exports need no definition.
+            _ => {}
+        }
+    }
     Ok(())
 }
 
@@ -698,13 +769,57 @@ mod tests {
             (
                 "wasi:keyvalue/store@0.2.0",
                 "get",
-                "unknown import: `wasi:keyvalue/store@0.2.0#get` has not been defined",
+                "wasi:keyvalue/store@0.2.0#get is not granted to plugins: wasmhook does not link wasi:keyvalue/store@0.2.0",
             ),
         ] {
             let component = calling(&runtime, import, func);
             let error = run(&runtime, &component).expect_err(import);
             assert!(error.contains(expected), "{import}: {error}");
         }
+    }
+
+    /// Stubbing an interface wasmhook does not link leaves the WASI it
+    /// does link alone, whatever 0.2.x version the component names.
+    #[test]
+    fn a_stubbed_interface_leaves_the_linked_ones_working() {
+        let runtime = Runtime::new(None).unwrap();
+        let text = r#"(component
+            (import "wasi:random/random@0.2.0" (instance $random
+                (export "get-random-u64" (func (result u64)))))
+            (import "wasi:keyvalue/store@0.2.0" (instance $kv (export "get" (func))))
+            (core func $random (canon lower (func $random "get-random-u64")))
+            (core func $get (canon lower (func $kv "get")))
+            (core module $m
+                (import "host" "random" (func $random (result i64)))
+                (import "host" "get" (func $get))
+                (func (export "random") (result i64) call $random)
+                (func (export "get") call $get))
+            (core instance $i (instantiate $m (with "host" (instance
+                (export "random" (func $random))
+                (export "get" (func $get))))))
+            (func (export "random") (result u64) (canon lift (core func $i "random")))
+            (func (export "get") (canon lift (core func $i "get"))))"#;
+        let component = Component::new(&runtime.engine, wat::parse_str(text).unwrap()).unwrap();
+        let pre = runtime.link("test", &component).unwrap();
+        let mut store = runtime.store_for("test".into(), "{}".into(), &Limits::default());
+        store.set_fuel(1_000_000).unwrap();
+        store.set_epoch_deadline(1_000);
+        let instance = pre.instantiate(&mut store).unwrap();
+        let random = instance
+            .get_typed_func::<(), (u64,)>(&mut store, "random")
+            .unwrap();
+        let draws: Vec<u64> = (0..2)
+            .map(|_| random.call(&mut store, ()).unwrap().0)
+            .collect();
+        assert_ne!(draws[0], draws[1], "wasi:random is the real one");
+        let get = instance
+            .get_typed_func::<(), ()>(&mut store, "get")
+            .unwrap();
+        let error = format!("{:#}", get.call(&mut store, ()).unwrap_err());
+        assert!(
+            error.contains("wasi:keyvalue/store@0.2.0#get is not granted"),
+            "{error}"
+        );
     }
 
     #[test]

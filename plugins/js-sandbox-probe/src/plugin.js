@@ -27,6 +27,21 @@ export const transform = {
         );
         return report({ outcome });
       }
+      case 'clock': {
+        // Clocks and randomness are linked with what the host offers.
+        const bytes = new Uint8Array(8);
+        crypto.getRandomValues(bytes);
+        console.log('discarded: stdio is not inherited');
+        return report({ now: Date.now(), random: Math.random(), bytes: Array.from(bytes) });
+      }
+      case 'timer': {
+        // A timer needs the event loop to wait (wasi:io/poll), which traps.
+        let fired = false;
+        setTimeout(() => {
+          fired = true;
+        }, 10);
+        return report({ fired });
+      }
       case 'throw':
         // Not the WIT `error` variant: a plain exception.
         throw new Error('a plain exception');
