@@ -13,6 +13,14 @@
 #     `xtask componentize`. Installed with apt-get when missing.
 # Python plugins (every plugins/*/app.py): componentize-py 0.25.1, installed
 # with pip when missing; the world is read from the exported class name.
+# JavaScript and TypeScript plugins (every plugins/*/package.json): the
+#   toolchain pinned in plugins/.npm-tools/package-lock.json (componentize-js
+#   0.23.0; jco 1.35.0 and TypeScript 7.0.2 for TypeScript plugins), installed
+#   there with `npm ci` when the lock changes. A plugin's package.json names
+#   its entry module ("main") and its world ("wasmhook": {"world": ...}); its
+#   "compile" script, if it has one, runs first (TypeScript: WIT types, tsc).
+#   componentize-js runs with its default flags. Skipped, with a note, when
+#   node or npm is missing; Node.js 20 or later is needed.
 #
 # Environment:
 #   WASMHOOK_PLUGIN_TARGET  auto (default) | wasip2 | unknown (force the fallback)
@@ -51,6 +59,7 @@ have() { command -v "$1" >/dev/null 2>&1; }
 
 rust_plugins=()
 python_plugins=()
+js_plugins=()
 for manifest in "$here"/*/Cargo.toml; do
   [ -e "$manifest" ] || continue
   rust_plugins+=("$(basename "$(dirname "$manifest")")")
@@ -59,21 +68,30 @@ for app in "$here"/*/app.py; do
   [ -e "$app" ] || continue
   python_plugins+=("$(basename "$(dirname "$app")")")
 done
+# The glob skips dot folders, so plugins/.npm-tools is not a plugin.
+for package in "$here"/*/package.json; do
+  [ -e "$package" ] || continue
+  js_plugins+=("$(basename "$(dirname "$package")")")
+done
 
 if [ "$#" -gt 0 ]; then
   wanted_rust=()
   wanted_python=()
+  wanted_js=()
   for name in "$@"; do
     if [ -f "$here/$name/Cargo.toml" ]; then
       wanted_rust+=("$name")
     elif [ -f "$here/$name/app.py" ]; then
       wanted_python+=("$name")
+    elif [ -f "$here/$name/package.json" ]; then
+      wanted_js+=("$name")
     else
-      die "no plugin named '$name' (expected $here/$name/Cargo.toml or app.py)"
+      die "no plugin named '$name' (expected $here/$name/Cargo.toml, app.py or package.json)"
     fi
   done
   rust_plugins=("${wanted_rust[@]+"${wanted_rust[@]}"}")
   python_plugins=("${wanted_python[@]+"${wanted_python[@]}"}")
+  js_plugins=("${wanted_js[@]+"${wanted_js[@]}"}")
 fi
 
 mkdir -p "$dist"
@@ -280,9 +298,86 @@ if [ "${#python_plugins[@]}" -gt 0 ]; then
   done
 fi
 
+# ------------------------------------------------------------ JavaScript and TypeScript plugins
+
+js_tools="$here/.npm-tools"
+componentize_js="$js_tools/node_modules/.bin/componentize-js"
+js_built=()
+
+# A field of a plugin's package.json, or nothing.
+package_field() {
+  node -e 'const p = require(process.argv[1]); const v = process.argv[2].split(".").reduce((o, k) => (o == null ? undefined : o[k]), p); if (v !== undefined) process.stdout.write(String(v));' \
+    "$here/$1/package.json" "$2"
+}
+
+# The toolchain's lock and Node's version: what the installed tools and the
+# components built with them depend on.
+js_recipe() {
+  printf 'node %s lock %s\n' "$(node --version)" "$(sha256sum "$js_tools/package-lock.json" | cut -d' ' -f1)"
+}
+
+# `npm ci` takes about 20 s, so it runs only when the lock (or Node) changed
+# since the last install; npm's own cache makes a re-install quicker still.
+install_js_tools() {
+  local stamp="$js_tools/node_modules/.wasmhook-recipe"
+  if [ -x "$componentize_js" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$(js_recipe)" ]; then
+    return 0
+  fi
+  step "Installing the JavaScript plugin toolchain (npm ci in $js_tools)"
+  (cd "$js_tools" && run npm ci --no-audit --no-fund --loglevel=error) ||
+    die "npm ci in $js_tools failed (see above)"
+  js_recipe >"$stamp"
+}
+
+# True when dist/NAME.wasm is newer than the plugin's sources and the WIT,
+# and was built with the same toolchain.
+js_up_to_date() {
+  local name="$1" out="$dist/$1.wasm" stamp="$target_dir/js/$1.recipe"
+  [ -f "$out" ] && [ -f "$stamp" ] || return 1
+  [ "$(cat "$stamp")" = "$(js_recipe)" ] || return 1
+  [ -z "$(find "$here/$name" "$wit_dir" \( -name node_modules -o -name build -o -name generated \) -prune \
+    -o -newer "$out" -type f -print -quit)" ]
+}
+
+if [ "${#js_plugins[@]}" -gt 0 ]; then
+  if ! have node || ! have npm; then
+    step "Skipping the JavaScript/TypeScript plugins (${js_plugins[*]}): node and npm are not installed"
+    info "install Node.js 20 or later with npm (Debian: apt-get install nodejs npm) and run $0 again"
+  else
+    node_major="$(node -p 'process.versions.node.split(".")[0]')"
+    [ "$node_major" -ge 20 ] ||
+      die "the JavaScript plugin toolchain needs Node.js 20 or later (found $(node --version))"
+    install_js_tools
+    info "JavaScript plugins: componentize-js $("$componentize_js" --version), node $(node --version)"
+    for name in "${js_plugins[@]}"; do
+      world="$(package_field "$name" wasmhook.world)"
+      main="$(package_field "$name" main)"
+      [ -n "$world" ] || die "$name/package.json has no \"wasmhook\": {\"world\": ...} (e.g. condition-plugin)"
+      [ -n "$main" ] || die "$name/package.json has no \"main\" (the module to componentize)"
+      if js_up_to_date "$name"; then
+        step "$name is up to date ($world)"
+      else
+        if [ -n "$(package_field "$name" scripts.compile)" ]; then
+          step "Compiling $name (npm run compile)"
+          (cd "$here/$name" && run npm run --silent compile) || die "npm run compile failed for $name"
+        fi
+        step "Building $name (componentize-js, world $world)"
+        (cd "$here/$name" && run "$componentize_js" --wit "$wit_dir" --world-name "$world" \
+          --out "$dist/$name.wasm.tmp" "$main") || die "componentize-js failed for $name"
+        mv "$dist/$name.wasm.tmp" "$dist/$name.wasm"
+        mkdir -p "$target_dir/js"
+        js_recipe >"$target_dir/js/$name.recipe"
+      fi
+      install_config "$name"
+      js_built+=("$name")
+    done
+  fi
+fi
+
 # ------------------------------------------------------------ summary
 
 step "Done: $dist"
-for name in "${rust_plugins[@]+"${rust_plugins[@]}"}" "${python_plugins[@]+"${python_plugins[@]}"}"; do
+for name in "${rust_plugins[@]+"${rust_plugins[@]}"}" "${python_plugins[@]+"${python_plugins[@]}"}" \
+  "${js_built[@]+"${js_built[@]}"}"; do
   printf '    %-20s %10s bytes\n' "$name.wasm" "$(wc -c <"$dist/$name.wasm" | tr -d ' ')" >&2
 done

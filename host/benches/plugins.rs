@@ -1,5 +1,6 @@
 //! Plugin call costs: warm and fresh instances of the Rust condition example,
-//! the Python transform, and start-up with ten cached plugins. Needs
+//! the Python transform, the JavaScript condition and the TypeScript
+//! transform (componentize-js), and start-up with ten cached plugins. Needs
 //! `plugins/build.sh` to have run. Results: docs/BENCHMARKS.md.
 
 use std::hint::black_box;
@@ -92,12 +93,76 @@ fn python(c: &mut Criterion) {
         "python",
         "[config]\nredact = [\"email\"]\n",
     );
+    install(
+        tmp.path(),
+        "python-redact",
+        "python_fresh",
+        "isolation = \"fresh\"\n[config]\nredact = [\"email\"]\n",
+    );
     let (plugins, _) = Plugins::load(tmp.path(), Some(cache())).unwrap();
     let event = order();
     c.bench_function("plugin/transform_python_redact", |b| {
         b.iter(|| {
             plugins
                 .transform("python", black_box(&event), None)
+                .unwrap()
+        })
+    });
+    c.bench_function("plugin/transform_python_redact_fresh_instance", |b| {
+        b.iter(|| {
+            plugins
+                .transform("python_fresh", black_box(&event), None)
+                .unwrap()
+        })
+    });
+}
+
+/// componentize-js components (SpiderMonkey inside, about 12 MB each), on
+/// warm and on fresh instances.
+fn javascript(c: &mut Criterion) {
+    if !dist().join("js-paid-order.wasm").exists() {
+        eprintln!(
+            "skipping the JavaScript rows: plugins/build.sh built no JavaScript plugins (no node?)"
+        );
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let condition = "[config]\nmin_total = 1000\n";
+    let transform = "[config]\nusername = \"Orders\"\n";
+    install(tmp.path(), "js-paid-order", "js_warm", condition);
+    install(
+        tmp.path(),
+        "js-paid-order",
+        "js_fresh",
+        &format!("isolation = \"fresh\"\n{condition}"),
+    );
+    install(tmp.path(), "ts-discord-order", "ts_warm", transform);
+    install(
+        tmp.path(),
+        "ts-discord-order",
+        "ts_fresh",
+        &format!("isolation = \"fresh\"\n{transform}"),
+    );
+    let (plugins, _) = Plugins::load(tmp.path(), Some(cache())).unwrap();
+    let event = order();
+    assert!(plugins.condition("js_warm", &event).unwrap());
+    c.bench_function("plugin/condition_js_warm", |b| {
+        b.iter(|| plugins.condition("js_warm", black_box(&event)).unwrap())
+    });
+    c.bench_function("plugin/condition_js_fresh_instance", |b| {
+        b.iter(|| plugins.condition("js_fresh", black_box(&event)).unwrap())
+    });
+    c.bench_function("plugin/transform_ts_discord", |b| {
+        b.iter(|| {
+            plugins
+                .transform("ts_warm", black_box(&event), None)
+                .unwrap()
+        })
+    });
+    c.bench_function("plugin/transform_ts_discord_fresh_instance", |b| {
+        b.iter(|| {
+            plugins
+                .transform("ts_fresh", black_box(&event), None)
                 .unwrap()
         })
     });
@@ -126,5 +191,5 @@ fn startup(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, calls, python, startup);
+criterion_group!(benches, calls, python, javascript, startup);
 criterion_main!(benches);

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::json;
 use wasmhook::plugin::{Change, IncomingRequest, PluginError, Plugins, Role, TrapKind, Verdict};
 
-use crate::utils::{fraiseql_order, wasmhook, InProcess, TestReceiver};
+use crate::utils::{fraiseql_order, free_port, post, wasmhook, InProcess, Running, TestReceiver};
 
 /// Where `plugins/build.sh` puts its output.
 fn dist() -> PathBuf {
@@ -1060,4 +1060,298 @@ async fn plugins_read_the_events_metadata() {
     );
     assert!(bodies.contains(&json!({})), "{bodies:?}");
     wasmhook.stop().await;
+}
+
+/// Whether `plugins/build.sh` built these JavaScript components. It skips
+/// them, saying so, only on a machine without Node.js; there the tests that
+/// need them say so too and pass, and anywhere else a missing one fails.
+fn js_components_built(names: &[&str]) -> bool {
+    let missing: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|name| !dist().join(format!("{name}.wasm")).exists())
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let node = std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|out| out.status.success());
+    assert!(
+        !node,
+        "{missing:?} missing from plugins/dist although node is installed: run plugins/build.sh"
+    );
+    eprintln!("skipped: no node here, so plugins/build.sh built no JavaScript plugins");
+    false
+}
+
+/// The componentize-js components of `plugins/`.
+const JS_COMPONENTS: [&str; 3] = ["js-paid-order", "ts-discord-order", "js-sandbox-probe"];
+
+/// A compile cache shared by the JavaScript tests, in process and in the
+/// binary, and kept between runs (keyed by content and engine, so never
+/// stale): a 12 MB componentize-js component takes tens of seconds to
+/// compile on a busy machine. The first caller fills it while the others
+/// wait, so that tests running at once do not each compile the same ones.
+fn js_cache() -> PathBuf {
+    static FILLED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    FILLED
+        .get_or_init(|| {
+            let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("js-plugin-cache");
+            let tmp = tempfile::tempdir().unwrap();
+            for name in JS_COMPONENTS {
+                if dist().join(format!("{name}.wasm")).exists() {
+                    install(tmp.path(), name, name, None);
+                }
+            }
+            Plugins::load(tmp.path(), Some(cache.clone())).unwrap();
+            cache
+        })
+        .clone()
+}
+
+/// The JavaScript condition and the TypeScript transform, built by
+/// componentize-js with its default flags (so importing `wasi:http` and the
+/// rest of WASI 0.2), select and build deliveries in `wasmhook run`; the
+/// condition's `error` answer reaches the DLQ.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn javascript_and_typescript_plugins_deliver_through_wasmhook_run() {
+    if !js_components_built(&["js-paid-order", "ts-discord-order"]) {
+        return;
+    }
+    let receiver = TestReceiver::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("plugins");
+    install(
+        &dir,
+        "js-paid-order",
+        "paid-order",
+        Some("[config]\nmin_total = 1000\nstatuses = [\"paid\", \"captured\"]\n"),
+    );
+    install(
+        &dir,
+        "ts-discord-order",
+        "discord",
+        Some("[config]\nusername = \"Orders\"\n"),
+    );
+    let port = free_port();
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_token = \"adm\"\n[storage]\npath = \"db\"\n\
+         [webhooks]\nallowed_networks = [\"127.0.0.0/8\"]\n{}\
+         [[observer]]\nname = \"paid\"\nentity = \"order\"\ncondition = \"plugin:paid-order\"\n\
+         [[observer.webhook]]\nurl = \"{}\"\ntransform = \"plugin:discord\"\n",
+        plugins_config(&dir, &js_cache(), ""),
+        receiver.url("/discord")
+    );
+    let config_path = tmp.path().join("wasmhook.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let running = Running::start(&config_path, tmp.path(), port).await;
+    let ada = json!({"name": "Ada", "email": "ada@example.com"});
+    let events: Vec<String> = [
+        json!({"id": 1, "total": 1500, "status": "paid", "currency": "EUR", "customer": ada}),
+        json!({"id": 2, "total": 500, "status": "paid"}),
+        json!({"id": 3, "total": 5000, "status": "pending"}),
+        json!({"id": 4, "total": "2000.00", "status": "Captured", "items": [{"name": "Widget", "quantity": 2}]}),
+    ]
+    .into_iter()
+    .map(|row| fraiseql_order("created", row, None).to_string())
+    .collect();
+    let (status, answer) = post(&running.url("/events"), events.join("\n")).await;
+    assert_eq!(status, 202, "{answer}");
+    let got = receiver
+        .wait_until("2 Discord messages", Duration::from_secs(120), |r| {
+            r.len() == 2
+        })
+        .await;
+    let mut bodies: Vec<serde_json::Value> = got.iter().map(|r| r.json()).collect();
+    bodies.sort_by_key(|b| b["content"].as_str().unwrap_or_default().to_string());
+    assert_eq!(
+        bodies[0]["content"], "New order 1: paid, 1500 EUR, Ada <ada@example.com>",
+        "{}",
+        bodies[0]
+    );
+    assert_eq!(bodies[0]["username"], "Orders");
+    assert_eq!(bodies[0]["allowed_mentions"], json!({"parse": []}));
+    let embed = &bodies[0]["embeds"][0];
+    assert_eq!(embed["title"], "New order 1");
+    assert_eq!(embed["color"], 0x2ecc71);
+    assert_eq!(
+        embed["fields"][1],
+        json!({"name": "Total", "value": "1500 EUR", "inline": true})
+    );
+    assert_eq!(embed["timestamp"], "2026-03-02T14:00:00Z");
+    assert_eq!(bodies[1]["content"], "New order 4: Captured, 2000.00, -");
+    assert_eq!(bodies[1]["embeds"][0]["fields"][3]["value"], "2 × Widget");
+    assert!(got
+        .iter()
+        .all(|r| r.header("content-type") == "application/json"));
+
+    // A total that is not a number: the condition's invalid-input error, as
+    // the thrown PluginError's payload, is the DLQ reason.
+    let bad = fraiseql_order(
+        "created",
+        json!({"id": 9, "status": "paid", "total": "lots"}),
+        None,
+    );
+    let (status, _) = post(&running.url("/events"), bad.to_string()).await;
+    assert_eq!(status, 202);
+    let config_arg = config_path.to_str().unwrap();
+    let mut listed = serde_json::Value::Null;
+    for _ in 0..200 {
+        let (code, out, err) = wasmhook(
+            &["dlq", "--config", config_arg, "list", "--json"],
+            tmp.path(),
+        );
+        assert_eq!(code, 0, "{err}");
+        listed = serde_json::from_str(&out).unwrap();
+        if listed.as_array().is_some_and(|l| !l.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let text = listed.to_string();
+    assert!(
+        text.contains(r#"plugin \"paid-order\" returned invalid-input error: the order has a total that is not a number (\"lots\")"#),
+        "{text}"
+    );
+    assert_eq!(receiver.requests().len(), 2, "nothing else was delivered");
+}
+
+/// `wasmhook plugin test` runs the JavaScript condition and the TypeScript
+/// transform on event files, as a plugin author would while writing one.
+#[test]
+fn plugin_test_runs_the_javascript_and_typescript_plugins() {
+    if !js_components_built(&["js-paid-order", "ts-discord-order"]) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("plugins");
+    install(&dir, "js-paid-order", "js-paid-order", None);
+    install(&dir, "ts-discord-order", "ts-discord-order", None);
+    let order = |status: &str, total: u32| {
+        fraiseql_order(
+            "updated",
+            json!({"id": "o1", "status": status, "total": total, "currency": "EUR"}),
+            Some(json!({"id": "o1", "status": "pending"})),
+        )
+        .to_string()
+    };
+    std::fs::write(tmp.path().join("paid.json"), order("paid", 1500)).unwrap();
+    std::fs::write(tmp.path().join("small.json"), order("paid", 10)).unwrap();
+    // The config names the plugins folder and the shared compile cache.
+    std::fs::write(
+        tmp.path().join("wasmhook.toml"),
+        plugins_config(&dir, &js_cache(), ""),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let mut all = vec!["plugin", "--config", "wasmhook.toml"];
+        all.extend_from_slice(args);
+        wasmhook(&all, tmp.path())
+    };
+    let (code, out, err) = run(&["list", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let roles: Vec<(&str, &str)> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["name"].as_str().unwrap(), p["role"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        roles,
+        [
+            ("js-paid-order", "condition"),
+            ("ts-discord-order", "transform")
+        ]
+    );
+
+    let (code, out, err) = run(&["test", "js-paid-order", "--event", "paid.json"]);
+    assert_eq!((code, out.trim()), (0, "true"), "{err}");
+    let (code, out, err) = run(&["test", "js-paid-order", "--event", "small.json"]);
+    assert_eq!((code, out.trim()), (0, "false"), "{err}");
+    let (code, out, err) = run(&["test", "ts-discord-order", "--event", "paid.json"]);
+    assert_eq!(code, 0, "{err}");
+    let (head, body) = out.split_once("\n\n").unwrap();
+    assert_eq!(head, "content-type: application/json", "{out}");
+    let message: serde_json::Value = serde_json::from_str(body.trim()).unwrap();
+    assert_eq!(
+        message["content"],
+        "Order updated o1: pending → paid, 1500 EUR, -"
+    );
+    // The sample config names the sender.
+    assert_eq!(message["username"], "Orders");
+}
+
+/// A plugin built by componentize-js with its defaults imports `wasi:http`:
+/// it loads, and its `fetch` is refused where it is made, with the
+/// interface named, before anything leaves the process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_javascript_plugin_calling_fetch_is_refused_naming_wasi_http() {
+    if !js_components_built(&["js-sandbox-probe"]) {
+        return;
+    }
+    let receiver = TestReceiver::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let url = receiver.url("/stolen");
+    for (name, mode) in [
+        ("ok", "ok"),
+        ("fetch", "fetch"),
+        ("throw", "throw"),
+        ("clock", "clock"),
+        ("timer", "timer"),
+    ] {
+        install(
+            tmp.path(),
+            "js-sandbox-probe",
+            name,
+            Some(&format!("[config]\nmode = \"{mode}\"\nurl = \"{url}\"\n")),
+        );
+    }
+    let (plugins, changes) = Plugins::load(tmp.path(), Some(js_cache())).unwrap();
+    assert!(
+        changes.iter().all(|c| matches!(c, Change::Loaded(..))),
+        "{changes:?}"
+    );
+    let event = empty_event();
+    let ok = plugins.transform("ok", &event, None).unwrap();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&ok.body).unwrap(),
+        json!({"entity": "order", "data": {}})
+    );
+
+    let refused = plugins
+        .transform("fetch", &event, None)
+        .expect_err("a request must not be granted");
+    let text = refused.to_string();
+    assert!(
+        matches!(&refused, PluginError::Trap { plugin, kind: TrapKind::Other(_), .. } if plugin == "fetch"),
+        "{text}"
+    );
+    assert!(
+        text.contains("wasi:http/outgoing-handler") && text.contains("not granted"),
+        "{text}"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(receiver.requests().is_empty(), "nothing was sent");
+
+    // Clocks and randomness work (and console output is discarded); a
+    // timer never fires, since the call is over when the export returns.
+    let report = |name: &str| -> serde_json::Value {
+        let out = plugins.transform(name, &event, None).unwrap();
+        serde_json::from_slice(&out.body).unwrap()
+    };
+    let clock = report("clock");
+    let now = wasmhook::clock::now_ms() as f64;
+    assert!(
+        (clock["now"].as_f64().unwrap() - now).abs() < 60_000.0,
+        "{clock}"
+    );
+    assert_eq!(clock["bytes"].as_array().unwrap().len(), 8, "{clock}");
+    assert_eq!(report("timer"), json!({"fired": false}));
+
+    // A plain exception, not the WIT `error` variant, fails the call too.
+    let thrown = plugins.transform("throw", &event, None).unwrap_err();
+    assert!(thrown.to_string().contains("plugin \"throw\""), "{thrown}");
 }

@@ -5,6 +5,13 @@
 //! A call runs on a warm instance when one is free (about a microsecond) or a
 //! fresh one (tens of microseconds). An instance that trapped is dropped: its
 //! memory may be inconsistent, so it never serves another call.
+//!
+//! Every plugin links against WASI 0.2, `wasi:http` included, with nothing
+//! granted: components built with their toolchain's defaults (componentize-py,
+//! componentize-js) load, and what they may not do fails when they try it.
+//! Waiting (`wasi:io/poll`) and sending a request (`wasi:http/outgoing-handler`)
+//! trap with the interface named; a WASI import wasmhook does not link at all
+//! traps with its name when called.
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -13,12 +20,14 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use tracing::{debug, warn};
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{Component, HasSelf, InstancePre, Linker, ResourceTable};
 use wasmtime::{
     Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
     StoreLimitsBuilder,
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use super::bindings::{condition, encryption, event_context, host, transform, types, verifier};
 use super::manifest::{Isolation, Limits, Manifest};
@@ -57,6 +66,8 @@ pub(crate) struct State {
     metadata: String,
     limits: StoreLimits,
     wasi: WasiCtx,
+    http: WasiHttpCtx,
+    http_hooks: RefuseRequests,
     table: ResourceTable,
 }
 
@@ -79,6 +90,39 @@ impl WasiView for State {
             ctx: &mut self.wasi,
             table: &mut self.table,
         }
+    }
+}
+
+impl WasiHttpView for State {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.http_hooks,
+        }
+    }
+}
+
+/// What `wasi:http` sends with: nothing. `wasi:http/outgoing-handler.handle`
+/// traps before it would get here (`refuse_requests`); should a request
+/// reach this hook all the same, its response is the same refusal.
+pub(crate) struct RefuseRequests;
+
+/// The future of a request's connection, as wasmtime-wasi-http hands it over.
+type Io = Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send>;
+/// A response and its connection's future.
+type Responded = wasmtime_wasi_http::Result<(http::Response<wasmtime_wasi_http::WasiBody>, Io)>;
+
+impl WasiHttpHooks for RefuseRequests {
+    fn send_request(
+        &mut self,
+        _request: http::Request<wasmtime_wasi_http::WasiBody>,
+        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        _io: Io,
+    ) -> Box<dyn std::future::Future<Output = Responded> + Send> {
+        Box::new(std::future::ready(Err(
+            wasmtime_wasi_http::Error::InternalError(Some(REQUEST_REFUSED.to_string())),
+        )))
     }
 }
 
@@ -161,7 +205,9 @@ impl Runtime {
             .map_err(|e| PluginError::Runtime(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker))
             .and_then(|()| refuse_waits(&mut linker))
+            .and_then(|()| refuse_requests(&mut linker))
             .map_err(|e| PluginError::Runtime(format!("{e:#}")))?;
         host::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)
             .and_then(|()| types::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s))
@@ -212,10 +258,7 @@ impl Runtime {
         };
         let component = self.compile(&bytes).map_err(load_error)?;
         let role = role_of(&self.engine, &component).map_err(load_error)?;
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| load_error(format!("cannot be linked: {e:#}")))?;
+        let pre = self.link(name, &component).map_err(load_error)?;
         let pre = match role {
             Role::Condition => condition::ConditionPluginPre::new(pre).map(RolePre::Condition),
             Role::Transform => transform::TransformPluginPre::new(pre).map(RolePre::Transform),
@@ -238,6 +281,73 @@ impl Runtime {
             pre,
             pool: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Links a component. Should it import a WASI interface wasmhook does
+    /// not link at all, say from a newer proposal, that interface is linked
+    /// for it alone as functions that trap with their names when called: a
+    /// component built with a toolchain's defaults loads, and a call to what
+    /// is not granted fails. Any other import wasmhook does not offer fails
+    /// the load.
+    ///
+    /// Only the interfaces wasmtime names as missing are stubbed, one at a
+    /// time and under their exact names. (`define_unknown_imports_as_traps`
+    /// would also define an exact-named stub for every WASI import whose
+    /// version differs from the one linked, and exact names win over the
+    /// semver match: a 0.2.10 import of a clock would trap instead of
+    /// reading the 0.2.12 clock.)
+    fn link(&self, name: &str, component: &Component) -> Result<InstancePre<State>, String> {
+        let imports: Vec<(String, ComponentItem)> = component
+            .component_type()
+            .imports(&self.engine)
+            .map(|(import, item)| (import.to_string(), item.ty))
+            .collect();
+        let mut stubbed: Vec<&str> = Vec::new();
+        let mut linker: Option<Linker<State>> = None;
+        loop {
+            let error = match linker
+                .as_ref()
+                .unwrap_or(&self.linker)
+                .instantiate_pre(component)
+            {
+                Ok(pre) => {
+                    if !stubbed.is_empty() {
+                        warn!(plugin = name, interfaces = %stubbed.join(", "), "plugin imports WASI that wasmhook does not link; calling it traps");
+                    }
+                    return Ok(pre);
+                }
+                Err(e) => format!("{e:#}"),
+            };
+            let foreign: Vec<&str> = imports
+                .iter()
+                .map(|(import, _)| import.as_str())
+                .filter(|import| !import.starts_with("wasi:") && !offered(import))
+                .collect();
+            if !foreign.is_empty() {
+                return Err(format!(
+                    "cannot be linked: {error} (it imports {}, which this wasmhook does not offer)",
+                    foreign.join(", ")
+                ));
+            }
+            // The WASI interface wasmtime reports as missing, if it is one
+            // not stubbed yet; anything else (a type that does not match, an
+            // interface linked but lacking a function) fails the load.
+            let missing = imports.iter().find(|(import, _)| {
+                import.starts_with("wasi:")
+                    && !stubbed.contains(&import.as_str())
+                    && error.contains(&format!(
+                        "`{import}`, but a matching implementation was not found"
+                    ))
+            });
+            let Some((import, ComponentItem::ComponentInstance(interface))) = missing else {
+                return Err(format!("cannot be linked: {error}"));
+            };
+            let scratch = linker.get_or_insert_with(|| self.linker.clone());
+            stub_interface(scratch, &self.engine, import, interface).map_err(|e| {
+                format!("cannot be linked: {error} (and stubbing {import} failed: {e:#})")
+            })?;
+            stubbed.push(import);
+        }
     }
 
     fn compile(&self, bytes: &[u8]) -> Result<Component, String> {
@@ -278,10 +388,17 @@ impl Runtime {
     }
 
     fn new_store(&self, plugin: &Loaded) -> Store<State> {
-        let limits = &plugin.manifest.limits;
+        self.store_for(
+            plugin.name.clone(),
+            plugin.config_json.clone(),
+            &plugin.manifest.limits,
+        )
+    }
+
+    fn store_for(&self, plugin: Arc<str>, config_json: Arc<str>, limits: &Limits) -> Store<State> {
         let state = State {
-            plugin: plugin.name.clone(),
-            config_json: plugin.config_json.clone(),
+            plugin,
+            config_json,
             metadata: "{}".to_string(),
             limits: StoreLimitsBuilder::new()
                 .memory_size(limits.memory_bytes)
@@ -291,6 +408,8 @@ impl Runtime {
             // Nothing is granted: no preopened directories, environment,
             // arguments, network or inherited stdio.
             wasi: WasiCtx::builder().build(),
+            http: WasiHttpCtx::new(),
+            http_hooks: RefuseRequests,
             table: ResourceTable::new(),
         };
         let mut store = Store::new(&self.engine, state);
@@ -321,6 +440,77 @@ fn refuse_waits(linker: &mut Linker<State>) -> wasmtime::Result<()> {
     }
     linker.allow_shadowing(false);
     Ok(())
+}
+
+/// The `wasi:http` version wasmtime-wasi-http links (its `wit/deps/http.wit`);
+/// a component importing any 0.2.x resolves to it.
+const WASI_HTTP_OUTGOING_HANDLER: &str = "wasi:http/outgoing-handler@0.2.12";
+
+/// What a plugin that sends a request is told.
+pub(crate) const REQUEST_REFUSED: &str =
+    "sending a request (wasi:http/outgoing-handler, e.g. fetch) is not granted to plugins: \
+     wasmhook sends the webhook's request itself, built from what a transform returns";
+
+/// Replaces `wasi:http/outgoing-handler.handle` with a trap, so that a
+/// request fails where it is made, with the interface named. Refused later,
+/// in the response's future, the guest would learn of it only by waiting
+/// for that future, and waiting traps with its own message (`refuse_waits`).
+/// The rest of `wasi:http/types` stays: building a request grants nothing.
+fn refuse_requests(linker: &mut Linker<State>) -> wasmtime::Result<()> {
+    linker.allow_shadowing(true);
+    linker
+        .instance(WASI_HTTP_OUTGOING_HANDLER)?
+        .func_new("handle", |_, _, _, _| {
+            Err(wasmtime::Error::msg(REQUEST_REFUSED))
+        })?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// The stand-in for a resource of an interface wasmhook does not link.
+struct NotLinked;
+
+/// Links `import`, a WASI interface the linker does not have, as functions
+/// that trap with their names and resources nothing can make.
+fn stub_interface(
+    linker: &mut Linker<State>,
+    engine: &Engine,
+    import: &str,
+    interface: &wasmtime::component::types::ComponentInstance,
+) -> wasmtime::Result<()> {
+    let mut instance = linker.instance(import)?;
+    for (export, item) in interface.exports(engine) {
+        match item.ty {
+            ComponentItem::ComponentFunc(_) => {
+                let message = format!(
+                    "{import}#{export} is not granted to plugins: wasmhook does not link {import}"
+                );
+                instance.func_new(export, move |_, _, _, _| {
+                    Err(wasmtime::Error::msg(message.clone()))
+                })?;
+            }
+            ComponentItem::Resource(_) => {
+                instance.resource(
+                    export,
+                    wasmtime::component::ResourceType::host::<NotLinked>(),
+                    |_, _| Ok(()),
+                )?;
+            }
+            // Type exports need no definition.
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Whether `import` is one of the interfaces of `wit/` the linker offers
+/// (any 0.1.x version).
+fn offered(import: &str) -> bool {
+    let Some(rest) = import.strip_prefix("wasmhook:plugin/") else {
+        return false;
+    };
+    let (interface, version) = rest.split_once('@').unwrap_or((rest, ""));
+    matches!(interface, "types" | "host" | "event-context") && version.starts_with("0.1.")
 }
 
 fn describe_compile_error(error: &wasmtime::Error) -> String {
@@ -509,6 +699,12 @@ impl Loaded {
                     TrapKind::Memory {
                         limit: limits.memory_bytes,
                     }
+                } else if error.downcast_ref::<wasmtime::WasmBacktrace>().is_some() {
+                    // A host function's error (a refusal such as
+                    // `REQUEST_REFUSED`) comes wrapped in the guest's
+                    // backtrace of function numbers: the reason is the
+                    // host's message.
+                    TrapKind::Other(error.root_cause().to_string())
                 } else {
                     TrapKind::Other(text)
                 }
@@ -518,6 +714,148 @@ impl Loaded {
             plugin: self.name.to_string(),
             during: what.to_string(),
             kind,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A component that imports `import`, an instance with one function
+    /// `func` taking and returning nothing, and exports `run`, which calls
+    /// it. (The real functions have other types: `func_new`, which refuses
+    /// them, takes any, so linking still shows where a name resolves.)
+    fn calling(runtime: &Runtime, import: &str, func: &str) -> Component {
+        let text = format!(
+            r#"(component
+                (import "{import}" (instance $imported (export "{func}" (func))))
+                (core func $lowered (canon lower (func $imported "{func}")))
+                (core module $m
+                    (import "host" "f" (func $f))
+                    (func (export "run") call $f))
+                (core instance $i (instantiate $m (with "host" (instance (export "f" (func $lowered))))))
+                (func (export "run") (canon lift (core func $i "run"))))"#
+        );
+        Component::new(&runtime.engine, wat::parse_str(text).unwrap()).unwrap()
+    }
+
+    /// Links `component` and calls its `run` under default budgets.
+    fn run(runtime: &Runtime, component: &Component) -> Result<(), String> {
+        let pre = runtime.link("test", component)?;
+        let mut store = runtime.store_for("test".into(), "{}".into(), &Limits::default());
+        store.set_fuel(1_000_000).unwrap();
+        store.set_epoch_deadline(1_000);
+        let instance = pre.instantiate(&mut store).map_err(|e| format!("{e:#}"))?;
+        let run = instance
+            .get_typed_func::<(), ()>(&mut store, "run")
+            .map_err(|e| format!("{e:#}"))?;
+        run.call(&mut store, ()).map_err(|e| format!("{e:#}"))
+    }
+
+    #[test]
+    fn what_is_not_granted_links_and_traps_naming_the_interface() {
+        let runtime = Runtime::new(None).unwrap();
+        for (import, func, expected) in [
+            // componentize-js imports wasi:http 0.2.10; wasmtime-wasi-http
+            // links 0.2.12, and the refusal must sit where 0.2.x resolves.
+            (
+                "wasi:http/outgoing-handler@0.2.10",
+                "handle",
+                REQUEST_REFUSED,
+            ),
+            ("wasi:io/poll@0.2.0", "poll", WAIT_REFUSED),
+            // WASI that wasmhook does not link at all.
+            (
+                "wasi:keyvalue/store@0.2.0",
+                "get",
+                "wasi:keyvalue/store@0.2.0#get is not granted to plugins: wasmhook does not link wasi:keyvalue/store@0.2.0",
+            ),
+        ] {
+            let component = calling(&runtime, import, func);
+            let error = run(&runtime, &component).expect_err(import);
+            assert!(error.contains(expected), "{import}: {error}");
+        }
+    }
+
+    /// Stubbing an interface wasmhook does not link leaves the WASI it
+    /// does link alone, whatever 0.2.x version the component names.
+    #[test]
+    fn a_stubbed_interface_leaves_the_linked_ones_working() {
+        let runtime = Runtime::new(None).unwrap();
+        let text = r#"(component
+            (import "wasi:random/random@0.2.0" (instance $random
+                (export "get-random-u64" (func (result u64)))))
+            (import "wasi:keyvalue/store@0.2.0" (instance $kv (export "get" (func))))
+            (core func $random (canon lower (func $random "get-random-u64")))
+            (core func $get (canon lower (func $kv "get")))
+            (core module $m
+                (import "host" "random" (func $random (result i64)))
+                (import "host" "get" (func $get))
+                (func (export "random") (result i64) call $random)
+                (func (export "get") call $get))
+            (core instance $i (instantiate $m (with "host" (instance
+                (export "random" (func $random))
+                (export "get" (func $get))))))
+            (func (export "random") (result u64) (canon lift (core func $i "random")))
+            (func (export "get") (canon lift (core func $i "get"))))"#;
+        let component = Component::new(&runtime.engine, wat::parse_str(text).unwrap()).unwrap();
+        let pre = runtime.link("test", &component).unwrap();
+        let mut store = runtime.store_for("test".into(), "{}".into(), &Limits::default());
+        store.set_fuel(1_000_000).unwrap();
+        store.set_epoch_deadline(1_000);
+        let instance = pre.instantiate(&mut store).unwrap();
+        let random = instance
+            .get_typed_func::<(), (u64,)>(&mut store, "random")
+            .unwrap();
+        let draws: Vec<u64> = (0..2)
+            .map(|_| random.call(&mut store, ()).unwrap().0)
+            .collect();
+        assert_ne!(draws[0], draws[1], "wasi:random is the real one");
+        let get = instance
+            .get_typed_func::<(), ()>(&mut store, "get")
+            .unwrap();
+        let error = format!("{:#}", get.call(&mut store, ()).unwrap_err());
+        assert!(
+            error.contains("wasi:keyvalue/store@0.2.0#get is not granted"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn an_import_wasmhook_does_not_offer_fails_the_load() {
+        let runtime = Runtime::new(None).unwrap();
+        for import in [
+            "wasmhook:plugin/kv@0.1.0",
+            "wasmhook:plugin/host@0.2.0",
+            "acme:db/query@1.0.0",
+        ] {
+            let error = runtime
+                .link("test", &calling(&runtime, import, "get"))
+                .err()
+                .unwrap_or_else(|| panic!("{import} linked"));
+            assert!(
+                error.starts_with("cannot be linked: ")
+                    && error.contains(&format!(
+                        "it imports {import}, which this wasmhook does not offer"
+                    )),
+                "{import}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn offered_names_the_interfaces_of_wit() {
+        for (import, expected) in [
+            ("wasmhook:plugin/host@0.1.0", true),
+            ("wasmhook:plugin/types@0.1.3", true),
+            ("wasmhook:plugin/event-context@0.1.0", true),
+            ("wasmhook:plugin/host@0.2.0", false),
+            ("wasmhook:plugin/host", false),
+            ("wasmhook:plugin/condition@0.1.0", false),
+            ("wasi:cli/stdout@0.2.0", false),
+        ] {
+            assert_eq!(offered(import), expected, "{import}");
         }
     }
 }
