@@ -329,14 +329,14 @@ install_js_tools() {
   js_recipe >"$stamp"
 }
 
-# True when dist/NAME.wasm is newer than the plugin's sources and the WIT,
-# and was built with the same toolchain.
+# True when dist/NAME.wasm is newer than the plugin's files (but its READMEs)
+# and the WIT, and was built with the same toolchain.
 js_up_to_date() {
   local name="$1" out="$dist/$1.wasm" stamp="$target_dir/js/$1.recipe"
   [ -f "$out" ] && [ -f "$stamp" ] || return 1
   [ "$(cat "$stamp")" = "$(js_recipe)" ] || return 1
   [ -z "$(find "$here/$name" "$wit_dir" \( -name node_modules -o -name build -o -name generated \) -prune \
-    -o -newer "$out" -type f -print -quit)" ]
+    -o -newer "$out" -type f ! -name '*.md' -print -quit)" ]
 }
 
 if [ "${#js_plugins[@]}" -gt 0 ]; then
