@@ -98,6 +98,8 @@ pub struct Spec<'a> {
     pub request_timeout_ms: u64,
     /// `[webhooks.batching] batch_size`, when batching is on.
     pub batch: Option<usize>,
+    /// `[delivery_log] enabled`.
+    pub delivery_log: bool,
 }
 
 /// A TOML basic string (JSON escaping is a subset of TOML's).
@@ -164,6 +166,9 @@ pub fn render(spec: &Spec<'_>) -> String {
         spec.request_timeout_ms,
         quote(SECRET)
     );
+    if !spec.delivery_log {
+        toml.push_str("[delivery_log]\nenabled = false\n\n");
+    }
     if let Some(size) = spec.batch {
         let _ = writeln!(
             toml,
@@ -239,6 +244,7 @@ mod tests {
                 url: "http://127.0.0.1:1/hook",
                 request_timeout_ms: 30_000,
                 batch: Some(50),
+                delivery_log: false,
             });
             let value: toml::Table = toml::from_str(&text).unwrap();
             let hostile = match work {

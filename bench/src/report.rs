@@ -229,12 +229,13 @@ fn verdict(
             };
             (met, format!("{label}: {}", parts.join(", ")))
         }
-        Target::WasmVsTemplate | Target::HealthyVsWasm | Target::DurableVsCore => {
-            match base_of(target, rows) {
-                Some((base, need)) => vs(base, need),
-                None => (false, "n/a: no row to compare with".into()),
-            }
-        }
+        Target::WasmVsTemplate
+        | Target::HealthyVsWasm
+        | Target::DurableVsCore
+        | Target::LogCost => match base_of(target, rows) {
+            Some((base, need)) => vs(base, need),
+            None => (false, "n/a: no row to compare with".into()),
+        },
         Target::P99Under5ms => match m.latency {
             Some(l) => {
                 let met = l.p99 < Duration::from_millis(5);

@@ -202,6 +202,7 @@ impl Bench {
             observers,
             pace,
             batch,
+            delivery_log,
         } = run;
         let plugins = match work {
             Work::Wasm => Some(self.plugins().await?),
@@ -290,6 +291,7 @@ impl Bench {
             url: &url,
             request_timeout_ms: 30_000,
             batch,
+            delivery_log,
         });
         let config_path = dir.join("wasmhook.toml");
         fs::write(&config_path, text).context("writing wasmhook's config")?;
@@ -434,6 +436,7 @@ impl Bench {
             url: &url,
             request_timeout_ms: 600_000,
             batch: None,
+            delivery_log: true,
         });
         let config_path = dir.join("wasmhook.toml");
         fs::write(&config_path, text).context("writing wasmhook's config")?;

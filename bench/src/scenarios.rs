@@ -43,6 +43,8 @@ pub struct Run {
     pub pace: Pace,
     /// Events per request with `[webhooks.batching]` on.
     pub batch: Option<usize>,
+    /// `[delivery_log] enabled` (on by default).
+    pub delivery_log: bool,
 }
 
 /// The target a row is judged against (issue 7, issue 4 "Speed").
@@ -60,6 +62,8 @@ pub enum Target {
     P99Under5ms,
     /// Peak RSS < 150 MB.
     RssUnder150,
+    /// >= 90% of `nats-unlogged`: what the delivery log may cost.
+    LogCost,
 }
 
 impl Target {
@@ -70,6 +74,7 @@ impl Target {
             Target::WasmVsTemplate => Some(("nats-template", 0.8)),
             Target::DurableVsCore => Some(("nats-template", 0.5)),
             Target::HealthyVsWasm => Some(("nats-wasm", 0.9)),
+            Target::LogCost => Some(("nats-unlogged", 0.9)),
             Target::RawAndReference | Target::P99Under5ms | Target::RssUnder150 => None,
         }
     }
@@ -99,6 +104,7 @@ const fn wasmhook(bus: Bus, work: Work, entity_bytes: usize, observers: usize, p
         observers,
         pace,
         batch: None,
+        delivery_log: true,
     })
 }
 
@@ -262,9 +268,32 @@ pub const ALL: &[Scenario] = &[
             observers: 1,
             pace: Pace::Flood,
             batch: Some(50),
+            delivery_log: true,
         }),
         quick: false,
         target: None,
+    },
+    Scenario {
+        name: "nats-unlogged",
+        what: "`nats-template` with `[delivery_log] enabled = false`: no record of finished deliveries",
+        kind: Kind::Wasmhook(Run {
+            bus: Bus::Nats,
+            work: Work::Template,
+            entity_bytes: KB,
+            observers: 1,
+            pace: Pace::Flood,
+            batch: None,
+            delivery_log: false,
+        }),
+        quick: false,
+        target: None,
+    },
+    Scenario {
+        name: "nats-logged",
+        what: "`nats-template` again (its delivery log on, the default), judged against `nats-unlogged` in the same rounds: the log's cost",
+        kind: wasmhook(Bus::Nats, Work::Template, KB, 1, Pace::Flood),
+        quick: false,
+        target: Some(Target::LogCost),
     },
     Scenario {
         name: "nats-latency",

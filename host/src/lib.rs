@@ -175,12 +175,20 @@ pub async fn run(
     };
     let retention = {
         let (store, dlq, mut stop) = (store.clone(), config.dlq.clone(), stop_rx.clone());
+        let log = config.delivery_log;
         tokio::spawn(async move {
             loop {
                 match store.dlq_enforce(dlq.retention, dlq.max_bytes).await {
                     Ok(0) => {}
                     Ok(n) => info!(removed = n, "DLQ retention applied"),
                     Err(e) => error!(error = %e, "cannot apply DLQ retention"),
+                }
+                if log.enabled {
+                    match store.log_enforce(log.retention).await {
+                        Ok(0) => {}
+                        Ok(n) => info!(removed = n, "delivery log retention applied"),
+                        Err(e) => error!(error = %e, "cannot apply the delivery log's retention"),
+                    }
                 }
                 tokio::select! {
                     _ = stop.wait_for(|s| *s) => break,

@@ -403,6 +403,40 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Sends a finished delivery (delivered or dead) again: the same id, a
+    /// fresh attempt budget, signed anew at its attempt.
+    pub async fn resend(&self, id: &str) -> Result<(), StoreError> {
+        let due = now_ms();
+        let key = self.store.resend(id, due).await?;
+        self.store.flush().await?;
+        self.schedule.at(due, key);
+        Ok(())
+    }
+
+    /// Resends every finished delivery the query picks, one every
+    /// `spacing`; returns how many.
+    pub async fn resend_all(
+        &self,
+        query: &crate::store::Query,
+        spacing: std::time::Duration,
+    ) -> Result<usize, StoreError> {
+        let keys = self.store.resend_all(query, spacing).await?;
+        self.store.flush().await?;
+        for (key, due) in &keys {
+            self.schedule.at(*due, *key);
+        }
+        Ok(keys.len())
+    }
+
+    /// The name of an observer's webhook, for listings: its `name`, or
+    /// its position.
+    pub fn webhook_name(&self, observer: &str, index: usize) -> String {
+        crate::delivery::dispatcher::webhook_name(
+            self.observers.iter().find(|o| o.name == observer),
+            index,
+        )
+    }
+
     /// Puts every matching DLQ delivery back; returns how many.
     pub async fn retry_all(
         &self,

@@ -4,6 +4,7 @@
 mod cli;
 mod controls;
 mod crash;
+mod deliveries;
 mod delivery;
 mod egress;
 mod fuzz_corpus;

@@ -233,7 +233,7 @@ async fn a_gigabyte_error_body_is_read_only_as_far_as_its_prefix() {
         .await;
     let error = shown["failure"]["attempts"][0]["error"].as_str().unwrap();
     assert!(
-        error.len() <= 512 && error.starts_with("xxx"),
+        error.len() <= 1024 && error.starts_with("xxx"),
         "{}",
         error.len()
     );

@@ -9,7 +9,7 @@ use clap::Subcommand;
 use serde_json::Value;
 
 use super::access::Access;
-use crate::config::{parse_duration, Config};
+use crate::config::{parse_duration, parse_instant, Config};
 use crate::store::{DeadLetter, Filter, Summary};
 
 #[derive(Debug, Subcommand)]
@@ -75,18 +75,7 @@ pub(super) struct Window {
 }
 
 fn instant_ms(text: &str, flag: &str) -> Result<u64> {
-    if let Ok(age) = parse_duration(text) {
-        return Ok(crate::clock::now_ms().saturating_sub(age.as_millis() as u64));
-    }
-    let time = humantime::parse_rfc3339_weak(text).map_err(|_| {
-        anyhow::anyhow!(
-            "{flag}: {text:?} is neither a time like 2026-11-24T10:00:00Z nor an age like 2h"
-        )
-    })?;
-    Ok(time
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0))
+    parse_instant(text).map_err(|e| anyhow::anyhow!("{flag}: {e}"))
 }
 
 fn filter(

@@ -3,6 +3,7 @@
 
 mod access;
 mod decrypt;
+mod deliveries;
 mod dlq;
 mod listen;
 mod pg;
@@ -44,6 +45,14 @@ enum Command {
         config: ConfigArg,
         #[command(subcommand)]
         command: dlq::DlqCommand,
+    },
+    /// List, show and resend deliveries, delivered ones too (works while
+    /// `run` is running).
+    Deliveries {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(subcommand)]
+        command: deliveries::DeliveriesCommand,
     },
     /// Switch a webhook off and on (works while `run` is running).
     Webhook {
@@ -146,6 +155,10 @@ fn execute(cli: Cli) -> Result<ExitCode> {
         Command::Dlq { config, command } => {
             let config = load(&config.path)?;
             runtime.block_on(dlq::execute(&config, command))
+        }
+        Command::Deliveries { config, command } => {
+            let config = load(&config.path)?;
+            runtime.block_on(deliveries::execute(&config, command))
         }
         Command::Storage { config, command } => {
             let config = load(&config.path)?;

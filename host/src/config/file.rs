@@ -17,6 +17,8 @@ pub(super) struct FileConfig {
     #[serde(default)]
     pub storage: StorageSection,
     #[serde(default)]
+    pub delivery_log: DeliveryLogSection,
+    #[serde(default)]
     pub observers: ObserversSection,
     #[serde(default)]
     pub webhooks: WebhooksSection,
@@ -44,6 +46,14 @@ pub(super) struct ServerSection {
     pub max_body_bytes: Option<usize>,
     #[serde(default, deserialize_with = "duration")]
     pub shutdown_timeout: Option<Duration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DeliveryLogSection {
+    pub enabled: Option<bool>,
+    pub retention: Option<String>,
+    pub max_size: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

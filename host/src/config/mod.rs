@@ -111,6 +111,8 @@ pub struct Config {
     pub nats_auth: crate::source::nats_auth::NatsAuth,
     /// DLQ retention.
     pub dlq: DlqConfig,
+    /// `[delivery_log]`.
+    pub delivery_log: service::DeliveryLogConfig,
     /// Observers in file order, then one per schedule (`schedule:NAME`).
     pub observers: Vec<Observer>,
     /// `[[schedule]]`s in file order.
@@ -121,6 +123,21 @@ pub struct Config {
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text.trim())
         .map_err(|e| format!("{text:?} is not a duration like \"100ms\", \"5s\" or \"1h\" ({e})"))
+}
+
+/// Parses a point in time, as unix milliseconds: an RFC 3339 time
+/// (`2026-11-24T10:00:00Z`) or an age back from now (`2h`: two hours ago).
+pub fn parse_instant(text: &str) -> Result<u64, String> {
+    if let Ok(age) = parse_duration(text) {
+        return Ok(crate::clock::now_ms().saturating_sub(age.as_millis() as u64));
+    }
+    let time = humantime::parse_rfc3339_weak(text.trim()).map_err(|_| {
+        format!("{text:?} is neither a time like 2026-11-24T10:00:00Z nor an age like 2h")
+    })?;
+    Ok(time
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0))
 }
 
 /// Parses `"1GB"`, `"500MB"`, `"64KiB"`, `"1048576"` into bytes.
@@ -235,7 +252,9 @@ fn resolve(
     let base = path.parent().unwrap_or(Path::new("."));
     // Before storage: a PostgreSQL storage connection takes its defaults.
     let tls = source::tls_files(raw.observers.tls.as_ref(), base)?;
-    let storage = service::storage(raw.storage, &tls)?;
+    let mut storage = service::storage(raw.storage, &tls)?;
+    let delivery_log = service::delivery_log(&raw.delivery_log)?;
+    storage.delivery_log = delivery_log.enabled;
     let nats_url = raw
         .observers
         .nats_url
@@ -311,6 +330,7 @@ fn resolve(
         receivers,
         metrics_namespace,
         dlq,
+        delivery_log,
         nats_url,
         nats_auth,
         observers,

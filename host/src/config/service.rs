@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{file, invalid, parse_duration, parse_size, positive, ConfigError};
-use crate::store::{BackendSettings, PostgresSettings, Settings};
+use crate::store::{BackendSettings, PostgresSettings, Retention, Settings};
 use crate::tls::TlsFiles;
 
 /// The HTTP listener: ingest, admin API. Its `Debug` (in `server.rs`)
@@ -146,7 +146,12 @@ pub(super) fn storage(raw: file::StorageSection, tls: &TlsFiles) -> Result<Setti
             ))
         }
     };
-    Ok(Settings { path, backend })
+    Ok(Settings {
+        path,
+        backend,
+        // `[delivery_log] enabled`, set by the caller.
+        delivery_log: true,
+    })
 }
 
 /// `[storage]` with sled.
@@ -340,6 +345,40 @@ pub(super) fn dlq(raw: &file::DlqSection) -> Result<DlqConfig, ConfigError> {
             .map(|text| parse_size(text).map_err(|e| invalid("webhooks.dlq.max_size", e)))
             .transpose()?,
     })
+}
+
+/// `[delivery_log]`: on by default, 7 days, at most 1 GB.
+pub(super) fn delivery_log(
+    raw: &file::DeliveryLogSection,
+) -> Result<DeliveryLogConfig, ConfigError> {
+    Ok(DeliveryLogConfig {
+        enabled: raw.enabled.unwrap_or(true),
+        retention: Retention {
+            max_age: match raw.retention.as_deref() {
+                None => Some(Duration::from_secs(7 * 24 * 3600)),
+                Some("forever") => None,
+                Some(text) => {
+                    Some(parse_duration(text).map_err(|e| invalid("delivery_log.retention", e))?)
+                }
+            },
+            max_bytes: match raw.max_size.as_deref() {
+                None => Some(1_000_000_000),
+                Some("unlimited") => None,
+                Some(text) => {
+                    Some(parse_size(text).map_err(|e| invalid("delivery_log.max_size", e))?)
+                }
+            },
+        },
+    })
+}
+
+/// `[delivery_log]`, resolved.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DeliveryLogConfig {
+    /// Whether finished deliveries are kept.
+    pub enabled: bool,
+    /// How long, and how many bytes.
+    pub retention: Retention,
 }
 
 /// `[observability.prometheus] namespace`: the prefix of every metric name.

@@ -249,7 +249,7 @@ impl Shared {
                     verdict = Verdict::Parked;
                 }
                 Some(RetryAction::Delivered) => {
-                    self.store.complete(key).await?;
+                    self.store.complete(key, &delivery).await?;
                     debug!(observer = %observer_name, %webhook, delivery = %delivery.id, attempts, "delivered");
                 }
                 Some(RetryAction::RetryIn(delay)) => {

@@ -34,7 +34,7 @@ use retry::AttemptResult;
 pub const DELIVERY_HEADER: &str = "X-Wasmhook-Delivery";
 
 /// How much of an error response's body is kept in the attempt record.
-const ERROR_BODY_PREFIX: usize = 512;
+const BODY_PREFIX: usize = 1024;
 
 /// Makes attempts: one keep-alive HTTP client per way out ([`Egress`]),
 /// shared by every webhook that leaves that way.
@@ -146,9 +146,17 @@ impl Sender {
         let started = Instant::now();
         let result = self.send(delivery_id, event_id, payload, webhook).await;
         let duration_ms = started.elapsed().as_millis() as u64;
-        let (status, error, retry_after) = match &result {
-            Ok(answer) => (Some(answer.status), answer.body.clone(), answer.retry_after),
-            Err(e) => (None, Some(e.to_string()), None),
+        let (status, error, response, retry_after) = match &result {
+            Ok(answer) if (200..300).contains(&answer.status) => {
+                (Some(answer.status), None, answer.body.clone(), None)
+            }
+            Ok(answer) => (
+                Some(answer.status),
+                answer.body.clone(),
+                None,
+                answer.retry_after,
+            ),
+            Err(e) => (None, Some(e.to_string()), None, None),
         };
         let result = match result {
             Ok(answer) => AttemptResult::Status(answer.status),
@@ -160,6 +168,7 @@ impl Sender {
                 at_ms,
                 status,
                 error,
+                response,
                 duration_ms,
             },
             result,
@@ -227,13 +236,6 @@ impl Sender {
             .await
             .map_err(|e| classify(&e))?;
         let status = response.status().as_u16();
-        if response.status().is_success() {
-            return Ok(Answer {
-                status,
-                body: None,
-                retry_after: None,
-            });
-        }
         let retry_after = match status {
             429 | 503 => response
                 .headers()
@@ -242,16 +244,16 @@ impl Sender {
                 .and_then(|v| parse_retry_after(v, std::time::SystemTime::now())),
             _ => None,
         };
-        // Keep the start of an error body for the DLQ; never read more, a
-        // hostile receiver could answer with gigabytes.
+        // Keep the start of the body for the delivery log and the DLQ;
+        // never read more, a hostile receiver could answer with gigabytes.
         let mut prefix = Vec::new();
-        while prefix.len() < ERROR_BODY_PREFIX {
+        while prefix.len() < BODY_PREFIX {
             match response.chunk().await {
                 Ok(Some(chunk)) => prefix.extend_from_slice(&chunk),
                 _ => break,
             }
         }
-        prefix.truncate(ERROR_BODY_PREFIX);
+        prefix.truncate(BODY_PREFIX);
         let text = String::from_utf8_lossy(&prefix).trim().to_string();
         Ok(Answer {
             status,
@@ -264,7 +266,7 @@ impl Sender {
 /// What a receiver answered.
 struct Answer {
     status: u16,
-    /// The start of an error body.
+    /// The start of the body.
     body: Option<String>,
     retry_after: Option<Duration>,
 }

@@ -23,6 +23,7 @@ use crate::source::{envelope, http};
 use crate::store::{Filter, StoreError, Summary};
 
 mod auth;
+pub mod deliveries;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -58,6 +59,10 @@ pub fn router(
         .route("/dlq/purge", post(dlq_purge))
         .route("/dlq/{id}", get(dlq_show))
         .route("/dlq/{id}/retry", post(dlq_retry))
+        .route("/deliveries", get(deliveries::list))
+        .route("/deliveries/resend", post(deliveries::resend_all))
+        .route("/deliveries/{id}", get(deliveries::show))
+        .route("/deliveries/{id}/resend", post(deliveries::resend))
         .route("/plugins", get(plugin_list))
         .route("/webhooks", get(webhook_list))
         .route(
@@ -110,8 +115,12 @@ fn problem(status: StatusCode, message: impl Into<String>) -> Response {
 
 fn storage_problem(error: &StoreError) -> Response {
     match error {
-        StoreError::NotFound(_) => problem(StatusCode::NOT_FOUND, error.to_string()),
-        StoreError::NotRetryable(_) => problem(StatusCode::CONFLICT, error.to_string()),
+        StoreError::NotFound(_) | StoreError::NoDelivery(_) => {
+            problem(StatusCode::NOT_FOUND, error.to_string())
+        }
+        StoreError::NotRetryable(_) | StoreError::Pending(_) => {
+            problem(StatusCode::CONFLICT, error.to_string())
+        }
         _ => {
             error!(%error, "storage failure");
             problem(

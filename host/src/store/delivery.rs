@@ -17,6 +17,9 @@ pub struct Attempt {
     pub status: Option<u16>,
     /// The transport error, or the start of an error response's body.
     pub error: Option<String>,
+    /// The start of a successful response's body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<String>,
     /// How long it took.
     pub duration_ms: u64,
 }

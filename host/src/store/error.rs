@@ -58,6 +58,14 @@ pub enum StoreError {
     /// No record with this id.
     #[error("no DLQ entry with id {0}")]
     NotFound(String),
+    /// No delivery with this id, pending or in the delivery log.
+    #[error("no delivery with id {0} (pending, or in the delivery log)")]
+    NoDelivery(String),
+    /// The delivery is still pending: it will be attempted anyway.
+    #[error(
+        "delivery {0} is still pending; it is resent only once it has been delivered or has died"
+    )]
+    Pending(String),
     /// The entry cannot be retried (it is input that never became an event).
     #[error("DLQ entry {0} is undeliverable input, not a delivery; it cannot be retried")]
     NotRetryable(String),

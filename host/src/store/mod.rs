@@ -23,6 +23,7 @@ pub(crate) use delivery::Routing;
 pub use delivery::{Attempt, Delivery, Payload};
 pub use error::StoreError;
 pub use letter::{DeadLetter, Failure, Filter, Summary};
+pub use log::{Detail, Entry, Logged, Query, Retention, Status as DeliveryStatus};
 pub use status::{MigrationInfo, Status};
 
 use crate::tls::postgres::{shown, PgTarget};
@@ -30,6 +31,7 @@ use crate::tls::postgres::{shown, PgTarget};
 mod delivery;
 mod error;
 mod letter;
+mod log;
 mod postgres;
 mod record;
 pub mod redact;
@@ -46,6 +48,9 @@ pub struct Settings {
     pub path: PathBuf,
     /// Which database keeps the records.
     pub backend: BackendSettings,
+    /// Whether finished deliveries are kept in the delivery log
+    /// (`[delivery_log] enabled`).
+    pub delivery_log: bool,
 }
 
 /// The backend `[storage] backend` chose, and its settings.
@@ -151,11 +156,11 @@ impl Store {
                 &settings.path,
                 *cache_capacity_bytes,
                 *min_free_bytes,
+                settings.delivery_log,
             )?),
-            BackendSettings::Postgres(pg) => Backend::Postgres(
-                postgres::Database::open(&pg.target, &pg.schema, pg.lease, pg.max_connections)
-                    .await?,
-            ),
+            BackendSettings::Postgres(pg) => {
+                Backend::Postgres(postgres::Database::open(pg, settings.delivery_log).await?)
+            }
         };
         Ok(Store {
             backend: Arc::new(backend),
@@ -283,11 +288,12 @@ impl Store {
         }
     }
 
-    /// Removes a delivered delivery.
-    pub async fn complete(&self, key: u64) -> Result<(), StoreError> {
+    /// Removes a delivered delivery (`delivery`, with its last attempt),
+    /// into the delivery log when it is kept.
+    pub async fn complete(&self, key: u64, delivery: &Delivery) -> Result<(), StoreError> {
         match &*self.backend {
-            Backend::Sled(db) => db.complete(key),
-            Backend::Postgres(db) => db.complete(key).await,
+            Backend::Sled(db) => db.complete(key, delivery),
+            Backend::Postgres(db) => db.complete(key, delivery).await,
         }
     }
 
@@ -395,6 +401,72 @@ impl Store {
         match &*self.backend {
             Backend::Sled(db) => db.dlq_len(),
             Backend::Postgres(db) => db.dlq_len().await,
+        }
+    }
+
+    // The delivery log.
+
+    /// Deliveries the query picks, newest first: finished ones from the
+    /// delivery log, pending ones from the outbox.
+    pub async fn deliveries(&self, query: &Query) -> Result<Vec<Logged>, StoreError> {
+        match &*self.backend {
+            Backend::Sled(db) => db.deliveries(query),
+            Backend::Postgres(db) => db.deliveries(query).await,
+        }
+    }
+
+    /// One delivery, finished or pending.
+    pub async fn delivery(&self, id: &str) -> Result<Logged, StoreError> {
+        match &*self.backend {
+            Backend::Sled(db) => db.delivery(id),
+            Backend::Postgres(db) => db.delivery(id).await,
+        }
+    }
+
+    /// Sends a finished delivery (delivered or dead) again: back into the
+    /// outbox due at `due_ms` with a fresh attempt budget and the same id,
+    /// out of the log and the DLQ, in one atomic step. Returns its key.
+    pub async fn resend(&self, id: &str, due_ms: u64) -> Result<u64, StoreError> {
+        match &*self.backend {
+            Backend::Sled(db) => db.resend(id, due_ms),
+            Backend::Postgres(db) => db.resend(id, due_ms).await,
+        }
+    }
+
+    /// Resends every finished delivery the query picks (its limit
+    /// ignored), the n-th due `n * spacing` from now; returns the outbox
+    /// keys with their due times.
+    pub async fn resend_all(
+        &self,
+        query: &Query,
+        spacing: Duration,
+    ) -> Result<Vec<(u64, u64)>, StoreError> {
+        let picked = Query {
+            limit: usize::MAX,
+            ..query.clone()
+        };
+        let mut finished: Vec<Logged> = self
+            .deliveries(&picked)
+            .await?
+            .into_iter()
+            .filter(|l| l.status != log::Status::Pending)
+            .collect();
+        // Oldest first, as they were first sent.
+        finished.sort_unstable_by(|a, b| a.delivery.id.cmp(&b.delivery.id));
+        let (now, step) = (crate::clock::now_ms(), spacing.as_millis() as u64);
+        let mut out = Vec::with_capacity(finished.len());
+        for (n, logged) in finished.iter().enumerate() {
+            let due = now + step * n as u64;
+            out.push((self.resend(&logged.delivery.id, due).await?, due));
+        }
+        Ok(out)
+    }
+
+    /// Applies the delivery log's retention; returns how many went.
+    pub async fn log_enforce(&self, retention: Retention) -> Result<usize, StoreError> {
+        match &*self.backend {
+            Backend::Sled(db) => db.log_enforce(retention),
+            Backend::Postgres(db) => db.log_enforce(retention).await,
         }
     }
 
@@ -507,6 +579,7 @@ pub(crate) async fn open_in(dir: &std::path::Path) -> Store {
             cache_capacity_bytes: 1 << 20,
             min_free_bytes: 0,
         },
+        delivery_log: true,
     })
     .await
     .unwrap()

@@ -23,7 +23,7 @@ const PACK_ABOVE: usize = 8 * 1024;
 
 /// The first byte of a packed record, followed by the JSON's length (u32,
 /// little endian) and the LZ4 block. A JSON record starts with `{` or `[`.
-const PACKED: u8 = 0x01;
+pub(crate) const PACKED: u8 = 0x01;
 
 /// The longest JSON a packed record may claim to hold: a damaged length
 /// must not make the reader allocate gigabytes.

@@ -64,6 +64,15 @@ pub fn url(text: &str) -> String {
     }
 }
 
+/// Hides the values of headers that carry credentials.
+pub(crate) fn headers(headers: &mut [(String, String)]) {
+    for (name, value) in headers {
+        if sensitive(name) {
+            *value = HIDDEN.to_string();
+        }
+    }
+}
+
 impl DeadLetter {
     /// The flat view of this entry, its URL's credentials hidden.
     pub fn summary(&self) -> Summary {
@@ -108,11 +117,7 @@ impl DeadLetter {
         if let Failure::Delivery(delivery) = &mut letter.failure {
             if let Some(payload) = &mut delivery.payload {
                 payload.url = url(&payload.url);
-                for (name, value) in &mut payload.headers {
-                    if sensitive(name) {
-                        *value = HIDDEN.to_string();
-                    }
-                }
+                headers(&mut payload.headers);
             }
         }
         letter

@@ -50,6 +50,7 @@ fn pg_settings(schema: &str, lease: Duration) -> Settings {
             lease,
             max_connections: 4,
         })),
+        delivery_log: true,
     }
 }
 
@@ -90,6 +91,7 @@ on_both!(
     replay_first_time_lets_one_copy_through,
     schedule_marks_are_kept,
     the_probe_and_flush_succeed,
+    the_delivery_log_lists_shows_resends_and_expires,
 );
 
 /// The keys `pending` hands the dispatcher.
@@ -109,8 +111,20 @@ fn failed(status: u16) -> Attempt {
         at_ms: now_ms(),
         status: Some(status),
         error: Some("try again".into()),
+        response: None,
         duration_ms: 3,
     }
+}
+
+/// Completes `key` as the dispatcher does, with the delivery it sent (or
+/// any delivery, when it is gone).
+async fn complete(store: &Store, key: u64) {
+    let sent = store
+        .get(key)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| delivery("gone", 0, 0));
+    store.complete(key, &sent).await.unwrap();
 }
 
 /// The ids of every DLQ entry, in listing order.
@@ -166,8 +180,8 @@ async fn write_get_pending_complete(store: &Store) {
         "different observers: no chain"
     );
 
-    store.complete(keys[0]).await.unwrap();
-    store.complete(keys[0]).await.unwrap();
+    complete(store, keys[0]).await;
+    complete(store, keys[0]).await;
     assert_eq!(store.get(keys[0]).await.unwrap(), None);
     assert!(store.routing(keys[0]).await.unwrap().is_none());
     assert_eq!(store.outbox_len().await, 1);
@@ -252,7 +266,7 @@ async fn chains_run_in_order(store: &Store) {
 
     // The second is delivered before releasing the third (a crash in
     // between): the start-up read releases it, since its predecessor is gone.
-    store.complete(keys[1]).await.unwrap();
+    complete(store, keys[1]).await;
     assert_eq!(due_keys(store).await, vec![keys[0], keys[2], keys[3]]);
     assert!(
         !store.get(keys[2]).await.unwrap().unwrap().held,
@@ -269,7 +283,7 @@ async fn a_chain_whose_first_delivery_is_gone_runs(store: &Store) {
         .unwrap();
     assert!(store.get(keys[1]).await.unwrap().unwrap().held);
     assert_eq!(due_keys(store).await, vec![keys[0]], "the second waits");
-    store.complete(keys[0]).await.unwrap();
+    complete(store, keys[0]).await;
     assert_eq!(due_keys(store).await, vec![keys[1]]);
     assert!(!store.get(keys[1]).await.unwrap().unwrap().held);
 }
@@ -550,8 +564,8 @@ async fn counts_follow_every_write(store: &Store) {
     let first = store.get(keys[0]).await.unwrap().unwrap();
     store.reschedule(keys[0], &first).await.unwrap();
     check(store, "release and reschedule", (5, 2)).await;
-    store.complete(keys[0]).await.unwrap();
-    store.complete(keys[0]).await.unwrap();
+    complete(store, keys[0]).await;
+    complete(store, keys[0]).await;
     check(store, "complete, twice", (4, 2)).await;
     let dead = store.get(keys[1]).await.unwrap().unwrap();
     let letter = store.bury(keys[1], dead, "gone".into()).await.unwrap();
@@ -692,10 +706,16 @@ mod shared {
         let status = status(&settings).await.unwrap();
         assert_eq!(
             status.applied,
-            vec![MigrationInfo {
-                version: 1,
-                name: "initial".into()
-            }]
+            vec![
+                MigrationInfo {
+                    version: 1,
+                    name: "initial".into()
+                },
+                MigrationInfo {
+                    version: 2,
+                    name: "delivery_log".into()
+                }
+            ]
         );
         assert!(status.pending.is_empty());
         assert_eq!((status.outbox_len, status.dlq_len), (Some(0), Some(0)));
@@ -716,7 +736,7 @@ mod shared {
         assert_eq!(before.backend, "postgres");
         assert_eq!(before.schema.as_deref(), Some(schema.0.as_str()));
         assert!(before.applied.is_empty());
-        assert_eq!(before.pending.len(), 1);
+        assert_eq!(before.pending.len(), 2);
         assert_eq!((before.outbox_len, before.dlq_len), (None, None));
         assert!(!before.location.contains("password"));
         let applied = migrate(&settings).await.unwrap().unwrap();
@@ -881,4 +901,158 @@ mod shared {
         let error = status(&settings).await.err().unwrap();
         assert!(!error.to_string().contains("hunter2secret"), "{error}");
     }
+}
+
+/// Finished deliveries are in the log, pending ones in the outbox; a
+/// listing merges them newest first, pages by id, filters by every field;
+/// a resend puts a finished one back (out of the log and the DLQ), and
+/// retention removes only finished ones.
+async fn the_delivery_log_lists_shows_resends_and_expires(store: &Store) {
+    let of_event = |observer: &str, event: &str| {
+        let mut d = delivery(observer, 0, 1);
+        let mut e = (*d.event).clone();
+        e.id = event.into();
+        d.event = e.into();
+        d
+    };
+    let keys = store
+        .write(
+            vec![
+                of_event("a", "e-a"),
+                of_event("b", "e-b"),
+                of_event("c", "e-c"),
+            ],
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    let mut a = store.get(keys[0]).await.unwrap().unwrap();
+    a.attempts.push(Attempt {
+        status: Some(200),
+        error: None,
+        response: Some("thanks".into()),
+        ..failed(200)
+    });
+    store.complete(keys[0], &a).await.unwrap();
+    let mut b = store.get(keys[1]).await.unwrap().unwrap();
+    b.attempts.push(failed(500));
+    store
+        .bury(keys[1], b.clone(), "gave up".into())
+        .await
+        .unwrap();
+    let c = store.get(keys[2]).await.unwrap().unwrap();
+
+    let list = |query: Query| async move {
+        store
+            .deliveries(&query)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|l| (l.delivery.id, l.status))
+            .collect::<Vec<_>>()
+    };
+    use super::log::Status::{Dead, Delivered, Pending};
+    assert_eq!(
+        list(Query::default()).await,
+        [
+            (c.id.clone(), Pending),
+            (b.id.clone(), Dead),
+            (a.id.clone(), Delivered)
+        ]
+    );
+    let only = |status| Query {
+        status: Some(status),
+        ..Query::default()
+    };
+    assert_eq!(list(only(Delivered)).await, [(a.id.clone(), Delivered)]);
+    assert_eq!(list(only(Pending)).await, [(c.id.clone(), Pending)]);
+    let by_observer = Query {
+        observer: Some("b".into()),
+        ..Query::default()
+    };
+    assert_eq!(list(by_observer).await, [(b.id.clone(), Dead)]);
+    let by_event = Query {
+        event: Some(a.event.id.clone()),
+        ..Query::default()
+    };
+    assert_eq!(list(by_event).await, [(a.id.clone(), Delivered)]);
+    let first_page = Query {
+        limit: 2,
+        ..Query::default()
+    };
+    assert_eq!(list(first_page).await.len(), 2);
+    let next_page = Query {
+        before: Some(b.id.clone()),
+        ..Query::default()
+    };
+    assert_eq!(list(next_page).await, [(a.id.clone(), Delivered)]);
+    let future = Query {
+        since_ms: Some(now_ms() + 60_000),
+        ..Query::default()
+    };
+    assert!(list(future).await.is_empty());
+
+    let shown = store.delivery(&a.id).await.unwrap();
+    assert_eq!(shown.status, Delivered);
+    assert!(shown.finished_at_ms.is_some());
+    assert_eq!(
+        shown.delivery.attempts[0].response.as_deref(),
+        Some("thanks")
+    );
+    let dead = store.delivery(&b.id).await.unwrap();
+    assert_eq!(dead.reason.as_deref(), Some("gave up"));
+    assert_eq!(store.delivery(&c.id).await.unwrap().status, Pending);
+    assert!(matches!(
+        store.delivery("no-such-id").await,
+        Err(StoreError::NoDelivery(_))
+    ));
+    assert!(matches!(
+        store.resend(&c.id, now_ms()).await,
+        Err(StoreError::Pending(_))
+    ));
+
+    // Resent: pending again with a fresh budget, the same id.
+    let key = store.resend(&a.id, now_ms()).await.unwrap();
+    let again = store.get(key).await.unwrap().unwrap();
+    assert_eq!(again.id, a.id);
+    assert!(again.attempts.is_empty());
+    assert_eq!(again.earlier_attempts.len(), 1);
+    assert_eq!(store.delivery(&a.id).await.unwrap().status, Pending);
+    // A dead one leaves the DLQ too.
+    assert_eq!(store.dlq_len().await, 1);
+    store.resend(&b.id, now_ms()).await.unwrap();
+    assert_eq!(store.dlq_len().await, 0);
+    assert_eq!(store.outbox_len().await, 3);
+    assert_eq!(list(only(Pending)).await.len(), 3);
+
+    // A DLQ retry takes it out of the log as well.
+    let mut c_dead = store.get(keys[2]).await.unwrap().unwrap();
+    c_dead.attempts.push(failed(400));
+    store.bury(keys[2], c_dead, "refused".into()).await.unwrap();
+    assert_eq!(store.delivery(&c.id).await.unwrap().status, Dead);
+    store.requeue(&c.id).await.unwrap();
+    assert_eq!(store.delivery(&c.id).await.unwrap().status, Pending);
+    let ids: Vec<String> = list(Query::default())
+        .await
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(ids, [c.id.clone(), b.id.clone(), a.id.clone()], "once each");
+
+    // Retention takes finished deliveries only.
+    let mut a_again = again;
+    a_again.attempts.push(failed(200));
+    store.complete(key, &a_again).await.unwrap();
+    assert_eq!(list(only(Delivered)).await.len(), 1);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let removed = store
+        .log_enforce(Retention {
+            max_age: Some(Duration::ZERO),
+            max_bytes: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(removed, 1);
+    assert!(list(only(Delivered)).await.is_empty());
+    assert_eq!(list(Query::default()).await.len(), 2, "pending stay");
 }

@@ -181,6 +181,8 @@ async fn record(
         Some(after) if !status.is_success() => {
             (status, [(axum::http::header::RETRY_AFTER, after)]).into_response()
         }
+        // A short body, as receivers often answer: the delivery log keeps it.
+        _ if status.is_success() => (status, "thanks").into_response(),
         _ => status.into_response(),
     }
 }

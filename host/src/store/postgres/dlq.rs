@@ -231,6 +231,11 @@ impl Database {
             return Err(StoreError::NotRetryable(id.to_string()));
         };
         let delivery = delivery.revived(now_ms());
+        // Pending again: out of the delivery log until it finishes.
+        let unlog = transaction
+            .prepare_cached("DELETE FROM delivery_log WHERE id = $1")
+            .await?;
+        transaction.execute(&unlog, &[&id]).await?;
         let keys = Self::reserve_keys(&transaction, 1).await?;
         let key = *keys
             .first()
@@ -283,6 +288,11 @@ impl Database {
             };
             deliveries.push(delivery.revived(now + step * n as u64));
         }
+        let unlog = transaction
+            .prepare_cached("DELETE FROM delivery_log WHERE id = ANY($1)")
+            .await?;
+        let ids: Vec<&str> = taken.iter().map(|(id, _)| id.as_str()).collect();
+        transaction.execute(&unlog, &[&ids]).await?;
         let keys = Self::reserve_keys(&transaction, deliveries.len()).await?;
         let keyed: Vec<(u64, &crate::store::delivery::Delivery)> =
             keys.iter().copied().zip(&deliveries).collect();

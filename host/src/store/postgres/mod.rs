@@ -27,6 +27,7 @@ use crate::tls::postgres::{shown, PgTarget};
 
 mod cursors;
 mod dlq;
+mod log;
 mod outbox;
 mod state;
 
@@ -45,6 +46,8 @@ pub(crate) struct Database {
     node: String,
     /// How long a row stays this node's without a renewal.
     lease: Duration,
+    /// Whether finished deliveries go into the delivery log.
+    logging: bool,
     /// The last counts read, answered when a count fails (a gauge has no
     /// way to report an error).
     outbox_seen: AtomicU64,
@@ -52,15 +55,21 @@ pub(crate) struct Database {
 }
 
 impl Database {
-    /// Connects to `target`, creates `schema` if it is missing and applies
-    /// the migrations it lacks, then opens a pool of up to
-    /// `max_connections`. Rows this node writes are leased for `lease`.
+    /// Connects to the server, creates the schema if it is missing and
+    /// applies the migrations it lacks, then opens a pool of up to
+    /// `max_connections`. Rows this node writes are leased for `lease`;
+    /// finished deliveries are logged when `logging`.
     pub(crate) async fn open(
-        target: &PgTarget,
-        schema: &str,
-        lease: Duration,
-        max_connections: usize,
+        settings: &crate::store::PostgresSettings,
+        logging: bool,
     ) -> Result<Database, StoreError> {
+        let crate::store::PostgresSettings {
+            target,
+            schema,
+            lease,
+            max_connections,
+        } = settings;
+        let (lease, max_connections) = (*lease, *max_connections);
         let config = in_schema(target, schema)?;
         migrate(target, &config, schema).await?;
         let manager_config = ManagerConfig {
@@ -80,6 +89,7 @@ impl Database {
             pool,
             node: crate::clock::new_id(),
             lease,
+            logging,
             outbox_seen: AtomicU64::new(0),
             dlq_seen: AtomicU64::new(0),
         })

@@ -15,11 +15,13 @@
 use deadpool_postgres::GenericClient;
 
 use super::dlq::{insert_letters, Letters};
+use super::log::{dead_row, LogRow, LOG_ROW};
 use super::{sql_i64, sql_key, store_key, Database};
 use crate::clock::now_ms;
 use crate::store::delivery::{chain, Delivery, Routing};
 use crate::store::error::StoreError;
 use crate::store::letter::{DeadLetter, Failure};
+use crate::store::log::{Finished, Status};
 use crate::store::record::{decode, encode};
 
 /// Inserts outbox rows given as parallel arrays, owned by `$10` and leased
@@ -179,6 +181,15 @@ impl Database {
                 })
                 .collect();
             insert_letters(&transaction, Letters::of(&letters)).await?;
+            if self.logging {
+                for letter in &letters {
+                    if let Failure::Delivery(delivery) = &letter.failure {
+                        dead_row(delivery, &letter.reason, failed_at_ms)
+                            .insert(&transaction)
+                            .await?;
+                    }
+                }
+            }
         }
         transaction.commit().await?;
         Ok(keys)
@@ -358,16 +369,46 @@ impl Database {
         Ok(())
     }
 
-    /// Removes a delivered delivery.
-    pub(crate) async fn complete(&self, key: u64) -> Result<(), StoreError> {
+    /// Removes a delivered delivery, into the delivery log when it is
+    /// kept: one statement.
+    pub(crate) async fn complete(&self, key: u64, delivery: &Delivery) -> Result<(), StoreError> {
         let Some(key) = sql_key(key) else {
             return Ok(());
         };
         let client = self.client().await?;
+        if !self.logging {
+            let statement = client
+                .prepare_cached("DELETE FROM outbox WHERE key = $1")
+                .await?;
+            client.execute(&statement, &[&key]).await?;
+            return Ok(());
+        }
+        let row = LogRow::of(&Finished {
+            status: Status::Delivered,
+            finished_at_ms: Some(now_ms()),
+            reason: None,
+            delivery,
+        });
+        // The removal is a data-modifying CTE of the insert: both happen,
+        // or neither.
         let statement = client
-            .prepare_cached("DELETE FROM outbox WHERE key = $1")
+            .prepare_cached(&format!(
+                "WITH gone AS (DELETE FROM outbox WHERE key = $6) {LOG_ROW}"
+            ))
             .await?;
-        client.execute(&statement, &[&key]).await?;
+        client
+            .execute(
+                &statement,
+                &[
+                    &row.id,
+                    &row.event_id,
+                    &row.observer,
+                    &row.status,
+                    &row.record,
+                    &key,
+                ],
+            )
+            .await?;
         Ok(())
     }
 
@@ -391,10 +432,18 @@ impl Database {
             failure: Failure::Delivery(Box::new(delivery)),
         };
         let columns = Letters::of(std::slice::from_ref(&letter));
-        let client = self.client().await?;
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await?;
+        if self.logging {
+            if let Failure::Delivery(delivery) = &letter.failure {
+                dead_row(delivery, &letter.reason, letter.failed_at_ms)
+                    .insert(&transaction)
+                    .await?;
+            }
+        }
         // The removal is a data-modifying CTE of the insert: both happen,
         // or neither.
-        let statement = client
+        let statement = transaction
             .prepare_cached(
                 "WITH gone AS (DELETE FROM outbox WHERE key = $6) \
                  INSERT INTO dlq (id, failed_at_ms, observer, retryable, record) \
@@ -406,7 +455,7 @@ impl Database {
             .await?;
         // A key it never issued removes nothing; the letter is stored all the same.
         let key = sql_key(key).unwrap_or(-1);
-        client
+        transaction
             .execute(
                 &statement,
                 &[
@@ -419,6 +468,7 @@ impl Database {
                 ],
             )
             .await?;
+        transaction.commit().await?;
         Ok(letter)
     }
 }

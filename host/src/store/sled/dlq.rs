@@ -161,8 +161,8 @@ impl Database {
         let missing = |id: &str| abort(StoreError::NotFound(id.to_string()));
         // What the transaction's last (committed) run found.
         let (left, arrived) = (Cell::new(0), Cell::new(0));
-        (&self.outbox, &self.dlq)
-            .transaction(|(outbox, dlq)| {
+        (&self.outbox, &self.dlq, &self.log)
+            .transaction(|(outbox, dlq, log)| {
                 let Some(bytes) = dlq.get(record)? else {
                     return Err(missing(picks.first().map_or("", |p| p.0)));
                 };
@@ -175,6 +175,8 @@ impl Database {
                     let Failure::Delivery(delivery) = letters.remove(at).failure else {
                         return Err(abort(StoreError::NotRetryable(id.to_string())));
                     };
+                    // Pending again: out of the delivery log until it finishes.
+                    log.remove(id.as_bytes())?;
                     let delivery = delivery.revived(due_ms);
                     created_now += created(&outbox.insert(&key.to_be_bytes(), encode(&delivery))?);
                 }
@@ -428,8 +430,8 @@ mod tests {
         let first = store.get(keys[0]).unwrap().unwrap();
         store.reschedule(keys[0], &first).unwrap();
         check(&store, "release and reschedule");
-        store.complete(keys[0]).unwrap();
-        store.complete(keys[0]).unwrap();
+        store.complete(keys[0], &first).unwrap();
+        store.complete(keys[0], &first).unwrap();
         check(&store, "complete, twice");
         let dead = store.get(keys[1]).unwrap().unwrap();
         let letter = store.bury(keys[1], dead, "gone".into()).unwrap();

@@ -19,6 +19,7 @@ mod counts;
 mod cursors;
 mod dlq;
 mod graves;
+mod log;
 mod outbox;
 mod state;
 
@@ -27,6 +28,9 @@ pub(crate) struct Database {
     db: sled::Db,
     outbox: sled::Tree,
     dlq: sled::Tree,
+    /// Finished deliveries (see `log`), written when `logging`.
+    log: sled::Tree,
+    logging: bool,
     /// See `cursors`.
     cursors: sled::Tree,
     /// See `state`.
@@ -81,15 +85,17 @@ const SWITCHES: &str = "disabled_webhooks";
 const SEEN: &str = "incoming_seen";
 const MARKS: &str = "schedule_marks";
 const HEALTH: &str = "health";
+const LOG: &str = "delivery_log";
 
 impl Database {
     /// Opens (or creates) the database at `path`, keeping `min_free_bytes`
-    /// free on its filesystem (0: no reserve); fails if another process
-    /// has it open.
+    /// free on its filesystem (0: no reserve) and logging finished
+    /// deliveries when `logging`; fails if another process has it open.
     pub(crate) fn open(
         path: &Path,
         cache_capacity_bytes: u64,
         min_free_bytes: u64,
+        logging: bool,
     ) -> Result<Database, StoreError> {
         let db = sled::Config::new()
             .path(path)
@@ -105,6 +111,8 @@ impl Database {
         Ok(Database {
             outbox,
             dlq,
+            log: db.open_tree(LOG)?,
+            logging,
             cursors: db.open_tree(CURSORS)?,
             switches: db.open_tree(SWITCHES)?,
             seen: db.open_tree(SEEN)?,
@@ -178,7 +186,7 @@ pub(crate) fn status(path: &Path, cache_capacity_bytes: u64) -> Result<Status, S
         status.dlq_len = Some(0);
         return Ok(status);
     }
-    match Database::open(path, cache_capacity_bytes, 0) {
+    match Database::open(path, cache_capacity_bytes, 0, false) {
         Ok(db) => {
             status.outbox_len = Some(db.counts.outbox_len() as u64);
             status.dlq_len = Some(db.counts.dlq_len() as u64);
@@ -200,5 +208,5 @@ pub(crate) fn u64_key(key: &[u8]) -> u64 {
 /// A database in `dir` with a 1 MiB cache and no reserve, for tests.
 #[cfg(test)]
 pub(crate) fn open_in(dir: &Path) -> Database {
-    Database::open(dir, 1 << 20, 0).unwrap()
+    Database::open(dir, 1 << 20, 0, true).unwrap()
 }

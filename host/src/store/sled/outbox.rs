@@ -14,7 +14,19 @@ use crate::clock::now_ms;
 use crate::store::delivery::{chain, Delivery, Routing};
 use crate::store::error::StoreError;
 use crate::store::letter::{DeadLetter, Failure};
+use crate::store::log::{Finished, Status};
 use crate::store::record::{decode, encode};
+
+/// The delivery log's record of a delivery that died.
+pub(super) fn dead_record(delivery: &Delivery, reason: &str, failed_at_ms: u64) -> Vec<u8> {
+    Finished {
+        status: Status::Dead,
+        finished_at_ms: Some(failed_at_ms),
+        reason: Some(reason),
+        delivery,
+    }
+    .record()
+}
 
 impl Database {
     /// [`Database::write`], then waits until it is on disk. The pipeline
@@ -75,7 +87,16 @@ impl Database {
                 reason,
                 failure: Failure::Delivery(Box::new(delivery)),
             });
-            for (key, bytes) in graves::records(letters.collect()) {
+            let letters: Vec<DeadLetter> = letters.collect();
+            if self.logging {
+                for letter in &letters {
+                    if let Failure::Delivery(delivery) = &letter.failure {
+                        let record = dead_record(delivery, &letter.reason, failed_at_ms);
+                        self.log.insert(delivery.id.as_bytes(), record)?;
+                    }
+                }
+            }
+            for (key, bytes) in graves::records(letters) {
                 self.dlq.insert(key, bytes)?;
             }
             // Fresh v7 ids: every letter is new.
@@ -151,8 +172,20 @@ impl Database {
         Ok(())
     }
 
-    /// Removes a delivered delivery.
-    pub(crate) fn complete(&self, key: u64) -> Result<(), StoreError> {
+    /// Removes a delivered delivery, into the delivery log when it is kept.
+    /// The log is written first: a crash in between leaves the delivery
+    /// pending (it is sent again and logged again), never lost.
+    pub(crate) fn complete(&self, key: u64, delivery: &Delivery) -> Result<(), StoreError> {
+        if self.logging {
+            let record = Finished {
+                status: Status::Delivered,
+                finished_at_ms: Some(now_ms()),
+                reason: None,
+                delivery,
+            }
+            .record();
+            self.log.insert(delivery.id.as_bytes(), record)?;
+        }
         let previous = self.outbox.remove(key.to_be_bytes())?;
         self.counts.outbox(0, existed(&previous));
         Ok(())
@@ -177,14 +210,23 @@ impl Database {
             failure: Failure::Delivery(Box::new(delivery)),
         };
         let bytes = encode(&letter);
+        let logged = match (&letter.failure, self.logging) {
+            (Failure::Delivery(delivery), true) => {
+                Some(dead_record(delivery, &letter.reason, letter.failed_at_ms))
+            }
+            _ => None,
+        };
         // What the transaction's last (committed) run found.
         let (left, arrived) = (Cell::new(0), Cell::new(0));
-        (&self.outbox, &self.dlq)
-            .transaction(|(outbox, dlq)| {
+        (&self.outbox, &self.dlq, &self.log)
+            .transaction(|(outbox, dlq, log)| {
                 left.set(existed(&outbox.remove(&key.to_be_bytes())?));
                 arrived.set(created(
                     &dlq.insert(letter.id.as_bytes(), bytes.as_slice())?,
                 ));
+                if let Some(record) = &logged {
+                    log.insert(letter.id.as_bytes(), record.as_slice())?;
+                }
                 Ok::<_, ConflictableTransactionError<StoreError>>(())
             })
             .map_err(tx_error)?;
@@ -223,7 +265,9 @@ mod tests {
         assert!(store.get(keys[1]).unwrap().unwrap().held);
         assert_eq!(due(&store), vec![keys[0]], "the second waits for the first");
 
-        store.complete(keys[0]).unwrap();
+        store
+            .complete(keys[0], &store.get(keys[0]).unwrap().unwrap())
+            .unwrap();
         drop(store);
         let store = open_in(dir.path());
         assert_eq!(due(&store), vec![keys[1]]);
