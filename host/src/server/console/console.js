@@ -610,12 +610,16 @@
             timeline.length === 0
               ? h("p", { class: "muted" }, "No attempt yet.")
               : h("ol", { class: "timeline", id: "timeline" }, timeline.map(attemptItem)))),
-        h("div", { class: "card" },
-          h("h3", null, "Request"),
-          h("p", null, code((request.method || "") + " " + (request.url || ""))),
-          table(["Header", "Value"], (request.headers || []).map(([name, value]) =>
-            h("tr", null, h("td", null, code(name)), h("td", null, code(value)))), "No headers."),
-          h("pre", { id: "request-body" }, pretty(request.body === undefined ? "" : request.body))),
+        d.request
+          ? h("div", { class: "card" },
+            h("h3", null, "Request"),
+            h("p", null, code(request.method + " " + request.url)),
+            table(["Header", "Value"], (request.headers || []).map(([name, value]) =>
+              h("tr", null, h("td", null, code(name)), h("td", null, code(value)))), "No headers."),
+            h("pre", { id: "request-body" }, pretty(request.body)))
+          : h("div", { class: "card" },
+            h("h3", null, "Request"),
+            h("p", { class: "muted" }, "Not built yet: a plugin builds it at the first attempt.")),
         h("div", { class: "card" },
           h("h3", null, "Event"),
           h("pre", { id: "event" }, pretty(d.event))),
