@@ -546,11 +546,11 @@
         h("td", null, statusBadge(d.status)),
         h("td", { class: "num" }, number(d.attempts)),
         h("td", null, httpBadge(d.last_status, d.last_error)),
-        h("td", null, time(d.created_at)),
-        h("td", null, time(d.finished_at)),
+        h("td", null, time(d.created_at),
+          h("div", { class: "muted" }, d.finished_at ? ["done ", time(d.finished_at)] : "not done")),
       ));
       fill(results, table(
-        ["Delivery", "Event", "Observer / webhook", "Status", { text: "Attempts", class: "num" }, "Last", "Created", "Finished"],
+        ["Delivery", "Event", "Observer / webhook", "Status", { text: "Attempts", class: "num" }, "Last", "Created / done"],
         rows,
         "No delivery matches.",
       ));
