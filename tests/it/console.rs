@@ -648,7 +648,7 @@ async fn console_deliveries_search_and_resend() {
         .click(&format!("tr.delivery[data-id=\"{first}\"] td.id a"))
         .await;
     browser.wait_text("#timeline", "200").await;
-    browser.wait_text("#main", "x-wasmhook-delivery").await;
+    browser.wait_text("#main", "/ship").await;
     browser.wait_text("#event", "o-log").await;
     browser.screenshot("delivery").await;
     browser.click("#resend").await;
