@@ -541,7 +541,8 @@ async fn console_dlq_observers_and_escaping() {
     // outbox; on again, it arrives.
     browser.click("#nav a[data-page=observers]").await;
     let ship = "tr.webhook[data-webhook=\"orders/0\"]";
-    browser.wait_text(ship, "on").await;
+    let state = format!("{ship} .badge");
+    browser.wait_text(&state, "on").await;
     browser
         .wait_text("[data-observer=orders]", "status != 'draft'")
         .await;
@@ -549,7 +550,7 @@ async fn console_dlq_observers_and_escaping() {
         .wait_text("[data-observer=big_orders]", "plugin:high-value-order")
         .await;
     browser.click(&format!("{ship} button.switch")).await;
-    browser.wait_text(ship, "off").await;
+    browser.wait_text(&state, "off").await;
     browser.wait_text(".notice", "switched off").await;
     browser.screenshot("observers").await;
     post_order(
@@ -578,16 +579,22 @@ async fn console_dlq_observers_and_escaping() {
             got_body(&receiver, "/ship", "o-wait").len() == 1
         })
         .await;
-    browser.wait_text(ship, "on").await;
+    browser.wait_text(&state, "on").await;
     browser.click("#nav a[data-page=overview]").await;
     browser.wait_text("#stat-outbox .value", "0").await;
 
     // Plugins: the condition plugin has been called for every order.
     browser.click("#nav a[data-page=plugins]").await;
-    let plugin = browser
-        .wait_text("tr.plugin[data-plugin=high-value-order]", "condition")
+    let plugin = "tr.plugin[data-plugin=high-value-order]";
+    browser.wait_text(plugin, "condition").await;
+    let calls = browser
+        .wait_text(&format!("{plugin} td:nth-child(4)"), "")
         .await;
-    assert!(!plugin.contains("\n0\n"), "calls are counted: {plugin}");
+    let calls: u64 = calls.replace(',', "").trim().parse().unwrap();
+    assert!(
+        calls >= 6,
+        "each of the 6 orders was checked by the plugin: {calls} calls"
+    );
     browser.screenshot("plugins").await;
 
     // Log out: the console is closed again.
