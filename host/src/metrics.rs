@@ -2,7 +2,8 @@
 //! /metrics` encodes it. Labels never carry URLs (they can hold tokens):
 //! a webhook is named by its `name` key, or its position in the observer.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -71,6 +72,10 @@ struct Inner {
     incoming: Family<IncomingLabels, Counter>,
     plugin_calls: Family<PluginLabels, Counter>,
     plugin_latency: Family<PluginName, Histogram, fn() -> Histogram>,
+    events_accepted: Counter,
+    /// Failed attempts by reason over every webhook, for the console: a
+    /// `Family` cannot be listed, and reasons are not known in advance.
+    failure_reasons: Mutex<BTreeMap<String, u64>>,
 }
 
 /// One plugin's counters, resolved once when it loads so a call (about a
@@ -153,10 +158,16 @@ impl Metrics {
         let breaker = Family::<BreakerLabels, Counter>::default();
         let incoming = Family::<IncomingLabels, Counter>::default();
         let plugin_calls = Family::<PluginLabels, Counter>::default();
+        let events_accepted = Counter::default();
         let plugin_latency =
             Family::<PluginName, Histogram, fn() -> Histogram>::new_with_constructor(
                 plugin_histogram as fn() -> Histogram,
             );
+        registry.register(
+            "events_accepted",
+            "Events accepted from the source, matched or not",
+            events_accepted.clone(),
+        );
         registry.register("webhook_requests", "Delivery attempts", requests.clone());
         registry.register(
             "webhook_success",
@@ -237,6 +248,8 @@ impl Metrics {
                 incoming,
                 plugin_calls,
                 plugin_latency,
+                events_accepted,
+                failure_reasons: Mutex::default(),
             }),
         }
     }
@@ -286,6 +299,14 @@ impl Metrics {
             Failure::Plugin(_) => "plugin".into(),
             Failure::Payload => "payload".into(),
         };
+        if let Ok(mut reasons) = self.inner.failure_reasons.lock() {
+            match reasons.get_mut(&reason) {
+                Some(n) => *n += 1,
+                None => {
+                    reasons.insert(reason.clone(), 1);
+                }
+            }
+        }
         self.inner
             .failure
             .get_or_create(&FailureLabels {
@@ -294,6 +315,11 @@ impl Metrics {
                 reason,
             })
             .inc();
+    }
+
+    /// Records `n` events accepted from the source.
+    pub fn events_accepted(&self, n: usize) {
+        self.inner.events_accepted.inc_by(n as u64);
     }
 
     /// Records an incoming request's result (`accepted`, `refused`, ...).
@@ -371,6 +397,72 @@ impl Metrics {
         self.inner.source_dropped.inc();
     }
 
+    /// What the counters say now, for the console's overview: totals since
+    /// the process started.
+    pub fn totals(&self) -> Totals {
+        let i = &self.inner;
+        let failures = i
+            .failure_reasons
+            .lock()
+            .map(|reasons| reasons.clone())
+            .unwrap_or_default();
+        Totals {
+            events_accepted: i.events_accepted.get(),
+            failures,
+            source_lag: u64::try_from(i.source_lag.get()).unwrap_or(0),
+        }
+    }
+
+    /// One webhook's counts since start; zeros when it has made no attempt.
+    /// Reads without creating the webhook's samples.
+    pub fn webhook_counts(&self, observer: &str, webhook: &str) -> WebhookCounts {
+        let labels = Self::webhook(observer, webhook);
+        let i = &self.inner;
+        let count = |family: &Family<WebhookLabels, Counter>| {
+            family.get(&labels).map(|c| c.get()).unwrap_or(0)
+        };
+        let (latency_sum, latency_count) = i
+            .latency
+            .get(&labels)
+            .map(|h| (h.sum(), h.count()))
+            .unwrap_or((0.0, 0));
+        WebhookCounts {
+            attempts: count(&i.requests),
+            delivered: count(&i.success),
+            retries: count(&i.retry),
+            latency_ms_avg: average(latency_sum, latency_count),
+        }
+    }
+
+    /// One plugin's calls since start, by result; zeros when never called.
+    pub fn plugin_counts(&self, plugin: &str) -> PluginCounts {
+        let i = &self.inner;
+        let count = |result: &str| {
+            i.plugin_calls
+                .get(&PluginLabels {
+                    plugin: plugin.to_string(),
+                    result: result.to_string(),
+                })
+                .map(|c| c.get())
+                .unwrap_or(0)
+        };
+        let (latency_sum, latency_count) = i
+            .plugin_latency
+            .get(&PluginName {
+                plugin: plugin.to_string(),
+            })
+            .map(|h| (h.sum(), h.count()))
+            .unwrap_or((0.0, 0));
+        PluginCounts {
+            ok: count("ok"),
+            error: count("error"),
+            trap: count("trap"),
+            suspended: count("suspended"),
+            not_loaded: count("not_loaded"),
+            latency_ms_avg: average(latency_sum, latency_count),
+        }
+    }
+
     /// The Prometheus text exposition, with the sizes read at scrape time.
     pub fn encode(&self, dlq_size: usize, outbox_size: usize) -> String {
         self.inner.dlq_size.set(dlq_size as i64);
@@ -380,6 +472,52 @@ impl Metrics {
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.inner.registry);
         out
     }
+}
+
+fn average(sum: f64, count: u64) -> Option<f64> {
+    (count > 0).then(|| sum / count as f64)
+}
+
+/// Process-wide totals since start (see [`Metrics::totals`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Totals {
+    /// Events accepted from the source.
+    pub events_accepted: u64,
+    /// Failed attempts by reason (`http_503`, `transport`, `plugin`...).
+    pub failures: BTreeMap<String, u64>,
+    /// How far the durable source is behind, as last reported (0 for
+    /// sources that do not report it).
+    pub source_lag: u64,
+}
+
+/// One webhook's counts since start (see [`Metrics::webhook_counts`]).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct WebhookCounts {
+    /// Attempts made.
+    pub attempts: u64,
+    /// Attempts the receiver accepted (2xx).
+    pub delivered: u64,
+    /// Failed attempts that were to be tried again.
+    pub retries: u64,
+    /// Mean attempt duration, when there was one.
+    pub latency_ms_avg: Option<f64>,
+}
+
+/// One plugin's calls since start (see [`Metrics::plugin_counts`]).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct PluginCounts {
+    /// Calls that returned.
+    pub ok: u64,
+    /// Calls that failed other than by a trap.
+    pub error: u64,
+    /// Calls the sandbox stopped (fuel, memory, deadline, trap).
+    pub trap: u64,
+    /// Calls refused while the plugin was suspended.
+    pub suspended: u64,
+    /// Calls of the name while no such plugin was loaded.
+    pub not_loaded: u64,
+    /// Mean call duration, when there was one.
+    pub latency_ms_avg: Option<f64>,
 }
 
 #[cfg(test)]
@@ -415,5 +553,44 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
         }
+    }
+
+    #[test]
+    fn totals_and_counts_read_back_what_was_recorded() {
+        let m = Metrics::new("wh");
+        m.events_accepted(3);
+        m.attempt("orders", "ship", Duration::from_millis(2), None, false);
+        m.attempt(
+            "orders",
+            "ship",
+            Duration::from_millis(4),
+            Some(Failure::Status(503)),
+            true,
+        );
+        m.failure("orders", "1", Failure::Plugin("hv"));
+        m.failure("users", "0", Failure::Status(503));
+        m.source_lag(12);
+        let totals = m.totals();
+        assert_eq!(totals.events_accepted, 3);
+        assert_eq!(totals.source_lag, 12);
+        assert_eq!(
+            totals.failures.into_iter().collect::<Vec<_>>(),
+            vec![("http_503".to_string(), 2), ("plugin".to_string(), 1)]
+        );
+        let ship = m.webhook_counts("orders", "ship");
+        assert_eq!((ship.attempts, ship.delivered, ship.retries), (2, 1, 1));
+        assert_eq!(ship.latency_ms_avg, Some(3.0));
+        let none = m.webhook_counts("orders", "never");
+        assert_eq!((none.attempts, none.latency_ms_avg), (0, None));
+        m.plugin("hv").record(true, false, Duration::from_millis(1));
+        m.plugin("hv").record(false, true, Duration::from_millis(3));
+        m.plugin("hv").suspended();
+        let hv = m.plugin_counts("hv");
+        assert_eq!((hv.ok, hv.trap, hv.error, hv.suspended), (1, 1, 0, 1));
+        assert_eq!(hv.latency_ms_avg, Some(2.0));
+        assert!(m
+            .encode(0, 0)
+            .lines()
+            .any(|l| l == "wh_events_accepted_total 3"));
     }
 }

@@ -230,9 +230,11 @@ impl Pipeline {
             self.plugins.run(using, built)
         };
         if deliveries.is_empty() && dead.is_empty() {
+            self.metrics.events_accepted(events.len());
             return Ok(routed);
         }
         let keys = self.store.write(deliveries, dead).await?;
+        self.metrics.events_accepted(events.len());
         // Attempts start while the write goes to disk: the disk's latency
         // (an fsync takes tens of milliseconds when the disk is busy) delays
         // the answer to the source, not the delivery. See `Store::write`.

@@ -2,6 +2,7 @@
 //! receivers on loopback, a real nats-server.
 
 mod cli;
+mod console;
 mod controls;
 mod crash;
 mod deliveries;

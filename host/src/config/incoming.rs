@@ -24,6 +24,8 @@ pub(super) fn resolve_all(
                 receiver.path.as_str(),
                 "/events" | "/healthz" | "/readyz" | "/metrics"
             ) || receiver.path.starts_with("/admin")
+                || receiver.path == "/ui"
+                || receiver.path.starts_with("/ui/")
             {
                 return Err(invalid(
                     key,

@@ -501,6 +501,10 @@ fn fraiseql_doc_blocks_load_or_are_refused_with_advice() {
             "[webhooks.incoming.shop]\npath = \"/shop\"\nsecret = \"x\"\n",
             "webhooks.incoming.shop.scheme: name how requests are verified",
         ),
+        (
+            "[webhooks.incoming.github]\npath = \"/ui/github\"\nsecret = \"x\"\n",
+            "webhooks.incoming.github.path: \"/ui/github\" is a path wasmhook uses itself",
+        ),
     ] {
         let message = load(block).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(message.contains(expected), "{block}\n  gave: {message}\n  want: {expected}");

@@ -23,6 +23,7 @@ use crate::source::{envelope, http};
 use crate::store::{Filter, StoreError, Summary};
 
 mod auth;
+mod console;
 pub mod deliveries;
 
 /// What the handlers share.
@@ -69,6 +70,7 @@ pub fn router(
             "/webhooks/{observer}/{index}/{action}",
             post(webhook_switch),
         )
+        .merge(console::admin_routes())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_admin,
@@ -77,7 +79,8 @@ pub fn router(
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .nest("/admin", admin);
+        .nest("/admin", admin)
+        .merge(console::routes());
     if ingest {
         router = router.route(
             "/events",
