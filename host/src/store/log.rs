@@ -149,6 +149,23 @@ impl Query {
             && high.is_none_or(|high| id < high.as_str())
     }
 
+    /// Byte strings every record the query picks holds, when it is plain
+    /// JSON (`store::record`): a scan skips the others without decoding.
+    pub(crate) fn needles(&self) -> Vec<Vec<u8>> {
+        let quoted = |key: &str, value: &str| {
+            let value = serde_json::to_string(value).unwrap_or_default();
+            format!("\"{key}\":{value}").into_bytes()
+        };
+        let mut needles = Vec::new();
+        if let Some(observer) = &self.observer {
+            needles.push(quoted("observer", observer));
+        }
+        if let Some(event) = &self.event {
+            needles.push(quoted("id", event));
+        }
+        needles
+    }
+
     /// Whether the query can pick pending deliveries, or finished ones.
     pub(crate) fn wants(&self, status: Status) -> bool {
         match (self.status, status) {

@@ -161,8 +161,8 @@ impl Database {
         let missing = |id: &str| abort(StoreError::NotFound(id.to_string()));
         // What the transaction's last (committed) run found.
         let (left, arrived) = (Cell::new(0), Cell::new(0));
-        (&self.outbox, &self.dlq, &self.log)
-            .transaction(|(outbox, dlq, log)| {
+        (&self.outbox, &self.dlq)
+            .transaction(|(outbox, dlq)| {
                 let Some(bytes) = dlq.get(record)? else {
                     return Err(missing(picks.first().map_or("", |p| p.0)));
                 };
@@ -175,8 +175,6 @@ impl Database {
                     let Failure::Delivery(delivery) = letters.remove(at).failure else {
                         return Err(abort(StoreError::NotRetryable(id.to_string())));
                     };
-                    // Pending again: out of the delivery log until it finishes.
-                    log.remove(id.as_bytes())?;
                     let delivery = delivery.revived(due_ms);
                     created_now += created(&outbox.insert(&key.to_be_bytes(), encode(&delivery))?);
                 }
@@ -191,6 +189,11 @@ impl Database {
             .map_err(tx_error)?;
         self.counts.dlq(0, left.get());
         self.counts.outbox(arrived.get(), 0);
+        // Pending again: out of the delivery log until it finishes. After
+        // the move, so a crash leaves it in both (a listing shows it once).
+        for (id, _) in picks {
+            self.log.remove(id.as_bytes())?;
+        }
         Ok(keys)
     }
 

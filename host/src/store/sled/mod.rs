@@ -28,7 +28,11 @@ pub(crate) struct Database {
     db: sled::Db,
     outbox: sled::Tree,
     dlq: sled::Tree,
-    /// Finished deliveries (see `log`), written when `logging`.
+    /// Finished deliveries (see `log`), written when `logging`, in a
+    /// database of their own: they live for days, outbox records for
+    /// moments, and in one database sled would keep copying the log's
+    /// records out of the outbox's spent segments.
+    log_db: sled::Db,
     log: sled::Tree,
     logging: bool,
     /// See `cursors`.
@@ -85,7 +89,8 @@ const SWITCHES: &str = "disabled_webhooks";
 const SEEN: &str = "incoming_seen";
 const MARKS: &str = "schedule_marks";
 const HEALTH: &str = "health";
-const LOG: &str = "delivery_log";
+/// The delivery log's database, a folder inside the main one.
+const LOG_DIR: &str = "delivery_log";
 
 impl Database {
     /// Opens (or creates) the database at `path`, keeping `min_free_bytes`
@@ -106,12 +111,19 @@ impl Database {
             .flush_every_ms(Some(FLUSH_EVERY_MS))
             .open()?;
         let outbox = db.open_tree(OUTBOX)?;
+        // The log is read rarely: a small cache does.
+        let log_db = sled::Config::new()
+            .path(path.join(LOG_DIR))
+            .cache_capacity((cache_capacity_bytes / 4).max(1 << 20))
+            .flush_every_ms(Some(1000))
+            .open()?;
         let dlq = db.open_tree(DLQ)?;
         let counts = Counts::new(outbox.len() as u64, graves::count_all(&dlq)?);
         Ok(Database {
             outbox,
             dlq,
-            log: db.open_tree(LOG)?,
+            log: log_db.open_tree(LOG_DIR)?,
+            log_db,
             logging,
             cursors: db.open_tree(CURSORS)?,
             switches: db.open_tree(SWITCHES)?,
@@ -190,7 +202,7 @@ pub(crate) fn status(path: &Path, cache_capacity_bytes: u64) -> Result<Status, S
         Ok(db) => {
             status.outbox_len = Some(db.counts.outbox_len() as u64);
             status.dlq_len = Some(db.counts.dlq_len() as u64);
-            status.size_on_disk = Some(db.db.size_on_disk()?);
+            status.size_on_disk = Some(db.db.size_on_disk()? + db.log_db.size_on_disk()?);
         }
         Err(e) if e.is_locked() => {}
         Err(e) => return Err(e),

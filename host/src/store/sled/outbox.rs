@@ -216,17 +216,18 @@ impl Database {
             }
             _ => None,
         };
+        // Logged first, as `complete` does (the log is another database).
+        if let Some(record) = logged {
+            self.log.insert(letter.id.as_bytes(), record)?;
+        }
         // What the transaction's last (committed) run found.
         let (left, arrived) = (Cell::new(0), Cell::new(0));
-        (&self.outbox, &self.dlq, &self.log)
-            .transaction(|(outbox, dlq, log)| {
+        (&self.outbox, &self.dlq)
+            .transaction(|(outbox, dlq)| {
                 left.set(existed(&outbox.remove(&key.to_be_bytes())?));
                 arrived.set(created(
                     &dlq.insert(letter.id.as_bytes(), bytes.as_slice())?,
                 ));
-                if let Some(record) = &logged {
-                    log.insert(letter.id.as_bytes(), record.as_slice())?;
-                }
                 Ok::<_, ConflictableTransactionError<StoreError>>(())
             })
             .map_err(tx_error)?;
