@@ -648,3 +648,137 @@ async fn url_templates_and_query_parameters_encode_each_value() {
     );
     wasmhook.stop().await;
 }
+
+/// `body_format = "hasura"`: a handler written the way Hasura's docs show
+/// (it checks `x-hasura-admin-secret`, reads `payload['event']['data']['new']`
+/// and answers 500 "to trigger retry") takes wasmhook's deliveries
+/// unchanged, from a Hasura source and from a FraiseQL one; each attempt
+/// says which retry it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hasura_handler_takes_body_format_hasura_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("handled.jsonl");
+    let port = crate::utils::free_port();
+    let script = r#"
+import http.server, json, sys
+port, log = sys.argv[1:]
+seen = set()
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        # Verify webhook authenticity
+        admin_secret = self.headers.get('x-hasura-admin-secret')
+        if admin_secret != 's3cret':
+            return self.answer(401, {'status': 'unauthorized'})
+        payload = json.loads(self.rfile.read(int(self.headers['content-length'])))
+        event = payload['event']
+        new_order = event['data']['new']
+        with open(log, 'a') as f:
+            f.write(json.dumps({
+                'id': payload['id'], 'op': event['op'], 'new': new_order,
+                'old': event['data']['old'], 'session': event['session_variables'],
+                'trigger': payload['trigger']['name'], 'table': payload['table'],
+                'created_at': payload['created_at'], 'delivery_info': payload['delivery_info'],
+            }) + '\n')
+        if payload['id'] not in seen:
+            seen.add(payload['id'])
+            # Return error to trigger retry
+            return self.answer(500, {'status': 'error', 'message': 'try again'})
+        self.answer(200, {'status': 'success', 'message': 'Order processed successfully'})
+    def answer(self, status, body):
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header('content-type', 'application/json')
+        self.send_header('content-length', str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+    def log_message(self, *a): pass
+http.server.HTTPServer(('127.0.0.1', int(port)), Handler).serve_forever()
+"#;
+    let _handler = tokio::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(port.to_string())
+        .arg(&log)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    crate::utils::wait_for_port(port, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/webhooks/order-completed");
+    let wasmhook = InProcess::start(&format!(
+        "[webhooks.retry]\n{FAST_RETRY}\n\n\
+         [[observer]]\nname = \"order_completed\"\nentity = \"orders\"\n\
+         [[observer.webhook]]\nurl = \"{url}\"\nbody_format = \"hasura\"\n\
+         headers = {{ x-hasura-admin-secret = \"s3cret\" }}\n\
+         [[observer]]\nname = \"fraiseql_orders\"\nentity = \"Order\"\n\
+         [[observer.webhook]]\nurl = \"{url}\"\nbody_format = \"hasura\"\n\
+         headers = {{ x-hasura-admin-secret = \"s3cret\" }}\n"
+    ))
+    .await;
+    let from_hasura = json!({
+        "id": "85558393-c75d-4d2f-9c15-e80591b83894",
+        "created_at": "2026-12-07T10:00:00.000Z",
+        "trigger": {"name": "order_completed_trigger"},
+        "table": {"schema": "billing", "name": "orders"},
+        "delivery_info": {"max_retries": 0, "current_retry": 0},
+        "event": {
+            "op": "UPDATE",
+            "data": {"old": {"id": 7, "status": "paid"}, "new": {"id": 7, "status": "completed"}},
+            "session_variables": {"x-hasura-role": "user", "x-hasura-user-id": "42"},
+            "trace_context": null
+        }
+    });
+    let from_fraiseql = fraiseql_order("created", json!({"id": 8, "total": 10}), None);
+    wasmhook
+        .post_events(format!("{from_hasura}\n{from_fraiseql}"))
+        .await;
+    let mut handled: Vec<serde_json::Value> = Vec::new();
+    for _ in 0..400 {
+        handled = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        if handled.len() >= 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(handled.len(), 4, "{handled:#?}");
+    let of = |trigger: &str| -> Vec<&serde_json::Value> {
+        handled.iter().filter(|h| h["trigger"] == trigger).collect()
+    };
+    let hasura = of("order_completed_trigger");
+    assert_eq!(hasura.len(), 2, "{handled:#?}");
+    assert_eq!(hasura[0]["id"], "85558393-c75d-4d2f-9c15-e80591b83894");
+    assert_eq!(hasura[0]["op"], "UPDATE");
+    assert_eq!(hasura[0]["new"], json!({"id": 7, "status": "completed"}));
+    assert_eq!(hasura[0]["old"], json!({"id": 7, "status": "paid"}));
+    assert_eq!(hasura[0]["session"]["x-hasura-user-id"], "42");
+    assert_eq!(
+        hasura[0]["table"],
+        json!({"schema": "billing", "name": "orders"})
+    );
+    assert_eq!(hasura[0]["created_at"], "2026-12-07T10:00:00.000Z");
+    let retries: Vec<&serde_json::Value> = hasura.iter().map(|h| &h["delivery_info"]).collect();
+    assert_eq!(
+        retries,
+        [
+            &json!({"max_retries": 2, "current_retry": 0}),
+            &json!({"max_retries": 2, "current_retry": 1})
+        ]
+    );
+    // From FraiseQL: the observer names the trigger, the schema is public.
+    let fraiseql = of("fraiseql_orders");
+    assert_eq!(fraiseql.len(), 2, "{handled:#?}");
+    assert_eq!(fraiseql[0]["op"], "INSERT");
+    assert_eq!(fraiseql[0]["new"]["total"], 10);
+    assert_eq!(fraiseql[0]["old"], serde_json::Value::Null);
+    assert_eq!(
+        fraiseql[0]["table"],
+        json!({"schema": "public", "name": "Order"})
+    );
+    assert_eq!(fraiseql[1]["delivery_info"]["current_retry"], 1);
+    wasmhook.stop().await;
+}

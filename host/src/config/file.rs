@@ -302,6 +302,7 @@ pub(super) struct WebhookSection {
     pub condition: Option<String>,
     pub body: Option<serde_json::Value>,
     pub body_template: Option<String>,
+    pub body_format: Option<String>,
     pub transform: Option<String>,
     pub encryption: Option<EncryptionSection>,
     pub max_payload_bytes: Option<usize>,

@@ -86,12 +86,13 @@ fn resolve(
             "an observer needs at least one [[observer.webhook]]",
         ));
     }
-    let webhooks = raw
+    let mut webhooks: Vec<_> = raw
         .webhook
         .into_iter()
         .enumerate()
         .map(|(i, w)| webhook::resolve(w, &format!("{key}.webhook[{i}]"), env, outgoing, refs))
         .collect::<Result<_, _>>()?;
+    webhook::adopt_observer(&mut webhooks, &raw.name, &retry);
     Ok(Observer {
         name: raw.name,
         entity: raw.entity.trim().to_ascii_lowercase(),

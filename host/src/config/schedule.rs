@@ -96,13 +96,15 @@ pub(super) fn resolve(
         // Its position, as for an unnamed observer webhook: the admin API
         // switches it as `schedule:NAME/0`.
         webhook.name = "0".into();
+        let mut webhooks = vec![webhook];
+        webhook::adopt_observer(&mut webhooks, &observer, &retry);
         observers.push(Observer {
             name: observer,
             entity: name.to_ascii_lowercase(),
             events: vec![Operation::Other(schedule::OPERATION.into())],
             condition: None,
             retry,
-            webhooks: vec![webhook],
+            webhooks,
             scheduled: true,
         });
         schedules.push(cron);

@@ -154,6 +154,8 @@ fn errors_name_the_file_and_key() {
         (webhook_config("body = { a = \"{{ _nope }}\" }"), "observer[0] (\"o\").webhook[0].body.a:"),
         (webhook_config("body_template = \"{{ id \""), "observer[0] (\"o\").webhook[0].body_template: column 1"),
         (webhook_config("body = {}\nbody_template = \"x\""), "set body or body_template, not both"),
+        (webhook_config("body_format = \"svix\""), "observer[0] (\"o\").webhook[0].body_format: \"svix\" is not a body format; use \"hasura\""),
+        (webhook_config("body_format = \"hasura\"\nbody = {}"), "webhook[0].body_format: builds the whole body"),
         (webhook_config("method = \"TRACE\""), "webhook[0].method: \"TRACE\" is not POST"),
         (webhook_config("url_env = \"NOPE\""), "set url or url_env, not both"),
         (webhook_config("encryption = { algorithm = \"DES\", key = \"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\", fields = [\"a\"] }"), "webhook[0].encryption.algorithm: \"DES\" is not \"AES-256-GCM\""),

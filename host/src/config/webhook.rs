@@ -11,6 +11,25 @@ use crate::payload::template::{JsonTemplate, TextTemplate};
 use crate::payload::{self, BodySpec, Encryption};
 use crate::plugin::Role;
 
+/// What `body_format = "hasura"` takes from the webhook's observer: the
+/// trigger's name, and the attempts after the first (`max_retries`).
+pub(super) fn adopt_observer(
+    webhooks: &mut [Webhook],
+    observer: &str,
+    retry: &crate::delivery::retry::RetryPolicy,
+) {
+    for webhook in webhooks {
+        if let BodySpec::Hasura {
+            trigger,
+            max_retries,
+        } = &mut webhook.request.body
+        {
+            *trigger = observer.to_string();
+            *max_retries = retry.max_attempts.saturating_sub(1);
+        }
+    }
+}
+
 /// One webhook table at `key`.
 pub(super) fn resolve(
     mut raw: file::WebhookSection,
@@ -99,7 +118,30 @@ pub(super) fn resolve(
             .map_err(|e| invalid(format!("{key}.headers.{name}"), e.to_string()))?;
         headers.push((name, template));
     }
+    let format = match raw.body_format.as_deref() {
+        None | Some("entity") => None,
+        Some("hasura") => Some(BodySpec::Hasura {
+            trigger: String::new(),
+            max_retries: 0,
+        }),
+        Some("fraiseql") => Some(BodySpec::Fraiseql),
+        Some(other) => {
+            return Err(invalid(
+                format!("{key}.body_format"),
+                format!(
+                    "{other:?} is not a body format; use \"hasura\", \"fraiseql\" or \"entity\""
+                ),
+            ))
+        }
+    };
+    if format.is_some() && (raw.body.is_some() || raw.body_template.is_some()) {
+        return Err(invalid(
+            format!("{key}.body_format"),
+            "builds the whole body: set body_format, or body / body_template, not both",
+        ));
+    }
     let body = match (raw.body, raw.body_template) {
+        _ if format.is_some() => format.unwrap_or(BodySpec::Entity),
         (Some(_), Some(_)) => return Err(invalid(key, "set body or body_template, not both")),
         (Some(value), None) => BodySpec::Json(
             JsonTemplate::parse(&value)

@@ -16,7 +16,7 @@ use super::Sender;
 use crate::clock::now_ms;
 use crate::metrics::{Failure, Metrics};
 use crate::observer::{Match, Observer, Webhook};
-use crate::payload;
+use crate::payload::{self, formats};
 use crate::plugin::{PluginError, Plugins};
 use crate::store::{Delivery, Payload, Store, StoreError};
 
@@ -151,7 +151,19 @@ impl Shared {
             Ok(loaded) => loaded,
             Err(verdict) => return Ok(verdict),
         };
-        let (id, payload) = (loaded.delivery.id.clone(), loaded.payload.clone());
+        let (id, mut payload) = (loaded.delivery.id.clone(), loaded.payload.clone());
+        // A Hasura body says which retry this is; what is stored stays as
+        // the first attempt sent it.
+        let hasura = self
+            .observer(&loaded.delivery.observer)
+            .and_then(|o| o.webhooks.get(loaded.delivery.webhook))
+            .is_some_and(|w| matches!(w.request.body, payload::BodySpec::Hasura { .. }));
+        if hasura {
+            let attempt = loaded.delivery.attempts.len();
+            if let Some(body) = formats::count_retry(&payload.body, attempt) {
+                payload.body = body;
+            }
+        }
         self.send_and_record(vec![loaded], &id, &payload).await
     }
 

@@ -248,6 +248,7 @@ pub fn config(data: &[u8]) {
                     assert_json(&body);
                 }
                 BodySpec::Text(template) => template.render_json(&event, &mut body),
+                BodySpec::Hasura { .. } | BodySpec::Fraiseql => {}
             }
         }
     }

@@ -8,6 +8,7 @@
 //! -> size limit.
 
 pub mod encrypt;
+pub mod formats;
 pub mod template;
 
 use crate::event::Event;
@@ -96,6 +97,16 @@ pub enum BodySpec {
     Json(JsonTemplate),
     /// A `body_template = '''..'''` text.
     Text(TextTemplate),
+    /// `body_format = "hasura"`: a Hasura event-trigger payload.
+    Hasura {
+        /// The trigger's name when the event did not come from Hasura
+        /// (the observer's).
+        trigger: String,
+        /// `delivery_info.max_retries`: the attempts after the first.
+        max_retries: u32,
+    },
+    /// `body_format = "fraiseql"`: FraiseQL's `EntityEvent`.
+    Fraiseql,
 }
 
 /// How the final body is encrypted.
@@ -158,6 +169,11 @@ pub fn build(
         BodySpec::Entity => drop(serde_json::to_writer(&mut body, &event.data)),
         BodySpec::Json(template) => template.render(event, &mut body),
         BodySpec::Text(template) => template.render_json(event, &mut body),
+        BodySpec::Hasura {
+            trigger,
+            max_retries,
+        } => formats::hasura(event, trigger, *max_retries, &mut body),
+        BodySpec::Fraiseql => formats::fraiseql(event, &mut body),
     }
     let mut headers: Vec<(String, String)> = spec
         .headers

@@ -61,7 +61,7 @@ pub fn changes(fields: &[(&str, Value, Value)]) -> HashMap<String, FieldChanges>
 
 fn core_nats_config(nats: &NatsServer, receiver: &Receiver) -> String {
     format!(
-        "[observers]\nbackend = \"nats\"\nnats_url = \"{}\"\n\n{}\n{}\n{}\n{}",
+        "[observers]\nbackend = \"nats\"\nnats_url = \"{}\"\n\n{}\n{}\n{}\n{}\n",
         nats.url(),
         webhooks_section(),
         observer("all", "", &receiver.url("/all")),
@@ -71,6 +71,11 @@ fn core_nats_config(nats: &NatsServer, receiver: &Receiver) -> String {
             &receiver.url("/shipped"),
         ),
         observer("custom", "event = \"CUSTOM\"", &receiver.url("/custom")),
+    ) + &format!(
+        // The body a FraiseQL handler already parses, whatever the source.
+        "[[observer]]\nname = \"passthrough\"\nentity = \"Order\"\n\
+         [[observer.webhook]]\nurl = \"{}\"\nbody_format = \"fraiseql\"\n",
+        receiver.url("/passthrough")
     )
 }
 
@@ -180,6 +185,22 @@ async fn fraiseql_events_on(prefix: &str, stream: &str) {
     let custom = got(&events[4]);
     assert_eq!(custom["op"], "CUSTOM");
     assert_eq!(custom["data"]["note"], "refund requested");
+
+    // `body_format = "fraiseql"`: FraiseQL's own type reads every body
+    // back as the event it published.
+    let passed = receiver.wait_for("/passthrough", events.len(), WAIT).await;
+    for request in &passed {
+        let decoded: EntityEvent = serde_json::from_slice(&request.body)
+            .unwrap_or_else(|e| panic!("EntityEvent cannot read {}: {e}", request.json()));
+        let sent = events
+            .iter()
+            .find(|e| e.id == decoded.id)
+            .unwrap_or_else(|| panic!("no event {}", decoded.id));
+        assert_eq!(decoded.event_type, sent.event_type);
+        assert_eq!(decoded.entity_type, sent.entity_type);
+        assert_eq!(decoded.entity_id, sent.entity_id);
+        assert_eq!(decoded.data, sent.data);
+    }
 
     let custom = receiver.wait_for("/custom", 1, WAIT).await;
     assert_eq!(custom[0].event_id(), events[4].id.to_string());
