@@ -439,6 +439,29 @@ impl Pipeline {
         )
     }
 
+    /// Stores a one-off scheduled delivery and schedules it at its time;
+    /// returns its delivery id.
+    pub async fn schedule_once(
+        &self,
+        one_off: crate::schedule::OneOff,
+    ) -> Result<String, StoreError> {
+        let delivery = one_off.delivery(now_ms());
+        let (id, due) = (delivery.id.clone(), delivery.due_ms);
+        let keys = self.store.write(vec![delivery], Vec::new()).await?;
+        self.store.flush().await?;
+        for key in keys {
+            self.schedule.at(due, key);
+        }
+        Ok(id)
+    }
+
+    /// Cancels a pending delivery: into the DLQ with the reason, from
+    /// where it can still be retried.
+    pub async fn cancel(&self, id: &str) -> Result<(), StoreError> {
+        self.store.cancel(id, "cancelled by an operator").await?;
+        self.store.flush().await
+    }
+
     /// Puts every matching DLQ delivery back; returns how many.
     pub async fn retry_all(
         &self,

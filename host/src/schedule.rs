@@ -26,6 +26,67 @@ use crate::store::{Store, StoreError};
 /// The operation of every scheduled event, for templates and plugins.
 pub const OPERATION: &str = "SCHEDULED";
 
+/// The observer name of one-off scheduled deliveries; no configured
+/// observer may take it.
+pub const ONE_OFF: &str = "one-off";
+
+/// A one-off scheduled delivery, as Hasura's one-off scheduled events: one
+/// request to `url` at `at_ms`, signed, retried and dead-lettered like
+/// every delivery (with `[webhooks]`'s signing and retry).
+#[derive(Debug, Clone)]
+pub struct OneOff {
+    /// When to send it, unix milliseconds.
+    pub at_ms: u64,
+    /// HTTP method.
+    pub method: String,
+    /// Where to.
+    pub url: String,
+    /// Extra headers.
+    pub headers: Vec<(String, String)>,
+    /// The body (JSON, or any text).
+    pub body: Vec<u8>,
+}
+
+impl OneOff {
+    /// The delivery that sends it, pending until `at_ms`.
+    pub fn delivery(self, now_ms: u64) -> crate::store::Delivery {
+        let data = serde_json::from_slice(&self.body)
+            .unwrap_or_else(|_| json!(String::from_utf8_lossy(&self.body)));
+        let event = Event {
+            id: crate::clock::new_id(),
+            entity: ONE_OFF.into(),
+            operation: Operation::Other(OPERATION.into()),
+            entity_id: None,
+            timestamp: crate::clock::now_rfc3339(),
+            envelope: Envelope::Native,
+            source: "schedule".into(),
+            data,
+            old: None,
+            meta: serde_json::Map::new(),
+        };
+        crate::store::Delivery {
+            id: crate::clock::new_id(),
+            observer: ONE_OFF.into(),
+            webhook: 0,
+            event: event.into(),
+            payload: Some(crate::store::Payload {
+                method: self.method,
+                url: self.url,
+                headers: self.headers,
+                content_type: None,
+                body: self.body,
+            }),
+            attempts: Vec::new(),
+            earlier_attempts: Vec::new(),
+            due_ms: self.at_ms.max(now_ms),
+            accepted_ms: now_ms,
+            after: None,
+            next: None,
+            held: false,
+        }
+    }
+}
+
 /// How late a missed run may still be fired when none is configured.
 pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(3600);
 

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::utils::{python_verify, InProcess, Received, TestReceiver};
 
@@ -210,4 +210,127 @@ fn check_lists_schedules() {
         out.contains("-> POST http://127.0.0.1:3002/webhooks/scheduled/daily-report"),
         "{out}"
     );
+}
+
+/// One-off scheduled deliveries (Hasura's one-off scheduled events): added
+/// with the CLI while `run` runs, sent once at their time although the
+/// process restarted in between, listed, and cancelled into the DLQ.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_off_delivery_fires_once_at_its_time_after_a_restart() {
+    use crate::utils::{free_port, wasmhook, Running};
+    let receiver = TestReceiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config_path = dir.path().join("wasmhook.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_token = \"adm\"\n[storage]\npath = \"db\"\n\
+             [webhooks]\nallowed_networks = [\"127.0.0.0/8\"]\n\
+             [webhooks.signing]\nsecret = \"s3cret\"\n\
+             [[observer]]\nname = \"orders\"\nentity = \"order\"\n[[observer.webhook]]\nurl = \"{}\"\n",
+            receiver.url("/orders")
+        ),
+    )
+    .unwrap();
+    let config = config_path.to_str().unwrap().to_string();
+    let schedule = |args: &[&str]| {
+        let mut all = vec!["schedule", "--config", config.as_str()];
+        all.extend_from_slice(args);
+        wasmhook(&all, dir.path())
+    };
+    let mut running = Running::start(&config_path, dir.path(), port).await;
+    let added = std::time::Instant::now();
+    let url = receiver.url("/once");
+    let (code, out, err) = schedule(&[
+        "add",
+        "--at",
+        "+4s",
+        "--url",
+        &url,
+        "--body",
+        r#"{"report": "daily"}"#,
+        "--header",
+        "X-Kind=report",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let id = out.split_whitespace().nth(1).unwrap().to_string();
+    let (code, out, err) = schedule(&["add", "--at", "+1h", "--url", &url]);
+    assert_eq!(code, 0, "{err}");
+    let later = out.split_whitespace().nth(1).unwrap().to_string();
+    let (code, out, err) = schedule(&["list", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let listed: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+    assert!(listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["due_at"].is_string()));
+
+    let (code, _, err) = schedule(&["cancel", &later]);
+    assert_eq!(code, 0, "{err}");
+    let (_, out, _) = schedule(&["list", "--json"]);
+    let listed: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    let (_, out, _) = wasmhook(&["dlq", "--config", &config, "list", "--json"], dir.path());
+    let dlq: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(dlq[0]["id"], later.as_str());
+    assert_eq!(dlq[0]["reason"], "cancelled by an operator");
+    let (code, _, err) = schedule(&["cancel", &later]);
+    assert_eq!(code, 1);
+    assert!(err.contains("already been delivered or has died"), "{err}");
+
+    // A restart before its time: it is still sent, once, and not early.
+    assert_eq!(running.terminate(), 0);
+    let _running = Running::start(&config_path, dir.path(), port).await;
+    let got = receiver
+        .wait_until("the one-off delivery", Duration::from_secs(20), |r| {
+            r.iter().any(|r| r.path == "/once")
+        })
+        .await;
+    let once = got.iter().find(|r| r.path == "/once").unwrap();
+    assert!(
+        once.at.duration_since(added) >= Duration::from_millis(3900),
+        "sent {:?} after it was added, before its time",
+        once.at.duration_since(added)
+    );
+    assert_eq!(once.json(), json!({"report": "daily"}));
+    assert_eq!(once.header("x-kind"), "report");
+    assert_eq!(once.header("x-wasmhook-delivery"), id);
+    assert!(
+        once.header("x-wasmhook-signature").starts_with("sha256="),
+        "signed like every delivery"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(receiver.on("/once").len(), 1, "once");
+    let (_, out, _) = schedule(&["list"]);
+    assert!(out.contains("no one-off deliveries are waiting"), "{out}");
+
+    for (args, expected) in [
+        (
+            vec!["add", "--at", "tomorrow", "--url", url.as_str()],
+            "--at: \"tomorrow\"",
+        ),
+        (
+            vec!["add", "--at", "+1s", "--url", "ftp://x"],
+            "url: \"ftp://x\" is not an http or https URL",
+        ),
+        (
+            vec![
+                "add",
+                "--at",
+                "+1s",
+                "--url",
+                url.as_str(),
+                "--header",
+                "nope",
+            ],
+            "--header: \"nope\"",
+        ),
+    ] {
+        let (code, _, err) = schedule(&args);
+        assert_eq!(code, 1, "{args:?}");
+        assert!(err.contains(expected), "{args:?}: {err}");
+    }
 }

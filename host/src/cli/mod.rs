@@ -8,6 +8,7 @@ mod dlq;
 mod listen;
 mod pg;
 mod plugin;
+mod schedule;
 mod storage;
 mod webhook;
 
@@ -53,6 +54,14 @@ enum Command {
         config: ConfigArg,
         #[command(subcommand)]
         command: deliveries::DeliveriesCommand,
+    },
+    /// Add, list and cancel one-off scheduled deliveries (works while `run`
+    /// is running).
+    Schedule {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(subcommand)]
+        command: schedule::ScheduleCommand,
     },
     /// Switch a webhook off and on (works while `run` is running).
     Webhook {
@@ -155,6 +164,10 @@ fn execute(cli: Cli) -> Result<ExitCode> {
         Command::Dlq { config, command } => {
             let config = load(&config.path)?;
             runtime.block_on(dlq::execute(&config, command))
+        }
+        Command::Schedule { config, command } => {
+            let config = load(&config.path)?;
+            runtime.block_on(schedule::execute(&config, command))
         }
         Command::Deliveries { config, command } => {
             let config = load(&config.path)?;

@@ -140,6 +140,26 @@ pub fn parse_instant(text: &str) -> Result<u64, String> {
         .unwrap_or(0))
 }
 
+/// Parses a time to come, as unix milliseconds: an RFC 3339 time, or a
+/// wait from now (`+30s`, `in 2h`).
+pub fn parse_at(text: &str) -> Result<u64, String> {
+    let trimmed = text.trim();
+    if let Some(wait) = trimmed
+        .strip_prefix('+')
+        .or_else(|| trimmed.strip_prefix("in "))
+    {
+        let wait = parse_duration(wait)?;
+        return Ok(crate::clock::now_ms() + wait.as_millis() as u64);
+    }
+    let time = humantime::parse_rfc3339_weak(trimmed).map_err(|_| {
+        format!("{text:?} is neither a time like 2026-11-24T10:00:00Z nor a wait like +30s")
+    })?;
+    Ok(time
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0))
+}
+
 /// Parses `"1GB"`, `"500MB"`, `"64KiB"`, `"1048576"` into bytes.
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let t = text.trim();

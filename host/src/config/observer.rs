@@ -60,6 +60,15 @@ fn resolve(
     if raw.name.trim().is_empty() {
         return Err(invalid(format!("{key}.name"), "must not be empty"));
     }
+    if raw.name == crate::schedule::ONE_OFF {
+        return Err(invalid(
+            format!("{key}.name"),
+            format!(
+                "{:?} is reserved for one-off scheduled deliveries",
+                raw.name
+            ),
+        ));
+    }
     let key = format!("{key} ({:?})", raw.name);
     if raw.entity.trim().is_empty() {
         return Err(invalid(format!("{key}.entity"), "must not be empty"));

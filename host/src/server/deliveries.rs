@@ -104,6 +104,84 @@ pub(super) async fn resend(State(state): State<AppState>, Path(id): Path<String>
     }
 }
 
+/// `POST /admin/deliveries/{id}/cancel`: a pending delivery into the DLQ.
+pub(super) async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    match state.pipeline.cancel(&id).await {
+        Ok(()) => Json(json!({ "cancelled": 1 })).into_response(),
+        Err(e) => storage_problem(&e),
+    }
+}
+
+/// The body of `POST /admin/schedule`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleRequest {
+    /// When: an RFC 3339 time, or a wait like `+30s`.
+    pub at: String,
+    /// Where to.
+    pub url: String,
+    /// HTTP method (POST by default).
+    #[serde(default)]
+    pub method: Option<String>,
+    /// Extra headers.
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// The body: JSON, sent as it is (a string is sent as its text).
+    #[serde(default)]
+    pub body: serde_json::Value,
+}
+
+impl ScheduleRequest {
+    /// The one-off delivery it asks for; an error names the field.
+    pub fn one_off(self) -> Result<crate::schedule::OneOff, String> {
+        let at_ms = crate::config::parse_at(&self.at).map_err(|e| format!("at: {e}"))?;
+        let url = reqwest::Url::parse(&self.url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .ok_or_else(|| format!("url: {:?} is not an http or https URL", self.url))?;
+        let method = self
+            .method
+            .unwrap_or_else(|| "POST".into())
+            .to_ascii_uppercase();
+        if !matches!(method.as_str(), "POST" | "PUT" | "PATCH" | "GET" | "DELETE") {
+            return Err(format!(
+                "method: {method:?} is not POST, PUT, PATCH, GET or DELETE"
+            ));
+        }
+        let body = match self.body {
+            serde_json::Value::Null => Vec::new(),
+            serde_json::Value::String(text) => text.into_bytes(),
+            other => other.to_string().into_bytes(),
+        };
+        Ok(crate::schedule::OneOff {
+            at_ms,
+            method,
+            url: url.to_string(),
+            headers: self.headers.into_iter().collect(),
+            body,
+        })
+    }
+}
+
+/// `POST /admin/schedule`: a one-off delivery at a time;
+/// `{"id": delivery id, "at": RFC 3339}`.
+pub(super) async fn schedule(State(state): State<AppState>, body: Bytes) -> Response {
+    let one_off = match serde_json::from_slice::<ScheduleRequest>(&body)
+        .map_err(|e| {
+            format!("schedule: {e}; expected {{\"at\": \"+30s\", \"url\": .., \"body\": ..}}")
+        })
+        .and_then(ScheduleRequest::one_off)
+    {
+        Ok(one_off) => one_off,
+        Err(message) => return problem(StatusCode::BAD_REQUEST, message),
+    };
+    let at = crate::store::rfc3339(one_off.at_ms);
+    match state.pipeline.schedule_once(one_off).await {
+        Ok(id) => (StatusCode::CREATED, Json(json!({ "id": id, "at": at }))).into_response(),
+        Err(e) => storage_problem(&e),
+    }
+}
+
 /// The body of `POST /admin/deliveries/resend`.
 #[derive(serde::Deserialize, Default)]
 #[serde(deny_unknown_fields)]

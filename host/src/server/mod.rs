@@ -64,6 +64,8 @@ pub fn router(
         .route("/deliveries/resend", post(deliveries::resend_all))
         .route("/deliveries/{id}", get(deliveries::show))
         .route("/deliveries/{id}/resend", post(deliveries::resend))
+        .route("/deliveries/{id}/cancel", post(deliveries::cancel))
+        .route("/schedule", post(deliveries::schedule))
         .route("/plugins", get(plugin_list))
         .route("/webhooks", get(webhook_list))
         .route(
@@ -121,7 +123,7 @@ fn storage_problem(error: &StoreError) -> Response {
         StoreError::NotFound(_) | StoreError::NoDelivery(_) => {
             problem(StatusCode::NOT_FOUND, error.to_string())
         }
-        StoreError::NotRetryable(_) | StoreError::Pending(_) => {
+        StoreError::NotRetryable(_) | StoreError::Pending(_) | StoreError::Finished(_) => {
             problem(StatusCode::CONFLICT, error.to_string())
         }
         _ => {

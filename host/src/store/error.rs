@@ -66,6 +66,11 @@ pub enum StoreError {
         "delivery {0} is still pending; it is resent only once it has been delivered or has died"
     )]
     Pending(String),
+    /// The delivery has finished (delivered or dead): nothing to cancel.
+    #[error(
+        "delivery {0} has already been delivered or has died; only a pending one can be cancelled"
+    )]
+    Finished(String),
     /// The entry cannot be retried (it is input that never became an event).
     #[error("DLQ entry {0} is undeliverable input, not a delivery; it cannot be retried")]
     NotRetryable(String),

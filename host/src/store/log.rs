@@ -213,6 +213,9 @@ pub struct Entry {
     pub created_at: String,
     /// When it was delivered or died, RFC 3339.
     pub finished_at: Option<String>,
+    /// When a pending one's next attempt is due, RFC 3339.
+    #[serde(default)]
+    pub due_at: Option<String>,
 }
 
 /// One delivery in full, as `deliveries show` prints it.
@@ -261,7 +264,7 @@ pub struct Step {
 }
 
 /// Unix milliseconds as RFC 3339.
-pub(crate) fn rfc3339(ms: u64) -> String {
+pub fn rfc3339(ms: u64) -> String {
     humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
         .to_string()
 }
@@ -288,6 +291,7 @@ impl Logged {
             last_error: last.and_then(|a| a.error.clone()),
             created_at: rfc3339(d.accepted_ms),
             finished_at: self.finished_at_ms.map(rfc3339),
+            due_at: (self.status == Status::Pending).then(|| rfc3339(d.due_ms)),
         }
     }
 

@@ -23,7 +23,7 @@ pub(crate) use delivery::Routing;
 pub use delivery::{Attempt, Delivery, Payload};
 pub use error::StoreError;
 pub use letter::{DeadLetter, Failure, Filter, Summary};
-pub use log::{Detail, Entry, Logged, Query, Retention, Status as DeliveryStatus};
+pub use log::{rfc3339, Detail, Entry, Logged, Query, Retention, Status as DeliveryStatus};
 pub use status::{MigrationInfo, Status};
 
 use crate::tls::postgres::{shown, PgTarget};
@@ -460,6 +460,22 @@ impl Store {
             out.push((self.resend(&logged.delivery.id, due).await?, due));
         }
         Ok(out)
+    }
+
+    /// Moves the pending delivery `id` into the DLQ with `reason` (an
+    /// operator cancelled it); the dispatcher finds it gone.
+    pub async fn cancel(&self, id: &str, reason: &str) -> Result<(), StoreError> {
+        let found = match &*self.backend {
+            Backend::Sled(db) => db.pending_delivery(id)?,
+            Backend::Postgres(db) => db.pending_delivery(id).await?,
+        };
+        let Some((key, delivery)) = found else {
+            return Err(match self.delivery(id).await {
+                Ok(_) => StoreError::Finished(id.to_string()),
+                Err(e) => e,
+            });
+        };
+        self.bury(key, delivery, reason.to_string()).await.map(drop)
     }
 
     /// Applies the delivery log's retention; returns how many went.

@@ -136,23 +136,36 @@ impl Database {
         if let Some(row) = client.query_opt(&logged, &[&id]).await? {
             return decode(&log_name(id), row.get(0));
         }
-        let pending = client
-            .prepare_cached(
-                "SELECT key, held, record FROM outbox WHERE delivery_id COLLATE \"C\" = $1 LIMIT 1",
-            )
-            .await?;
-        let Some(row) = client.query_opt(&pending, &[&id]).await? else {
+        drop(client);
+        let Some((_, delivery)) = self.pending_delivery(id).await? else {
             return Err(StoreError::NoDelivery(id.to_string()));
         };
-        let key = store_key(row.get(0));
-        let mut delivery: Delivery = decode(format!("outbox/{key}").as_bytes(), row.get(2))?;
-        delivery.held = row.get(1);
         Ok(Logged {
             status: Status::Pending,
             finished_at_ms: None,
             reason: None,
             delivery,
         })
+    }
+
+    /// The outbox key and record of the pending delivery `id`, if any.
+    pub(crate) async fn pending_delivery(
+        &self,
+        id: &str,
+    ) -> Result<Option<(u64, Delivery)>, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(
+                "SELECT key, held, record FROM outbox WHERE delivery_id COLLATE \"C\" = $1 LIMIT 1",
+            )
+            .await?;
+        let Some(row) = client.query_opt(&statement, &[&id]).await? else {
+            return Ok(None);
+        };
+        let key = store_key(row.get(0));
+        let mut delivery: Delivery = decode(format!("outbox/{key}").as_bytes(), row.get(2))?;
+        delivery.held = row.get(1);
+        Ok(Some((key, delivery)))
     }
 
     /// Sends a finished delivery again: back into the outbox due at

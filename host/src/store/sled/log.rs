@@ -80,7 +80,7 @@ impl Database {
     }
 
     /// The outbox key and record of the pending delivery `id`, if any.
-    fn pending_delivery(&self, id: &str) -> Result<Option<(u64, Delivery)>, StoreError> {
+    pub(crate) fn pending_delivery(&self, id: &str) -> Result<Option<(u64, Delivery)>, StoreError> {
         let needle =
             [format!("\"id\":{}", serde_json::to_string(id).unwrap_or_default()).into_bytes()];
         for item in self.outbox.iter().rev() {
