@@ -439,13 +439,9 @@ impl Pipeline {
         )
     }
 
-    /// Stores a one-off scheduled delivery and schedules it at its time;
-    /// returns its delivery id.
-    pub async fn schedule_once(
-        &self,
-        one_off: crate::schedule::OneOff,
-    ) -> Result<String, StoreError> {
-        let delivery = one_off.delivery(now_ms());
+    /// Stores a one-off scheduled delivery (`schedule::OneOff`) and
+    /// schedules it at its due time; returns its delivery id.
+    pub async fn schedule_once(&self, delivery: Delivery) -> Result<String, StoreError> {
         let (id, due) = (delivery.id.clone(), delivery.due_ms);
         let keys = self.store.write(vec![delivery], Vec::new()).await?;
         self.store.flush().await?;

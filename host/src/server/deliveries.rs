@@ -176,7 +176,8 @@ pub(super) async fn schedule(State(state): State<AppState>, body: Bytes) -> Resp
         Err(message) => return problem(StatusCode::BAD_REQUEST, message),
     };
     let at = crate::store::rfc3339(one_off.at_ms);
-    match state.pipeline.schedule_once(one_off).await {
+    let delivery = one_off.delivery(crate::clock::now_ms());
+    match state.pipeline.schedule_once(delivery).await {
         Ok(id) => (StatusCode::CREATED, Json(json!({ "id": id, "at": at }))).into_response(),
         Err(e) => storage_problem(&e),
     }
