@@ -166,5 +166,5 @@ fn may_hold(record: &[u8], needles: &[Vec<u8>]) -> bool {
     record.first() == Some(&crate::store::record::PACKED)
         || needles
             .iter()
-            .all(|needle| record.windows(needle.len()).any(|w| w == needle.as_slice()))
+            .all(|needle| memchr::memmem::find(record, needle).is_some())
 }
