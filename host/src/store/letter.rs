@@ -71,6 +71,19 @@ pub struct Filter {
     pub until_ms: Option<u64>,
 }
 
+impl DeadLetter {
+    /// The letter of a delivery that died at `failed_at_ms`; its id is the
+    /// delivery's.
+    pub(crate) fn of_delivery(delivery: Delivery, reason: String, failed_at_ms: u64) -> DeadLetter {
+        DeadLetter {
+            id: delivery.id.clone(),
+            failed_at_ms,
+            reason,
+            failure: Failure::Delivery(Box::new(delivery)),
+        }
+    }
+}
+
 impl Filter {
     /// True when `letter` is one of the entries this filter picks, at `now`.
     pub(crate) fn admits(&self, letter: &DeadLetter, now: u64) -> bool {

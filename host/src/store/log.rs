@@ -71,7 +71,27 @@ pub(crate) struct Finished<'a> {
     pub delivery: &'a Delivery,
 }
 
-impl Finished<'_> {
+impl<'a> Finished<'a> {
+    /// `delivery`, delivered at `at_ms`.
+    pub(crate) fn delivered(delivery: &'a Delivery, at_ms: u64) -> Finished<'a> {
+        Finished {
+            status: Status::Delivered,
+            finished_at_ms: Some(at_ms),
+            reason: None,
+            delivery,
+        }
+    }
+
+    /// `delivery`, dead at `at_ms` for `reason`.
+    pub(crate) fn dead(delivery: &'a Delivery, reason: &'a str, at_ms: u64) -> Finished<'a> {
+        Finished {
+            status: Status::Dead,
+            finished_at_ms: Some(at_ms),
+            reason: Some(reason),
+            delivery,
+        }
+    }
+
     /// The stored record.
     pub(crate) fn record(&self) -> Vec<u8> {
         super::record::encode(self)

@@ -236,12 +236,7 @@ impl Database {
             .prepare_cached("DELETE FROM delivery_log WHERE id = $1")
             .await?;
         transaction.execute(&unlog, &[&id]).await?;
-        let keys = Self::reserve_keys(&transaction, 1).await?;
-        let key = *keys
-            .first()
-            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
-        self.insert_deliveries(&transaction, &[(key, &delivery)])
-            .await?;
+        let key = self.insert_one(&transaction, &delivery).await?;
         transaction.commit().await?;
         Ok(key)
     }

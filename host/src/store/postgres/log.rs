@@ -192,12 +192,7 @@ impl Database {
             .await?;
         transaction.execute(&drop_letter, &[&id]).await?;
         let delivery = Box::new(logged.delivery).revived(due_ms);
-        let keys = Self::reserve_keys(&transaction, 1).await?;
-        let key = *keys
-            .first()
-            .ok_or_else(|| StoreError::NoDelivery(id.to_string()))?;
-        self.insert_deliveries(&transaction, &[(key, &delivery)])
-            .await?;
+        let key = self.insert_one(&transaction, &delivery).await?;
         transaction.commit().await?;
         Ok(key)
     }
@@ -232,14 +227,4 @@ impl Database {
         }
         Ok(removed)
     }
-}
-
-/// The log row of a delivery that died, for `bury` and `write`.
-pub(super) fn dead_row(delivery: &Delivery, reason: &str, failed_at_ms: u64) -> LogRow {
-    LogRow::of(&Finished {
-        status: Status::Dead,
-        finished_at_ms: Some(failed_at_ms),
-        reason: Some(reason),
-        delivery,
-    })
 }

@@ -15,13 +15,13 @@
 use deadpool_postgres::GenericClient;
 
 use super::dlq::{insert_letters, Letters};
-use super::log::{dead_row, LogRow, LOG_ROW};
+use super::log::{LogRow, LOG_ROW};
 use super::{sql_i64, sql_key, store_key, Database};
 use crate::clock::now_ms;
 use crate::store::delivery::{chain, Delivery, Routing};
 use crate::store::error::StoreError;
 use crate::store::letter::{DeadLetter, Failure};
-use crate::store::log::{Finished, Status};
+use crate::store::log::Finished;
 use crate::store::record::{decode, encode};
 
 /// Inserts outbox rows given as parallel arrays, owned by `$10` and leased
@@ -153,6 +153,21 @@ impl Database {
         Ok(())
     }
 
+    /// Puts one delivery (revived from the DLQ or the delivery log) into
+    /// the outbox under a fresh key, owned by this node; returns the key.
+    pub(super) async fn insert_one(
+        &self,
+        client: &impl GenericClient,
+        delivery: &Delivery,
+    ) -> Result<u64, StoreError> {
+        let keys = Self::reserve_keys(client, 1).await?;
+        let key = *keys
+            .first()
+            .ok_or_else(|| StoreError::NoDelivery(delivery.id.clone()))?;
+        self.insert_deliveries(client, &[(key, delivery)]).await?;
+        Ok(key)
+    }
+
     /// Stores the deliveries of one accepted batch, and those that died
     /// before their first attempt (straight into the DLQ), in one
     /// transaction: durable when it returns. Deliveries of one observer
@@ -173,18 +188,13 @@ impl Database {
             let failed_at_ms = now_ms();
             let letters: Vec<DeadLetter> = dead
                 .into_iter()
-                .map(|(delivery, reason)| DeadLetter {
-                    id: delivery.id.clone(),
-                    failed_at_ms,
-                    reason,
-                    failure: Failure::Delivery(Box::new(delivery)),
-                })
+                .map(|(delivery, reason)| DeadLetter::of_delivery(delivery, reason, failed_at_ms))
                 .collect();
             insert_letters(&transaction, Letters::of(&letters)).await?;
             if self.logging {
                 for letter in &letters {
                     if let Failure::Delivery(delivery) = &letter.failure {
-                        dead_row(delivery, &letter.reason, failed_at_ms)
+                        LogRow::of(&Finished::dead(delivery, &letter.reason, failed_at_ms))
                             .insert(&transaction)
                             .await?;
                     }
@@ -383,12 +393,7 @@ impl Database {
             client.execute(&statement, &[&key]).await?;
             return Ok(());
         }
-        let row = LogRow::of(&Finished {
-            status: Status::Delivered,
-            finished_at_ms: Some(now_ms()),
-            reason: None,
-            delivery,
-        });
+        let row = LogRow::of(&Finished::delivered(delivery, now_ms()));
         // The removal is a data-modifying CTE of the insert: both happen,
         // or neither.
         let statement = client
@@ -425,20 +430,19 @@ impl Database {
         delivery: Delivery,
         reason: String,
     ) -> Result<DeadLetter, StoreError> {
-        let letter = DeadLetter {
-            id: delivery.id.clone(),
-            failed_at_ms: now_ms(),
-            reason,
-            failure: Failure::Delivery(Box::new(delivery)),
-        };
+        let letter = DeadLetter::of_delivery(delivery, reason, now_ms());
         let columns = Letters::of(std::slice::from_ref(&letter));
         let mut client = self.client().await?;
         let transaction = client.transaction().await?;
         if self.logging {
             if let Failure::Delivery(delivery) = &letter.failure {
-                dead_row(delivery, &letter.reason, letter.failed_at_ms)
-                    .insert(&transaction)
-                    .await?;
+                LogRow::of(&Finished::dead(
+                    delivery,
+                    &letter.reason,
+                    letter.failed_at_ms,
+                ))
+                .insert(&transaction)
+                .await?;
             }
         }
         // The removal is a data-modifying CTE of the insert: both happen,

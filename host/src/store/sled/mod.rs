@@ -112,11 +112,11 @@ impl Database {
             .open()?;
         let outbox = db.open_tree(OUTBOX)?;
         // The log is read rarely: a small cache does.
-        let log_db = sled::Config::new()
+        let log_config = sled::Config::new()
             .path(path.join(LOG_DIR))
             .cache_capacity((cache_capacity_bytes / 4).max(1 << 20))
-            .flush_every_ms(Some(1000))
-            .open()?;
+            .flush_every_ms(Some(1000));
+        let log_db = open_log(&log_config)?;
         let dlq = db.open_tree(DLQ)?;
         let counts = Counts::new(outbox.len() as u64, graves::count_all(&dlq)?);
         Ok(Database {
@@ -176,6 +176,23 @@ impl Database {
             })??;
         *covered = target;
         Ok(())
+    }
+}
+
+/// Opens the delivery log's database. This process holds the main one, so
+/// a lock on the log can only be a handle of its own still closing (the
+/// store reopened in one process): it is waited for, briefly.
+fn open_log(config: &sled::Config) -> Result<sled::Db, StoreError> {
+    let mut tries = 0;
+    loop {
+        match config.open() {
+            Ok(db) => return Ok(db),
+            Err(e) if tries < 50 && StoreError::Sled(e.clone()).is_locked() => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 

@@ -14,19 +14,8 @@ use crate::clock::now_ms;
 use crate::store::delivery::{chain, Delivery, Routing};
 use crate::store::error::StoreError;
 use crate::store::letter::{DeadLetter, Failure};
-use crate::store::log::{Finished, Status};
+use crate::store::log::Finished;
 use crate::store::record::{decode, encode};
-
-/// The delivery log's record of a delivery that died.
-pub(super) fn dead_record(delivery: &Delivery, reason: &str, failed_at_ms: u64) -> Vec<u8> {
-    Finished {
-        status: Status::Dead,
-        finished_at_ms: Some(failed_at_ms),
-        reason: Some(reason),
-        delivery,
-    }
-    .record()
-}
 
 impl Database {
     /// [`Database::write`], then waits until it is on disk. The pipeline
@@ -81,17 +70,15 @@ impl Database {
         if !dead.is_empty() {
             let failed_at_ms = now_ms();
             let buried = dead.len() as u64;
-            let letters = dead.into_iter().map(|(delivery, reason)| DeadLetter {
-                id: delivery.id.clone(),
-                failed_at_ms,
-                reason,
-                failure: Failure::Delivery(Box::new(delivery)),
-            });
-            let letters: Vec<DeadLetter> = letters.collect();
+            let letters: Vec<DeadLetter> = dead
+                .into_iter()
+                .map(|(delivery, reason)| DeadLetter::of_delivery(delivery, reason, failed_at_ms))
+                .collect();
             if self.logging {
                 for letter in &letters {
                     if let Failure::Delivery(delivery) = &letter.failure {
-                        let record = dead_record(delivery, &letter.reason, failed_at_ms);
+                        let record =
+                            Finished::dead(delivery, &letter.reason, failed_at_ms).record();
                         self.log.insert(delivery.id.as_bytes(), record)?;
                     }
                 }
@@ -177,13 +164,7 @@ impl Database {
     /// pending (it is sent again and logged again), never lost.
     pub(crate) fn complete(&self, key: u64, delivery: &Delivery) -> Result<(), StoreError> {
         if self.logging {
-            let record = Finished {
-                status: Status::Delivered,
-                finished_at_ms: Some(now_ms()),
-                reason: None,
-                delivery,
-            }
-            .record();
+            let record = Finished::delivered(delivery, now_ms()).record();
             self.log.insert(delivery.id.as_bytes(), record)?;
         }
         let previous = self.outbox.remove(key.to_be_bytes())?;
@@ -203,16 +184,11 @@ impl Database {
         delivery: Delivery,
         reason: String,
     ) -> Result<DeadLetter, StoreError> {
-        let letter = DeadLetter {
-            id: delivery.id.clone(),
-            failed_at_ms: now_ms(),
-            reason,
-            failure: Failure::Delivery(Box::new(delivery)),
-        };
+        let letter = DeadLetter::of_delivery(delivery, reason, now_ms());
         let bytes = encode(&letter);
         let logged = match (&letter.failure, self.logging) {
             (Failure::Delivery(delivery), true) => {
-                Some(dead_record(delivery, &letter.reason, letter.failed_at_ms))
+                Some(Finished::dead(delivery, &letter.reason, letter.failed_at_ms).record())
             }
             _ => None,
         };
