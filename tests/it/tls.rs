@@ -237,8 +237,9 @@ async fn redis_over_tls_with_a_private_ca_and_a_client_certificate() {
 }
 
 /// nats-server with TLS (a private CA) and, separately, token,
-/// user/password and nkey authorization: the core and JetStream sources
-/// connect with the matching `[observers]` keys; a wrong token never does.
+/// user/password, nkey and operator (JWT) authorization: the core and
+/// JetStream sources connect with the matching `[observers]` keys, a
+/// `.creds` file among them; a wrong token never does.
 #[tokio::test]
 async fn nats_over_tls_and_with_each_kind_of_credentials() {
     let dir = tempfile::tempdir().unwrap();
@@ -257,6 +258,10 @@ async fn nats_over_tls_and_with_each_kind_of_credentials() {
         client.flush().await.unwrap();
     };
     let seed = user.seed().unwrap();
+    let operator = Operator::new();
+    let creds = operator.user_creds("app");
+    let creds_file = dir.path().join("app.creds");
+    std::fs::write(&creds_file, &creds).unwrap();
     let ca_file = ca.ca_file();
     let client_options = |name: &str| match name {
         "tls" => async_nats::ConnectOptions::new()
@@ -264,6 +269,7 @@ async fn nats_over_tls_and_with_each_kind_of_credentials() {
             .require_tls(true),
         "token" => async_nats::ConnectOptions::with_token("s3cret-token".into()),
         "user" => async_nats::ConnectOptions::with_user_and_password("app".into(), "pa55".into()),
+        "creds" => async_nats::ConnectOptions::with_credentials(&creds).unwrap(),
         _ => async_nats::ConnectOptions::with_nkey(seed.clone()),
     };
     let cases: Vec<(&str, String, String)> = vec![
@@ -293,6 +299,11 @@ async fn nats_over_tls_and_with_each_kind_of_credentials() {
                 user.public_key()
             ),
             format!("nkey_seed_file = \"{}\"", seed_file.display()),
+        ),
+        (
+            "creds",
+            operator.server_config(),
+            format!("credentials_file = \"{}\"", creds_file.display()),
         ),
     ];
     for (name, server_conf, observers) in cases {
@@ -346,5 +357,94 @@ async fn nats_over_tls_and_with_each_kind_of_credentials() {
             let status = reqwest::get(wrong.url("/readyz")).await.unwrap().status();
             assert_eq!(status.as_u16(), 503, "a wrong token never connects");
         }
+    }
+}
+
+/// A NATS operator with one account (JetStream enabled) and a system
+/// account, as `nsc` would set them up: the server trusts the operator's
+/// JWT, and a user proves itself with a `.creds` file (the user's JWT,
+/// signed by the account, and the user's seed).
+struct Operator {
+    operator: nkeys::KeyPair,
+    account: nkeys::KeyPair,
+    system: nkeys::KeyPair,
+}
+
+impl Operator {
+    fn new() -> Operator {
+        Operator {
+            operator: nkeys::KeyPair::new_operator(),
+            account: nkeys::KeyPair::new_account(),
+            system: nkeys::KeyPair::new_account(),
+        }
+    }
+
+    /// A JWT as nats-server reads it: `ed25519-nkey` signed by `issuer`.
+    fn jwt(issuer: &nkeys::KeyPair, subject: &str, name: &str, nats: serde_json::Value) -> String {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let header = b64.encode(json!({"typ": "JWT", "alg": "ed25519-nkey"}).to_string());
+        let claims = json!({
+            "jti": format!("{subject}-{name}"),
+            "iat": 1_700_000_000,
+            "iss": issuer.public_key(),
+            "name": name,
+            "sub": subject,
+            "nats": nats,
+        });
+        let signed = format!("{header}.{}", b64.encode(claims.to_string()));
+        let signature = issuer.sign(signed.as_bytes()).unwrap();
+        format!("{signed}.{}", b64.encode(signature))
+    }
+
+    /// An account's JWT; JetStream on unless it is the system account
+    /// (nats-server refuses JetStream there).
+    fn account_jwt(&self, account: &nkeys::KeyPair, name: &str, jetstream: bool) -> String {
+        let storage = if jetstream { -1 } else { 0 };
+        let nats = json!({
+            "limits": {
+                "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
+                "wildcards": true, "conn": -1, "leaf": -1,
+                "mem_storage": storage, "disk_storage": storage,
+                "streams": storage, "consumer": storage
+            },
+            "type": "account",
+            "version": 2
+        });
+        Self::jwt(&self.operator, &account.public_key(), name, nats)
+    }
+
+    /// nats-server's trust: the operator, the system account and the
+    /// accounts' JWTs in memory.
+    fn server_config(&self) -> String {
+        let operator = Self::jwt(
+            &self.operator,
+            &self.operator.public_key(),
+            "test-operator",
+            json!({"type": "operator", "version": 2}),
+        );
+        format!(
+            "operator: \"{operator}\"\nsystem_account: {system}\nresolver: MEMORY\n\
+             resolver_preload: {{\n  {system}: \"{system_jwt}\"\n  {account}: \"{account_jwt}\"\n}}",
+            system = self.system.public_key(),
+            system_jwt = self.account_jwt(&self.system, "SYS", false),
+            account = self.account.public_key(),
+            account_jwt = self.account_jwt(&self.account, "APP", true),
+        )
+    }
+
+    /// A `.creds` file for a new user of the account, in `nsc`'s layout.
+    fn user_creds(&self, name: &str) -> String {
+        let user = nkeys::KeyPair::new_user();
+        let nats = json!({
+            "pub": {}, "sub": {}, "subs": -1, "data": -1, "payload": -1,
+            "type": "user", "version": 2
+        });
+        let jwt = Self::jwt(&self.account, &user.public_key(), name, nats);
+        format!(
+            "-----BEGIN NATS USER JWT-----\n{jwt}\n------END NATS USER JWT------\n\n\
+             -----BEGIN USER NKEY SEED-----\n{}\n------END USER NKEY SEED------\n",
+            user.seed().unwrap()
+        )
     }
 }
