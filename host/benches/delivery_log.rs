@@ -59,9 +59,71 @@ fn delivery(i: usize) -> Delivery {
     }
 }
 
+/// This process's CPU time (user and system, every thread), from
+/// `/proc/self/stat`, in clock ticks of 10 ms.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    // The fields after the command name, which is in parentheses.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 10)
+}
+
+/// CPU time per delivery that storing and completing costs (sled flushes
+/// included), with the delivery log on or off.
+async fn completion_cost(logging: bool, deliveries: usize) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&Settings {
+        path: dir.path().to_path_buf(),
+        backend: BackendSettings::Sled {
+            cache_capacity_bytes: 64 << 20,
+            min_free_bytes: 0,
+        },
+        delivery_log: logging,
+    })
+    .await
+    .unwrap();
+    let batches: Vec<Vec<Delivery>> = (0..deliveries)
+        .collect::<Vec<_>>()
+        .chunks(500)
+        .map(|chunk| chunk.iter().map(|&i| delivery(i)).collect())
+        .collect();
+    let started = cpu_time();
+    for batch in batches {
+        let keys = store.write(batch.clone(), Vec::new()).await.unwrap();
+        store.flush().await.unwrap();
+        for (key, d) in keys.iter().zip(&batch) {
+            store.complete(*key, d).await.unwrap();
+        }
+    }
+    store.flush().await.unwrap();
+    let spent = cpu_time() - started;
+    drop(store);
+    spent.as_secs_f64() * 1e6 / deliveries as f64
+}
+
 fn main() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
+        // Alternated runs, as the machine's speed drifts.
+        let (mut off, mut on) = (Vec::new(), Vec::new());
+        for _ in 0..3 {
+            off.push(completion_cost(false, 20_000).await);
+            on.push(completion_cost(true, 20_000).await);
+        }
+        off.sort_by(f64::total_cmp);
+        on.sort_by(f64::total_cmp);
+        println!(
+            "store and complete, CPU per delivery (median of 3): log off {:.1} µs, log on {:.1} µs (+{:.1} µs)\n",
+            off[1],
+            on[1],
+            on[1] - off[1]
+        );
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&Settings {
             path: dir.path().to_path_buf(),

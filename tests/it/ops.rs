@@ -188,6 +188,33 @@ async fn the_admin_api_wants_its_token_and_filters_the_dlq() {
     .await
     .unwrap();
     assert_eq!(earlier.as_array().unwrap().len(), 3);
+    // A page at a time: `limit`, then `after` the last id of a page.
+    let ids: Vec<&str> = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    let page = |query: String| get(Some("s3cret-admin"), format!("/admin/dlq?{query}"));
+    let first: serde_json::Value = page("limit=2".into()).await.json().await.unwrap();
+    let first: Vec<&str> = first
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(first, ids[..2]);
+    let rest: serde_json::Value = page(format!("limit=2&after={}", ids[1]))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rest.as_array().unwrap().len(), 1);
+    assert_eq!(rest[0]["id"], ids[2]);
+    let bad = page("limit=0".into()).await;
+    assert_eq!(bad.status(), 400);
+    let message = bad.text().await.unwrap();
+    assert!(message.contains("limit"), "{message}");
 
     // retry-all with a delay spreads the replays.
     receiver.set_status(200);

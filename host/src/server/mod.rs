@@ -20,7 +20,7 @@ use crate::incoming::replay::Seen;
 use crate::incoming::Receiver;
 use crate::pipeline::Pipeline;
 use crate::source::{envelope, http};
-use crate::store::{Filter, StoreError, Summary};
+use crate::store::{Filter, Page, StoreError, Summary};
 
 mod auth;
 mod console;
@@ -319,8 +319,42 @@ async fn plugin_list(State(state): State<AppState>) -> Response {
     Json(state.pipeline.plugins().list()).into_response()
 }
 
-async fn dlq_list(State(state): State<AppState>, Query(filter): Query<Filter>) -> Response {
-    match state.pipeline.store().dlq_list(&filter).await {
+/// A DLQ listing's paging parameters: `after` (an entry id) and `limit`.
+#[derive(serde::Deserialize)]
+struct PageParams {
+    after: Option<String>,
+    limit: Option<String>,
+}
+
+async fn dlq_list(
+    State(state): State<AppState>,
+    Query(filter): Query<Filter>,
+    Query(params): Query<PageParams>,
+) -> Response {
+    let limit = match params.limit.as_deref() {
+        None | Some("") => None,
+        Some(text) => match text
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=deliveries::MAX_LIMIT).contains(n))
+        {
+            Some(n) => Some(n),
+            None => {
+                return problem(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "limit: {text:?} is not a number from 1 to {}",
+                        deliveries::MAX_LIMIT
+                    ),
+                )
+            }
+        },
+    };
+    let page = Page {
+        after: params.after.filter(|after| !after.is_empty()),
+        limit,
+    };
+    match state.pipeline.store().dlq_page(&filter, &page).await {
         Ok(letters) => Json(
             letters
                 .iter()

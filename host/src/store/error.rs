@@ -26,6 +26,9 @@ pub enum StoreError {
         /// What is wrong with its bytes.
         reason: String,
     },
+    /// The delivery log's files could not be read or written.
+    #[error("storage: the delivery log's files: {0}")]
+    LogFile(#[from] std::io::Error),
     /// The filesystem is down to its reserve; new work is refused so that
     /// what is stored can still be delivered and recorded.
     #[error("storage: only {available} bytes free on the database's filesystem, under the {reserve}-byte reserve (storage.min_free_mb); new events are refused until space returns")]

@@ -58,6 +58,16 @@ pub struct Summary {
     pub failed_at: String,
 }
 
+/// Which part of a listing to return: the entries after `after` (an
+/// entry's id; oldest first), at most `limit` of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Page {
+    /// Only entries whose id sorts after this one.
+    pub after: Option<String>,
+    /// At most this many.
+    pub limit: Option<usize>,
+}
+
 /// Which entries an operation applies to.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Filter {

@@ -22,7 +22,7 @@ use std::time::Duration;
 pub(crate) use delivery::Routing;
 pub use delivery::{Attempt, Delivery, Payload};
 pub use error::StoreError;
-pub use letter::{DeadLetter, Failure, Filter, Summary};
+pub use letter::{DeadLetter, Failure, Filter, Page, Summary};
 pub use log::{rfc3339, Detail, Entry, Logged, Query, Retention, Status as DeliveryStatus};
 pub use status::{MigrationInfo, Status};
 
@@ -336,9 +336,18 @@ impl Store {
 
     /// Entries matching the filter, oldest first.
     pub async fn dlq_list(&self, filter: &Filter) -> Result<Vec<DeadLetter>, StoreError> {
+        self.dlq_page(filter, &Page::default()).await
+    }
+
+    /// A page of the entries matching the filter, oldest first.
+    pub async fn dlq_page(
+        &self,
+        filter: &Filter,
+        page: &Page,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
         match &*self.backend {
-            Backend::Sled(db) => db.dlq_list(filter),
-            Backend::Postgres(db) => db.dlq_list(filter).await,
+            Backend::Sled(db) => db.dlq_list(filter, page),
+            Backend::Postgres(db) => db.dlq_list(filter, page).await,
         }
     }
 

@@ -92,6 +92,7 @@ on_both!(
     schedule_marks_are_kept,
     the_probe_and_flush_succeed,
     the_delivery_log_lists_shows_resends_and_expires,
+    the_dlq_lists_a_page_at_a_time,
 );
 
 /// The keys `pending` hands the dispatcher.
@@ -1055,4 +1056,66 @@ async fn the_delivery_log_lists_shows_resends_and_expires(store: &Store) {
     assert_eq!(removed, 1);
     assert!(list(only(Delivered)).await.is_empty());
     assert_eq!(list(Query::default()).await.len(), 2, "pending stay");
+}
+
+/// A DLQ listing comes a page at a time: after the last id of the page
+/// before, at most `limit` entries, graves' letters among them, filtered
+/// before the limit.
+async fn the_dlq_lists_a_page_at_a_time(store: &Store) {
+    let mut family = Family::default();
+    let dead: Vec<(Delivery, String)> = (0..3)
+        .map(|i| {
+            let mut d = delivery(&format!("o{}", i % 2), 0, i);
+            d.id = family.next_id();
+            (d, "refused".into())
+        })
+        .collect();
+    store.write(Vec::new(), dead).await.unwrap();
+    letters(store, 4, now_ms()).await;
+    let all = listed(store).await;
+    assert_eq!(all.len(), 7);
+    let page = |after: Option<&String>, limit: usize, filter: Filter| {
+        let after = after.cloned();
+        async move {
+            store
+                .dlq_page(
+                    &filter,
+                    &Page {
+                        after,
+                        limit: Some(limit),
+                    },
+                )
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|l| l.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    let (mut seen, mut after) = (Vec::new(), None);
+    loop {
+        let got = page(after.as_ref(), 2, Filter::default()).await;
+        if got.is_empty() {
+            break;
+        }
+        assert!(got.len() <= 2);
+        after = got.last().cloned();
+        seen.extend(got);
+    }
+    assert_eq!(seen, all);
+    let o1 = Filter {
+        observer: Some("o1".into()),
+        ..Filter::default()
+    };
+    let expected: Vec<String> = store
+        .dlq_list(&o1)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.id)
+        .collect();
+    assert_eq!(expected.len(), 3);
+    let first = page(None, 2, o1.clone()).await;
+    assert_eq!(first, expected[..2]);
+    assert_eq!(page(first.last(), 10, o1).await, expected[2..]);
 }

@@ -10,7 +10,6 @@
   const POLL_MS = 3000;
   const OVERVIEW_POLL_MS = 2000;
   const PAGE_SIZE = 50;
-  const DLQ_SHOWN = 200;
 
   const main = document.getElementById("main");
   const live = document.getElementById("live");
@@ -686,9 +685,10 @@
     const confirmBox = h("span", { class: "confirm" });
     const count = h("span", { class: "muted" });
     const results = h("div", { id: "dlq" });
+    const pager = h("div", { class: "toolbar" });
     put(root, h("h1", null, "Dead-letter queue"), form,
       h("div", { class: "toolbar" }, retryAll, purge, confirmBox, h("span", { class: "spacer" }), count),
-      say.el, results);
+      say.el, results, pager);
 
     function filter() {
       const f = {};
@@ -702,7 +702,8 @@
         return "Retried " + number(r.requeued) + " entries: they are back in the outbox.";
       }));
     purge.addEventListener("click", () => {
-      const yes = h("button", { id: "purge-confirm", class: "danger" }, "Yes, purge " + count.textContent);
+      const yes = h("button", { id: "purge-confirm", class: "danger" },
+        "Yes, purge " + (count.dataset.exact ? count.textContent : "every matching entry"));
       const no = h("button", null, "Cancel");
       no.addEventListener("click", () => confirmBox.replaceChildren());
       yes.addEventListener("click", () =>
@@ -714,9 +715,17 @@
       fill(confirmBox, h("span", null, "Delete the matching entries for good?"), yes, no);
     });
 
+    // A page is PAGE_SIZE entries, oldest first; one more is asked for to
+    // know whether a next page exists.
     const render = onChange((entries) => {
-      fill(count, entries.length === 1 ? "1 entry" : number(entries.length) + " entries");
-      const shown = entries.slice(0, DLQ_SHOWN);
+      const after = params.get("after");
+      const more = entries.length > PAGE_SIZE;
+      const shown = entries.slice(0, PAGE_SIZE);
+      const exact = !after && !more;
+      count.dataset.exact = exact ? "1" : "";
+      fill(count, exact
+        ? (entries.length === 1 ? "1 entry" : number(entries.length) + " entries")
+        : number(shown.length) + " shown, oldest first");
       const rows = shown.map((e) => {
         const retry = h("button", { class: "small retry" }, "Retry");
         retry.addEventListener("click", () =>
@@ -736,9 +745,14 @@
           h("td", { class: "actions" }, e.observer ? retry : null));
       });
       fill(results,
-        table(["Entry / event", "Observer", "URL", { text: "Attempts", class: "num" }, "Last", "Reason", "Died", ""], rows, "The DLQ is empty."),
-        entries.length > shown.length
-          ? h("p", { class: "muted" }, "Showing the first " + shown.length + " of " + number(entries.length) + "; narrow the filter to see others.")
+        table(["Entry / event", "Observer", "URL", { text: "Attempts", class: "num" }, "Last", "Reason", "Died", ""], rows,
+          after ? "No more entries." : "The DLQ is empty."));
+      const filters = { observer: params.get("observer"), since: params.get("since") };
+      fill(pager,
+        after ? h("a", { href: hashOf(["dlq"], filters) }, "← Oldest") : null,
+        h("span", { class: "spacer" }),
+        more
+          ? h("a", { id: "newer", href: hashOf(["dlq"], Object.assign({ after: shown[shown.length - 1].id }, filters)) }, "Newer →")
           : null);
     });
 
@@ -747,6 +761,8 @@
       const query = new URLSearchParams();
       if (f.observer) query.set("observer", f.observer);
       if (f.since_ms) query.set("since_ms", String(f.since_ms));
+      if (params.get("after")) query.set("after", params.get("after"));
+      query.set("limit", String(PAGE_SIZE + 1));
       render(await api("GET", "/admin/dlq?" + query.toString()));
     }
     return { refresh, say, title: "DLQ" };

@@ -10,7 +10,7 @@ use deadpool_postgres::GenericClient;
 use super::{sql_i64, Database};
 use crate::clock::{self, now_ms};
 use crate::store::error::StoreError;
-use crate::store::letter::{DeadLetter, Failure, Filter};
+use crate::store::letter::{DeadLetter, Failure, Filter, Page};
 use crate::store::record::{decode, encode};
 
 /// [`Filter`] as SQL, on `$1` (observer), `$2` (died at or before),
@@ -148,15 +148,22 @@ impl Database {
         insert_letters(&client, Letters::of(std::slice::from_ref(letter))).await
     }
 
-    /// Entries matching the filter, oldest first.
-    pub(crate) async fn dlq_list(&self, filter: &Filter) -> Result<Vec<DeadLetter>, StoreError> {
+    /// Entries matching the filter, oldest first, from the page's start.
+    pub(crate) async fn dlq_list(
+        &self,
+        filter: &Filter,
+        page: &Page,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
         let bounds = Bounds::of(filter, now_ms());
         let client = self.client().await?;
         let statement = client
             .prepare_cached(&format!(
-                "SELECT id, record FROM dlq WHERE {FILTER} ORDER BY id"
+                "SELECT id, record FROM dlq WHERE {FILTER} \
+                 AND ($5::text IS NULL OR id > $5) ORDER BY id LIMIT $6"
             ))
             .await?;
+        // LIMIT NULL is no limit.
+        let limit = page.limit.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
         client
             .query(
                 &statement,
@@ -165,6 +172,8 @@ impl Database {
                     &bounds.died_by,
                     &bounds.since,
                     &bounds.until,
+                    &page.after,
+                    &limit,
                 ],
             )
             .await?

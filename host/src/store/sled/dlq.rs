@@ -15,7 +15,7 @@ use super::counts::created;
 use super::{graves, tx_error, Database};
 use crate::clock::{self, now_ms};
 use crate::store::error::StoreError;
-use crate::store::letter::{DeadLetter, Failure, Filter};
+use crate::store::letter::{DeadLetter, Failure, Filter, Page};
 use crate::store::record::encode;
 
 impl Database {
@@ -51,13 +51,36 @@ impl Database {
         Ok(())
     }
 
-    /// Entries matching the filter, oldest first.
-    pub(crate) fn dlq_list(&self, filter: &Filter) -> Result<Vec<DeadLetter>, StoreError> {
-        Ok(self
-            .dlq_scan(filter)?
-            .into_iter()
-            .flat_map(|(_, letters)| letters)
-            .collect())
+    /// Entries matching the filter, oldest first, from the page's start.
+    pub(crate) fn dlq_list(
+        &self,
+        filter: &Filter,
+        page: &Page,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        let now = now_ms();
+        let limit = page.limit.unwrap_or(usize::MAX);
+        // A grave's key sorts just before its letters' own keys would.
+        let start = match page.after.as_deref() {
+            Some(after) => graves::key_of(after).unwrap_or_else(|| after.as_bytes().to_vec()),
+            None => Vec::new(),
+        };
+        let mut out = Vec::new();
+        for item in self.dlq.range(start..) {
+            let (key, bytes) = item?;
+            for letter in graves::letters(&key, &bytes)? {
+                if out.len() >= limit {
+                    return Ok(out);
+                }
+                let past = page
+                    .after
+                    .as_deref()
+                    .is_none_or(|after| letter.id.as_str() > after);
+                if past && filter.admits(&letter, now) {
+                    out.push(letter);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The entries matching the filter with the key of the record holding
@@ -192,7 +215,7 @@ impl Database {
         // Pending again: out of the delivery log until it finishes. After
         // the move, so a crash leaves it in both (a listing shows it once).
         for (id, _) in picks {
-            self.log.remove(id.as_bytes())?;
+            self.log.remove(id)?;
         }
         Ok(keys)
     }
@@ -310,7 +333,7 @@ mod tests {
     /// The ids of every entry, in listing order.
     fn listed(store: &Database) -> Vec<String> {
         store
-            .dlq_list(&Filter::default())
+            .dlq_list(&Filter::default(), &Page::default())
             .unwrap()
             .into_iter()
             .map(|l| l.id)
@@ -413,7 +436,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = open_in(dir.path());
         let check = |store: &Database, step: &str| {
-            let letters = store.dlq_list(&Filter::default()).unwrap().len();
+            let letters = store
+                .dlq_list(&Filter::default(), &Page::default())
+                .unwrap()
+                .len();
             assert_eq!(
                 (store.outbox_len(), store.dlq_len()),
                 (store.outbox.len(), letters),
@@ -479,7 +505,7 @@ mod tests {
         let store = open_in(dir.path());
         bury(&store, 4, 1_000);
         bury(&store, 2, 5_000);
-        let count = |f: Filter| store.dlq_list(&f).unwrap().len();
+        let count = |f: Filter| store.dlq_list(&f, &Page::default()).unwrap().len();
         assert_eq!(count(Filter::default()), 6);
         assert_eq!(
             count(Filter {

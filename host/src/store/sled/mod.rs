@@ -19,6 +19,7 @@ mod counts;
 mod cursors;
 mod dlq;
 mod graves;
+mod journal;
 mod log;
 mod outbox;
 mod state;
@@ -28,12 +29,9 @@ pub(crate) struct Database {
     db: sled::Db,
     outbox: sled::Tree,
     dlq: sled::Tree,
-    /// Finished deliveries (see `log`), written when `logging`, in a
-    /// database of their own: they live for days, outbox records for
-    /// moments, and in one database sled would keep copying the log's
-    /// records out of the outbox's spent segments.
-    log_db: sled::Db,
-    log: sled::Tree,
+    /// Finished deliveries (see `log` and `journal`), written when
+    /// `logging`: appended to files of their own, indexed in memory.
+    log: journal::Journal,
     logging: bool,
     /// See `cursors`.
     cursors: sled::Tree,
@@ -89,8 +87,11 @@ const SWITCHES: &str = "disabled_webhooks";
 const SEEN: &str = "incoming_seen";
 const MARKS: &str = "schedule_marks";
 const HEALTH: &str = "health";
-/// The delivery log's database, a folder inside the main one.
-const LOG_DIR: &str = "delivery_log";
+/// The delivery log's segment files, a folder inside the main one.
+const LOG_DIR: &str = "delivery_log.journal";
+/// Where an earlier version kept the log: a sled database of its own, with
+/// a tree of the same name.
+const OLD_LOG: &str = "delivery_log";
 
 impl Database {
     /// Opens (or creates) the database at `path`, keeping `min_free_bytes`
@@ -111,19 +112,20 @@ impl Database {
             .flush_every_ms(Some(FLUSH_EVERY_MS))
             .open()?;
         let outbox = db.open_tree(OUTBOX)?;
-        // The log is read rarely: a small cache does.
-        let log_config = sled::Config::new()
-            .path(path.join(LOG_DIR))
-            .cache_capacity((cache_capacity_bytes / 4).max(1 << 20))
-            .flush_every_ms(Some(1000));
-        let log_db = open_log(&log_config)?;
+        let log = journal::Journal::open(&path.join(LOG_DIR))?;
+        let adopted = log::adopt_old_log(&path.join(OLD_LOG), &log)?;
+        if adopted > 0 {
+            tracing::info!(
+                deliveries = adopted,
+                "moved the delivery log into its journal"
+            );
+        }
         let dlq = db.open_tree(DLQ)?;
         let counts = Counts::new(outbox.len() as u64, graves::count_all(&dlq)?);
         Ok(Database {
             outbox,
             dlq,
-            log: log_db.open_tree(LOG_DIR)?,
-            log_db,
+            log,
             logging,
             cursors: db.open_tree(CURSORS)?,
             switches: db.open_tree(SWITCHES)?,
@@ -179,23 +181,6 @@ impl Database {
     }
 }
 
-/// Opens the delivery log's database. This process holds the main one, so
-/// a lock on the log can only be a handle of its own still closing (the
-/// store reopened in one process): it is waited for, briefly.
-fn open_log(config: &sled::Config) -> Result<sled::Db, StoreError> {
-    let mut tries = 0;
-    loop {
-        match config.open() {
-            Ok(db) => return Ok(db),
-            Err(e) if tries < 50 && StoreError::Sled(e.clone()).is_locked() => {
-                tries += 1;
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
 /// The database at `path`, read for `wasmhook storage status`; without
 /// sizes when a running wasmhook holds it.
 pub(crate) fn status(path: &Path, cache_capacity_bytes: u64) -> Result<Status, StoreError> {
@@ -219,7 +204,7 @@ pub(crate) fn status(path: &Path, cache_capacity_bytes: u64) -> Result<Status, S
         Ok(db) => {
             status.outbox_len = Some(db.counts.outbox_len() as u64);
             status.dlq_len = Some(db.counts.dlq_len() as u64);
-            status.size_on_disk = Some(db.db.size_on_disk()? + db.log_db.size_on_disk()?);
+            status.size_on_disk = Some(db.db.size_on_disk()? + db.log.size_on_disk()?);
         }
         Err(e) if e.is_locked() => {}
         Err(e) => return Err(e),

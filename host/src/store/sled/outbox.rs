@@ -74,13 +74,9 @@ impl Database {
                 .into_iter()
                 .map(|(delivery, reason)| DeadLetter::of_delivery(delivery, reason, failed_at_ms))
                 .collect();
-            if self.logging {
-                for letter in &letters {
-                    if let Failure::Delivery(delivery) = &letter.failure {
-                        let record =
-                            Finished::dead(delivery, &letter.reason, failed_at_ms).record();
-                        self.log.insert(delivery.id.as_bytes(), record)?;
-                    }
+            for letter in &letters {
+                if let Failure::Delivery(delivery) = &letter.failure {
+                    self.log_finished(&Finished::dead(delivery, &letter.reason, failed_at_ms))?;
                 }
             }
             for (key, bytes) in graves::records(letters) {
@@ -163,10 +159,7 @@ impl Database {
     /// The log is written first: a crash in between leaves the delivery
     /// pending (it is sent again and logged again), never lost.
     pub(crate) fn complete(&self, key: u64, delivery: &Delivery) -> Result<(), StoreError> {
-        if self.logging {
-            let record = Finished::delivered(delivery, now_ms()).record();
-            self.log.insert(delivery.id.as_bytes(), record)?;
-        }
+        self.log_finished(&Finished::delivered(delivery, now_ms()))?;
         let previous = self.outbox.remove(key.to_be_bytes())?;
         self.counts.outbox(0, existed(&previous));
         Ok(())
@@ -186,15 +179,13 @@ impl Database {
     ) -> Result<DeadLetter, StoreError> {
         let letter = DeadLetter::of_delivery(delivery, reason, now_ms());
         let bytes = encode(&letter);
-        let logged = match (&letter.failure, self.logging) {
-            (Failure::Delivery(delivery), true) => {
-                Some(Finished::dead(delivery, &letter.reason, letter.failed_at_ms).record())
-            }
-            _ => None,
-        };
-        // Logged first, as `complete` does (the log is another database).
-        if let Some(record) = logged {
-            self.log.insert(letter.id.as_bytes(), record)?;
+        // Logged first, as `complete` does (the log is not in the transaction).
+        if let Failure::Delivery(delivery) = &letter.failure {
+            self.log_finished(&Finished::dead(
+                delivery,
+                &letter.reason,
+                letter.failed_at_ms,
+            ))?;
         }
         // What the transaction's last (committed) run found.
         let (left, arrived) = (Cell::new(0), Cell::new(0));
