@@ -22,13 +22,16 @@ use std::ops::Bound;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::store::error::StoreError;
 use crate::store::log::{Retention, Status};
 
-/// A segment is closed and a new one started past this size.
+/// A segment is closed and a new one started past this size, or once it
+/// has been written to for [`SEGMENT_SPAN`]: retention deletes segments
+/// last written before its cutoff, so a quiet log still ages out.
 const SEGMENT_BYTES: u64 = 16 << 20;
+const SEGMENT_SPAN: Duration = Duration::from_secs(3600);
 
 /// Segment files are named by number, in the order they were started.
 const SUFFIX: &str = ".seg";
@@ -53,6 +56,7 @@ struct Active {
     number: u32,
     file: File,
     len: u64,
+    started: Instant,
 }
 
 /// Where a finished delivery's record is, and what listings filter on
@@ -93,16 +97,21 @@ fn open_segment(dir: &Path, number: u32) -> Result<Active, StoreError> {
         .append(true)
         .open(segment_path(dir, number))?;
     let len = file.metadata()?.len();
-    Ok(Active { number, file, len })
+    Ok(Active {
+        number,
+        file,
+        len,
+        started: Instant::now(),
+    })
 }
 
-/// Reads segment `number`'s frames into `index`; returns where its last
-/// whole frame ends (a crash of the machine can cut the last one short).
+/// Reads segment `number`'s frames into `index`, up to the end of its last
+/// whole frame (a crash of the machine can cut the last one short).
 fn replay(
     dir: &Path,
     number: u32,
     index: &mut BTreeMap<Box<str>, Entry>,
-) -> Result<u64, StoreError> {
+) -> Result<(), StoreError> {
     let file = File::open(segment_path(dir, number))?;
     let file_len = file.metadata()?.len();
     let mut reader = BufReader::with_capacity(256 << 10, file);
@@ -111,7 +120,7 @@ fn replay(
         let mut length = [0; 4];
         match reader.read_exact(&mut length) {
             Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(at),
+            Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(()),
             Err(e) => return Err(e.into()),
         }
         let length = u32::from_le_bytes(length) as u64;
@@ -123,18 +132,18 @@ fn replay(
         });
         match read {
             Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(at),
+            Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(()),
             Err(e) => return Err(e.into()),
         }
         let id_len = head[HEAD - 1] as u64;
         let Some(record_len) = length.checked_sub(HEAD as u64 + id_len) else {
-            return Ok(at); // not a frame: treated as the cut-off end
+            return Ok(()); // not a frame: treated as the cut-off end
         };
         let offset = at + 4 + HEAD as u64 + id_len;
         let end = offset + record_len;
         // Past the record without reading it: a seek within the buffer.
         if end > file_len {
-            return Ok(at);
+            return Ok(());
         }
         reader.seek_relative(record_len as i64)?;
         let id: Box<str> = String::from_utf8_lossy(&id[..id_len as usize]).into();
@@ -176,17 +185,17 @@ impl Journal {
         fs::create_dir_all(dir)?;
         let mut index = BTreeMap::new();
         let numbers = segments(dir)?;
-        let mut whole = 0;
         for &number in &numbers {
-            whole = replay(dir, number, &mut index)?;
+            replay(dir, number, &mut index)?;
         }
-        let last = numbers.last().copied().unwrap_or(0);
-        let mut active = open_segment(dir, last)?;
-        if active.len > whole {
-            // A frame cut short: new ones start where the whole ones end.
-            active.file.set_len(whole)?;
-            active.len = whole;
-        }
+        // Appends go to a new segment: one cut short by a crash of the
+        // machine is never written after, and each segment's span is known.
+        let next = match numbers.last() {
+            Some(&last) if fs::metadata(segment_path(dir, last))?.len() > 0 => last + 1,
+            Some(&last) => last,
+            None => 0,
+        };
+        let active = open_segment(dir, next)?;
         Ok(Journal {
             dir: dir.to_path_buf(),
             segment_bytes,
@@ -217,7 +226,8 @@ impl Journal {
         frame.extend_from_slice(id);
         frame.extend_from_slice(record);
         let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
-        if active.len > 0 && active.len + frame.len() as u64 > self.segment_bytes {
+        let full = active.len + frame.len() as u64 > self.segment_bytes;
+        if active.len > 0 && (full || active.started.elapsed() > SEGMENT_SPAN) {
             active.file.sync_data()?;
             *active = open_segment(&self.dir, active.number + 1)?;
         }
@@ -449,7 +459,7 @@ mod tests {
     }
 
     #[test]
-    fn a_frame_cut_short_is_dropped_and_written_over() {
+    fn a_frame_cut_short_is_dropped_and_not_written_after() {
         let dir = tempfile::tempdir().unwrap();
         let (a, b) = (new_id(), new_id());
         {
