@@ -74,11 +74,18 @@ pub fn load_plugins(
     config: &Config,
     metrics: metrics::Metrics,
 ) -> Result<plugin::Plugins, RunError> {
-    let (plugins, changes) = plugin::Plugins::load_with_metrics(
-        &config.plugins.dir,
-        Some(config.plugins.cache_dir.clone()),
-        metrics,
-    )?;
+    load_plugins_cached(config, Some(config.plugins.cache_dir.clone()), metrics)
+}
+
+/// [`load_plugins`] with compiled plugins cached in `cache_dir` rather
+/// than the config's (`None`: compiled afresh, nothing written).
+pub fn load_plugins_cached(
+    config: &Config,
+    cache_dir: Option<std::path::PathBuf>,
+    metrics: metrics::Metrics,
+) -> Result<plugin::Plugins, RunError> {
+    let (plugins, changes) =
+        plugin::Plugins::load_with_metrics(&config.plugins.dir, cache_dir, metrics)?;
     for change in changes {
         if let plugin::Change::Failed(name, e) = change {
             tracing::warn!(plugin = %name, error = %e, "plugin not loaded");

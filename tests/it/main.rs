@@ -7,6 +7,7 @@ mod controls;
 mod crash;
 mod deliveries;
 mod delivery;
+mod dry_run;
 mod egress;
 mod fuzz_corpus;
 mod incoming;

@@ -5,6 +5,7 @@ mod access;
 mod decrypt;
 mod deliveries;
 mod dlq;
+mod dry_run;
 mod listen;
 mod pg;
 mod plugin;
@@ -39,6 +40,16 @@ enum Command {
     Check {
         #[command(flatten)]
         config: ConfigArg,
+    },
+    /// Show what one event would become: the observers and webhooks it
+    /// matches and the exact requests (headers, body, signature), plugins
+    /// run; nothing is sent or stored. Exit status 2 when a matched
+    /// webhook's delivery would go to the DLQ.
+    DryRun {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        args: dry_run::DryRunArgs,
     },
     /// Inspect and replay the dead-letter queue (works while `run` is running).
     Dlq {
@@ -151,6 +162,10 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                 }
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::DryRun { config, args } => {
+            let config = load(&config.path)?;
+            dry_run::execute(&config, &args)
         }
         Command::Plugin {
             config,

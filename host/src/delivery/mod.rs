@@ -20,7 +20,7 @@ pub mod switches;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use reqwest::header::{HeaderName, HeaderValue, CONTENT_TYPE, USER_AGENT};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, USER_AGENT};
 
 use crate::clock::now_ms;
 use crate::config::HttpConfig;
@@ -32,6 +32,9 @@ use retry::AttemptResult;
 
 /// Header carrying the delivery id, stable across retries.
 pub const DELIVERY_HEADER: &str = "X-Wasmhook-Delivery";
+
+/// [`DELIVERY_HEADER`] as a header map spells it.
+const DELIVERY_HEADER_LOWER: &str = "x-wasmhook-delivery";
 
 /// How much of an error response's body is kept in the attempt record.
 const BODY_PREFIX: usize = 1024;
@@ -176,6 +179,82 @@ impl Sender {
         )
     }
 
+    /// The first half of an attempt: the request [`Sender::attempt`] sends,
+    /// signed at `at_s` (Unix seconds) with `webhook`'s own `signing` when it
+    /// has one, else the global signer. No I/O: `wasmhook dry-run` shows
+    /// exactly this and sends nothing. `event_id` names the event in
+    /// signature schemes that send it (FraiseQL v2's).
+    pub fn prepare(
+        &self,
+        delivery_id: &str,
+        event_id: &str,
+        payload: &Payload,
+        webhook: Option<&Webhook>,
+        at_s: u64,
+    ) -> Result<SignedRequest, Unsendable> {
+        let signer = match webhook.and_then(|w| w.signing.as_ref()) {
+            Some(own) => own.as_ref(),
+            None => self.signer.as_ref(),
+        };
+        let method = reqwest::Method::from_bytes(payload.method.as_bytes())
+            .map_err(|_| Unsendable(format!("invalid method {:?}", payload.method)))?;
+        let url = reqwest::Url::parse(&payload.url)
+            .map_err(|e| Unsendable(format!("invalid URL: {e}")))?;
+        self.guard
+            .check_url(&url)
+            .map_err(|blocked| Unsendable(blocked.to_string()))?;
+        let mut headers = HeaderMap::with_capacity(payload.headers.len() + 6);
+        let content_type = payload
+            .content_type
+            .as_deref()
+            .unwrap_or("application/json");
+        let content_type = HeaderValue::from_str(content_type).map_err(|_| {
+            Unsendable(format!(
+                "content type {content_type:?} is not allowed in HTTP (control characters?)"
+            ))
+        })?;
+        headers.append(CONTENT_TYPE, content_type);
+        headers.append(
+            USER_AGENT,
+            HeaderValue::from_static(concat!("wasmhook/", env!("CARGO_PKG_VERSION"))),
+        );
+        let id = HeaderValue::from_str(delivery_id)
+            .map_err(|_| Unsendable(format!("invalid delivery id {delivery_id:?}")))?;
+        headers.append(HeaderName::from_static(DELIVERY_HEADER_LOWER), id);
+        for (name, value) in &payload.headers {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| Unsendable(format!("invalid header name {name:?}")))?;
+            let value = HeaderValue::from_str(value).map_err(|_| {
+                Unsendable(format!(
+                    "header {name} has a value that is not allowed in HTTP (control characters?)"
+                ))
+            })?;
+            headers.append(name, value);
+        }
+        let mut signature = Vec::new();
+        if let Some(signer) = signer {
+            for (name, value) in signer.headers(delivery_id, event_id, at_s, &payload.body) {
+                let name = HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|_| Unsendable(format!("invalid signature header name {name:?}")))?;
+                let value = HeaderValue::from_str(&value).map_err(|_| {
+                    Unsendable(format!("signature header {name} has an invalid value"))
+                })?;
+                headers.append(name.clone(), value);
+                signature.push(name);
+            }
+        }
+        Ok(SignedRequest {
+            method,
+            url,
+            headers,
+            signature,
+            body: payload.body.clone(),
+            timeout: webhook.and_then(|w| w.timeout),
+        })
+    }
+
+    /// The second half of an attempt: prepares the request, checks where a
+    /// proxy would take it, sends it and reads the answer.
     async fn send(
         &self,
         delivery_id: &str,
@@ -183,55 +262,20 @@ impl Sender {
         payload: &Payload,
         webhook: Option<&Webhook>,
     ) -> Result<Answer, SendError> {
-        let signer = match webhook.and_then(|w| w.signing.as_ref()) {
-            Some(own) => own.as_ref(),
-            None => self.signer.as_ref(),
-        };
+        let request = self.prepare(delivery_id, event_id, payload, webhook, now_ms() / 1000)?;
         let (egress, client) = self.client(webhook.map(|w| &w.egress));
-        let method = reqwest::Method::from_bytes(payload.method.as_bytes())
-            .map_err(|_| SendError::Unsendable(format!("invalid method {:?}", payload.method)))?;
-        let url = reqwest::Url::parse(&payload.url)
-            .map_err(|e| SendError::Unsendable(format!("invalid URL: {e}")))?;
-        self.guard
-            .check_url(&url)
-            .map_err(|blocked| SendError::Unsendable(blocked.to_string()))?;
         egress
-            .check_proxied(&self.guard, &url)
+            .check_proxied(&self.guard, &request.url)
             .await
             .map_err(|blocked| SendError::Unsendable(blocked.to_string()))?;
-        let mut request = client
-            .request(method, url)
-            .header(
-                CONTENT_TYPE,
-                payload
-                    .content_type
-                    .as_deref()
-                    .unwrap_or("application/json"),
-            )
-            .header(USER_AGENT, concat!("wasmhook/", env!("CARGO_PKG_VERSION")))
-            .header(DELIVERY_HEADER, delivery_id);
-        for (name, value) in &payload.headers {
-            let name = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| SendError::Unsendable(format!("invalid header name {name:?}")))?;
-            let value = HeaderValue::from_str(value).map_err(|_| {
-                SendError::Unsendable(format!(
-                    "header {name} has a value that is not allowed in HTTP (control characters?)"
-                ))
-            })?;
-            request = request.header(name, value);
+        let mut builder = client
+            .request(request.method, request.url)
+            .headers(request.headers);
+        if let Some(timeout) = request.timeout {
+            builder = builder.timeout(timeout);
         }
-        if let Some(signer) = signer {
-            for (name, value) in
-                signer.headers(delivery_id, event_id, now_ms() / 1000, &payload.body)
-            {
-                request = request.header(name, value);
-            }
-        }
-        if let Some(timeout) = webhook.and_then(|w| w.timeout) {
-            request = request.timeout(timeout);
-        }
-        let mut response = request
-            .body(payload.body.clone())
+        let mut response = builder
+            .body(request.body)
             .send()
             .await
             .map_err(|e| classify(&e))?;
@@ -263,6 +307,35 @@ impl Sender {
     }
 }
 
+/// One attempt's request, signed and ready to go: the payload with the
+/// headers every attempt adds (`Content-Type`, `User-Agent`, the delivery
+/// id) and its signature. Made afresh for each attempt, since the signature
+/// covers its timestamp. No `Debug`: headers carry credentials and are never
+/// logged.
+pub struct SignedRequest {
+    /// The method.
+    pub method: reqwest::Method,
+    /// Where it goes; an IP literal has passed the SSRF guard (names are
+    /// checked when they are resolved).
+    pub url: reqwest::Url,
+    /// Every header wasmhook sets, in order; the HTTP client adds `Host`,
+    /// `Content-Length` and `Accept` as it sends.
+    pub headers: HeaderMap,
+    /// The names of the headers the signature scheme set (also in
+    /// `headers`): they change with every attempt.
+    pub signature: Vec<HeaderName>,
+    /// The body.
+    pub body: Vec<u8>,
+    /// The webhook's own whole-request timeout, if it has one.
+    pub timeout: Option<Duration>,
+}
+
+/// Why a request can never be sent (a bad URL, method or header, a
+/// refused destination): its delivery goes to the DLQ with this reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Unsendable(pub String);
+
 /// What a receiver answered.
 struct Answer {
     status: u16,
@@ -288,6 +361,12 @@ enum SendError {
     Unsendable(String),
     #[error("{0}")]
     Transport(String),
+}
+
+impl From<Unsendable> for SendError {
+    fn from(Unsendable(reason): Unsendable) -> SendError {
+        SendError::Unsendable(reason)
+    }
 }
 
 fn classify(error: &reqwest::Error) -> SendError {
@@ -322,6 +401,66 @@ fn classify(error: &reqwest::Error) -> SendError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The request an attempt sends: our headers, the configured ones in
+    /// order, the signature last and named as such; a destination the
+    /// guard refuses can never be sent.
+    #[test]
+    fn prepare_signs_the_payload_beside_our_headers() {
+        let config = crate::config::Config::from_toml(
+            "[webhooks.signing]\nsecret = \"s\"\n",
+            std::path::Path::new("test.toml"),
+            &|_| None,
+        )
+        .unwrap();
+        let signer = config.signer.clone().unwrap();
+        let sender = Sender::new(&config.http, config.signer.clone()).unwrap();
+        let payload = Payload {
+            method: "PUT".into(),
+            url: "https://example.com/x".into(),
+            headers: vec![("X-A".into(), "1".into())],
+            content_type: None,
+            body: b"{}".to_vec(),
+        };
+        let request = sender
+            .prepare("d1", "e1", &payload, None, 1_700_000_000)
+            .unwrap();
+        assert_eq!(request.method, reqwest::Method::PUT);
+        assert_eq!(request.body, b"{}");
+        let headers: Vec<(&str, &str)> = request
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.to_str().unwrap()))
+            .collect();
+        let signature = signer.sign(1_700_000_000, b"{}").signature;
+        assert_eq!(
+            headers,
+            [
+                ("content-type", "application/json"),
+                (
+                    "user-agent",
+                    concat!("wasmhook/", env!("CARGO_PKG_VERSION"))
+                ),
+                (DELIVERY_HEADER_LOWER, "d1"),
+                ("x-a", "1"),
+                ("x-wasmhook-signature", signature.as_str()),
+                ("x-wasmhook-timestamp", "1700000000"),
+            ]
+        );
+        assert_eq!(DELIVERY_HEADER.to_ascii_lowercase(), DELIVERY_HEADER_LOWER);
+        let signed: Vec<&str> = request.signature.iter().map(|n| n.as_str()).collect();
+        assert_eq!(signed, ["x-wasmhook-signature", "x-wasmhook-timestamp"]);
+
+        let internal = Payload {
+            url: "http://10.0.0.1/x".into(),
+            ..payload
+        };
+        let refused = sender.prepare("d1", "e1", &internal, None, 1).err();
+        assert!(
+            refused.is_some_and(|e| e.0.contains("private address")),
+            "the guard refuses 10.0.0.1"
+        );
+    }
 
     #[test]
     fn retry_after_takes_seconds_or_an_http_date() {

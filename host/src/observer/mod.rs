@@ -162,36 +162,102 @@ impl Observer {
 
     /// Whether this observer selects the event (before webhook conditions).
     pub fn selects(&self, event: &Event, plugins: &Plugins) -> Result<bool, PluginError> {
-        if !event.is_entity(&self.entity)
-            || !(self.events.is_empty() || self.events.contains(&event.operation))
-        {
-            return Ok(false);
-        }
-        self.condition
-            .as_ref()
-            .map_or(Ok(true), |c| c.eval(event, plugins))
+        self.skips(event, plugins).map(|skip| skip.is_none())
     }
+
+    /// Why this observer leaves the event alone, or `None` when it selects
+    /// it (before webhook conditions).
+    pub fn skips(&self, event: &Event, plugins: &Plugins) -> Result<Option<Skip>, PluginError> {
+        if !event.is_entity(&self.entity) {
+            return Ok(Some(Skip::Entity));
+        }
+        if !(self.events.is_empty() || self.events.contains(&event.operation)) {
+            return Ok(Some(Skip::Operation));
+        }
+        match &self.condition {
+            Some(condition) if !condition.eval(event, plugins)? => Ok(Some(Skip::Condition)),
+            _ => Ok(None),
+        }
+    }
+}
+
+/// Why an observer, or one of its webhooks, leaves an event alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// The event is about another entity.
+    Entity,
+    /// The observer does not select the event's operation.
+    Operation,
+    /// The observer's condition is false.
+    Condition,
+    /// The webhook's own condition is false.
+    WebhookCondition,
+}
+
+/// A webhook an event does not go to, and why (what `wasmhook dry-run`
+/// lists).
+#[derive(Debug, Clone)]
+pub struct Skipped<'a> {
+    /// The observer.
+    pub observer: &'a Observer,
+    /// The webhook's index when only it was left out; `None`: the whole
+    /// observer was.
+    pub webhook: Option<usize>,
+    /// Why.
+    pub reason: Skip,
 }
 
 /// Every webhook the event goes to, in config order: observers in file order,
 /// webhooks in declaration order.
 pub fn matches<'a>(observers: &'a [Observer], event: &Event, plugins: &Plugins) -> Vec<Match<'a>> {
     let mut out = Vec::new();
-    for observer in observers.iter().filter(|o| !o.scheduled) {
-        let selected = observer.selects(event, plugins);
-        if matches!(selected, Ok(false)) {
-            continue;
-        }
-        push_webhooks(observer, &selected, event, plugins, &mut out);
-    }
+    select(observers, event, plugins, &mut out, &mut |_| {});
     out
+}
+
+/// [`matches`], and every observer and webhook that leaves the event alone
+/// with the reason: the same selection, told in full.
+pub fn explain<'a>(
+    observers: &'a [Observer],
+    event: &Event,
+    plugins: &Plugins,
+) -> (Vec<Match<'a>>, Vec<Skipped<'a>>) {
+    let (mut out, mut skipped) = (Vec::new(), Vec::new());
+    select(observers, event, plugins, &mut out, &mut |s| {
+        skipped.push(s)
+    });
+    (out, skipped)
+}
+
+fn select<'a>(
+    observers: &'a [Observer],
+    event: &Event,
+    plugins: &Plugins,
+    out: &mut Vec<Match<'a>>,
+    skipped: &mut impl FnMut(Skipped<'a>),
+) {
+    for observer in observers.iter().filter(|o| !o.scheduled) {
+        let selected = match observer.skips(event, plugins) {
+            Ok(Some(reason)) => {
+                skipped(Skipped {
+                    observer,
+                    webhook: None,
+                    reason,
+                });
+                continue;
+            }
+            Ok(None) => Ok(true),
+            Err(e) => Err(e),
+        };
+        push_webhooks(observer, &selected, event, plugins, out, skipped);
+    }
 }
 
 /// The webhooks a schedule's run goes to. The schedule, not entity and
 /// operation, chose the observer; webhook conditions still apply.
 pub fn scheduled<'a>(observer: &'a Observer, event: &Event, plugins: &Plugins) -> Vec<Match<'a>> {
     let mut out = Vec::new();
-    push_webhooks(observer, &Ok(true), event, plugins, &mut out);
+    push_webhooks(observer, &Ok(true), event, plugins, &mut out, &mut |_| {});
     out
 }
 
@@ -201,13 +267,21 @@ fn push_webhooks<'a>(
     event: &Event,
     plugins: &Plugins,
     out: &mut Vec<Match<'a>>,
+    skipped: &mut impl FnMut(Skipped<'a>),
 ) {
     for (webhook_index, webhook) in observer.webhooks.iter().enumerate() {
         let failed = match selected {
             Err(e) => Some(e.clone()),
             Ok(_) => match webhook.condition.as_ref().map(|c| c.eval(event, plugins)) {
                 None | Some(Ok(true)) => None,
-                Some(Ok(false)) => continue,
+                Some(Ok(false)) => {
+                    skipped(Skipped {
+                        observer,
+                        webhook: Some(webhook_index),
+                        reason: Skip::WebhookCondition,
+                    });
+                    continue;
+                }
                 Some(Err(e)) => Some(e),
             },
         };
@@ -341,5 +415,44 @@ mod tests {
             .map(|m| m.webhook.url.clone())
             .collect();
         assert_eq!(reached, ["http://a/nightly"]);
+    }
+
+    /// `explain` selects what `matches` does and says why the rest is left
+    /// out: the first reason that applies, per observer or per webhook.
+    #[test]
+    fn explain_says_why_each_observer_or_webhook_is_left_out() {
+        let observers = vec![
+            observer(
+                "Order",
+                vec![Operation::Update],
+                None,
+                vec![
+                    webhook("http://a/ship", None),
+                    webhook("http://a/eu", Some("country == 'DE'")),
+                ],
+            ),
+            observer("Order", vec![Operation::Insert], None, vec![]),
+            observer("Order", vec![], Some("status == 'paid'"), vec![]),
+            observer("user", vec![Operation::Insert], Some("x"), vec![]),
+        ];
+        let event = order_update(json!({}), json!({"status": "shipped", "country": "US"}));
+        let (plugins, _) = Plugins::load(std::path::Path::new("/nonexistent"), None).unwrap();
+        let (matched, skipped) = explain(&observers, &event, &plugins);
+        let matched: Vec<_> = matched.iter().map(|m| m.webhook.url.as_str()).collect();
+        assert_eq!(matched, ["http://a/ship"]);
+        assert_eq!(matched.len(), matches(&observers, &event, &plugins).len());
+        let skipped: Vec<_> = skipped
+            .iter()
+            .map(|s| (s.observer.events.clone(), s.webhook, s.reason))
+            .collect();
+        assert_eq!(
+            skipped,
+            [
+                (vec![Operation::Update], Some(1), Skip::WebhookCondition),
+                (vec![Operation::Insert], None, Skip::Operation),
+                (vec![], None, Skip::Condition),
+                (vec![Operation::Insert], None, Skip::Entity),
+            ]
+        );
     }
 }

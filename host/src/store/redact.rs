@@ -26,7 +26,8 @@ const SENSITIVE: &[&str] = &[
     "sig",
 ];
 
-fn sensitive(name: &str) -> bool {
+/// Whether a header or query parameter named `name` carries a credential.
+pub(crate) fn sensitive(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
     SENSITIVE.iter().any(|word| name.contains(word))
 }
