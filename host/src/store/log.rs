@@ -7,7 +7,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::delivery::Delivery;
+use super::delivery::{Attempt, Delivery, Payload};
+use super::error::StoreError;
+use super::record::{self, PACKED};
 
 /// Where a delivery is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,6 +97,95 @@ impl<'a> Finished<'a> {
     /// The stored record.
     pub(crate) fn record(&self) -> Vec<u8> {
         super::record::encode(self)
+    }
+
+    /// The stored record, made around `stored`, the delivery's outbox
+    /// record: what an attempt changes (the attempts, a request built by
+    /// the first attempt) and how it finished are written beside it, and
+    /// the rest (the event, the request) is not serialized again.
+    pub(crate) fn record_around(&self, stored: &[u8]) -> Vec<u8> {
+        // A packed record cannot be searched: its request is written anyway.
+        let without_payload = stored.first() == Some(&PACKED)
+            || memchr::memmem::find(stored, b"\"payload\":null").is_some();
+        let after = After {
+            status: self.status,
+            finished_at_ms: self.finished_at_ms,
+            reason: self.reason.map(str::to_string),
+            attempts: self.delivery.attempts.clone(),
+            payload: if without_payload {
+                self.delivery.payload.clone()
+            } else {
+                None
+            },
+        };
+        let after = serde_json::to_vec(&after).unwrap_or_default();
+        let mut out = Vec::with_capacity(5 + stored.len() + after.len());
+        out.push(AROUND);
+        out.extend_from_slice(&(stored.len() as u32).to_le_bytes());
+        out.extend_from_slice(stored);
+        out.extend_from_slice(&after);
+        out
+    }
+}
+
+/// The first byte of a record made by [`Finished::record_around`], then the
+/// outbox record's length (u32, little endian), the outbox record, and
+/// [`After`] as JSON.
+pub(crate) const AROUND: u8 = 0x02;
+
+/// What a finished delivery adds to its outbox record.
+#[derive(Serialize, Deserialize)]
+struct After {
+    status: Status,
+    finished_at_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    attempts: Vec<Attempt>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    payload: Option<Payload>,
+}
+
+/// Reads a log record: [`Finished::record`]'s or [`Finished::record_around`]'s.
+pub(crate) fn decode_logged(key: &[u8], bytes: &[u8]) -> Result<Logged, StoreError> {
+    let Some((&AROUND, rest)) = bytes.split_first() else {
+        return record::decode(key, bytes);
+    };
+    let unreadable = |reason: &str| StoreError::Unpacked {
+        key: record::shown(key),
+        reason: reason.to_string(),
+    };
+    let (length, rest) = rest
+        .split_first_chunk::<4>()
+        .ok_or_else(|| unreadable("it ends before its length"))?;
+    let length = u32::from_le_bytes(*length) as usize;
+    if rest.len() < length {
+        return Err(unreadable("it ends inside its outbox record"));
+    }
+    let (stored, after) = rest.split_at(length);
+    let mut delivery: Delivery = record::decode(key, stored)?;
+    let after: After = serde_json::from_slice(after).map_err(|source| StoreError::Corrupt {
+        key: record::shown(key),
+        source,
+    })?;
+    delivery.attempts = after.attempts;
+    if after.payload.is_some() {
+        delivery.payload = after.payload;
+    }
+    Ok(Logged {
+        status: after.status,
+        finished_at_ms: after.finished_at_ms,
+        reason: after.reason,
+        delivery,
+    })
+}
+
+/// Whether a log record can be searched for bytes as they are (plain JSON,
+/// or made around a plain outbox record).
+pub(crate) fn searchable(record: &[u8]) -> bool {
+    match record.first() {
+        Some(&PACKED) => false,
+        Some(&AROUND) => record.get(5) != Some(&PACKED),
+        _ => true,
     }
 }
 
@@ -361,6 +452,55 @@ pub struct Retention {
 mod tests {
     use super::*;
     use crate::store::delivery::test_support::delivery;
+
+    /// A record made around the outbox record reads back as the finished
+    /// delivery: the attempts since, a request built by the first attempt,
+    /// and from a packed outbox record too.
+    #[test]
+    fn a_record_made_around_the_outbox_record_reads_back_whole() {
+        let attempt = |status| Attempt {
+            at_ms: 1,
+            status: Some(status),
+            error: None,
+            response: Some("ok".into()),
+            duration_ms: 2,
+        };
+        let mut stored = delivery("o", 0, 1);
+        stored.attempts.push(attempt(500));
+        let built = stored.payload.take();
+        let mut large = stored.clone();
+        large.event = {
+            let mut event = (*large.event).clone();
+            event.data = serde_json::json!({"note": "x".repeat(20_000)});
+            event.into()
+        };
+        for before in [stored.clone(), large] {
+            for with_payload in [false, true] {
+                let mut before = before.clone();
+                if with_payload {
+                    before.payload = built.clone();
+                }
+                let bytes = record::encode(&before);
+                let mut after = before.clone();
+                after.payload = built.clone();
+                after.attempts.push(attempt(200));
+                let finished = Finished::delivered(&after, 42);
+                let record = finished.record_around(&bytes);
+                let logged = decode_logged(b"k", &record).unwrap();
+                assert_eq!(logged.status, Status::Delivered);
+                assert_eq!(logged.finished_at_ms, Some(42));
+                assert_eq!(logged.delivery, after);
+                assert_eq!(searchable(&record), bytes.first() != Some(&PACKED));
+            }
+        }
+        let dead = Finished::dead(&stored, "gave up", 7).record_around(&record::encode(&stored));
+        assert_eq!(
+            decode_logged(b"k", &dead).unwrap().reason.as_deref(),
+            Some("gave up")
+        );
+        let cut = &dead[..20];
+        assert!(decode_logged(b"k", cut).is_err());
+    }
 
     #[test]
     fn ids_of_a_time_bound_the_ids_made_then() {

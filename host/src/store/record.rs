@@ -100,7 +100,7 @@ fn pack(json: Vec<u8>) -> Vec<u8> {
     }
 }
 
-fn shown(key: &[u8]) -> String {
+pub(crate) fn shown(key: &[u8]) -> String {
     String::from_utf8_lossy(key).into_owned()
 }
 

@@ -11,7 +11,9 @@ use super::journal::{Entry, Journal, Reader};
 use super::Database;
 use crate::store::delivery::Delivery;
 use crate::store::error::StoreError;
-use crate::store::log::{merge, Finished, Logged, Query, Retention, Status};
+use crate::store::log::{
+    decode_logged, merge, searchable, Finished, Logged, Query, Retention, Status,
+};
 use crate::store::record::{decode, encode};
 
 impl Database {
@@ -40,7 +42,7 @@ impl Database {
                     if !may_hold(&bytes, &needles) {
                         continue;
                     }
-                    let logged: Logged = decode(id.as_bytes(), &bytes)?;
+                    let logged = decode_logged(id.as_bytes(), &bytes)?;
                     if query.admits(logged.status, &logged.delivery) {
                         finished.push(logged);
                     }
@@ -113,16 +115,29 @@ impl Database {
         Ok(None)
     }
 
-    /// Writes a finished delivery into the log, when it is kept.
-    pub(crate) fn log_finished(&self, finished: &Finished<'_>) -> Result<(), StoreError> {
+    /// Writes a finished delivery into the log, when it is kept; around
+    /// its outbox record `key` when it has one.
+    pub(crate) fn log_finished(
+        &self,
+        finished: &Finished<'_>,
+        key: Option<u64>,
+    ) -> Result<(), StoreError> {
         if !self.logging {
             return Ok(());
         }
+        let stored = match key {
+            Some(key) => self.outbox.get(key.to_be_bytes())?,
+            None => None,
+        };
+        let record = match stored {
+            Some(stored) => finished.record_around(&stored),
+            None => finished.record(),
+        };
         self.log.append(
             &finished.delivery.id,
             finished.status,
             finished.finished_at_ms.unwrap_or_default(),
-            &finished.record(),
+            &record,
         )
     }
 
@@ -164,7 +179,7 @@ impl Database {
 fn read(reader: &mut Reader<'_>, id: &str, entry: &Entry) -> Result<Option<Logged>, StoreError> {
     reader
         .read(entry)?
-        .map(|bytes| decode(id.as_bytes(), &bytes))
+        .map(|bytes| decode_logged(id.as_bytes(), &bytes))
         .transpose()
 }
 
@@ -172,7 +187,7 @@ fn read(reader: &mut Reader<'_>, id: &str, entry: &Entry) -> Result<Option<Logge
 /// cannot be one a query picks, and is skipped without decoding. Packed
 /// records are decoded.
 fn may_hold(record: &[u8], needles: &[Vec<u8>]) -> bool {
-    record.first() == Some(&crate::store::record::PACKED)
+    !searchable(record)
         || needles
             .iter()
             .all(|needle| memchr::memmem::find(record, needle).is_some())

@@ -76,7 +76,10 @@ impl Database {
                 .collect();
             for letter in &letters {
                 if let Failure::Delivery(delivery) = &letter.failure {
-                    self.log_finished(&Finished::dead(delivery, &letter.reason, failed_at_ms))?;
+                    self.log_finished(
+                        &Finished::dead(delivery, &letter.reason, failed_at_ms),
+                        None,
+                    )?;
                 }
             }
             for (key, bytes) in graves::records(letters) {
@@ -159,7 +162,7 @@ impl Database {
     /// The log is written first: a crash in between leaves the delivery
     /// pending (it is sent again and logged again), never lost.
     pub(crate) fn complete(&self, key: u64, delivery: &Delivery) -> Result<(), StoreError> {
-        self.log_finished(&Finished::delivered(delivery, now_ms()))?;
+        self.log_finished(&Finished::delivered(delivery, now_ms()), Some(key))?;
         let previous = self.outbox.remove(key.to_be_bytes())?;
         self.counts.outbox(0, existed(&previous));
         Ok(())
@@ -181,11 +184,10 @@ impl Database {
         let bytes = encode(&letter);
         // Logged first, as `complete` does (the log is not in the transaction).
         if let Failure::Delivery(delivery) = &letter.failure {
-            self.log_finished(&Finished::dead(
-                delivery,
-                &letter.reason,
-                letter.failed_at_ms,
-            ))?;
+            self.log_finished(
+                &Finished::dead(delivery, &letter.reason, letter.failed_at_ms),
+                Some(key),
+            )?;
         }
         // What the transaction's last (committed) run found.
         let (left, arrived) = (Cell::new(0), Cell::new(0));
