@@ -136,8 +136,9 @@ pub struct Store {
 
 /// The implementations of the storage.
 enum Backend {
-    /// One process, one embedded database.
-    Sled(sled::Database),
+    /// One process, one embedded database (boxed: it holds the log's
+    /// index inline).
+    Sled(Box<sled::Database>),
     /// One schema of a PostgreSQL database, shared by every node.
     Postgres(postgres::Database),
 }
@@ -152,12 +153,12 @@ impl Store {
             BackendSettings::Sled {
                 cache_capacity_bytes,
                 min_free_bytes,
-            } => Backend::Sled(sled::Database::open(
+            } => Backend::Sled(Box::new(sled::Database::open(
                 &settings.path,
                 *cache_capacity_bytes,
                 *min_free_bytes,
                 settings.delivery_log,
-            )?),
+            )?)),
             BackendSettings::Postgres(pg) => {
                 Backend::Postgres(postgres::Database::open(pg, settings.delivery_log).await?)
             }

@@ -344,7 +344,8 @@ impl Journal {
             let old = cutoff.is_some_and(|cutoff| modified < cutoff);
             let large = retention.max_bytes.is_some_and(|max| total > max);
             let current = number == active.number;
-            if (!old && !(large && !current)) || (current && active.len == 0) {
+            let wanted = old || (large && !current);
+            if !wanted || (current && active.len == 0) {
                 break;
             }
             if current {
@@ -478,7 +479,7 @@ mod tests {
             .set_len(len - 3)
             .unwrap();
         let journal = Journal::open(dir.path()).unwrap();
-        assert_eq!(ids(&journal), [a.clone()]);
+        assert_eq!(ids(&journal), std::slice::from_ref(&a));
         let c = new_id();
         journal.append(&c, Status::Delivered, 1, b"after").unwrap();
         drop(journal);
