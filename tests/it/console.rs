@@ -14,7 +14,7 @@
 
 use std::future::Future;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 
 use wasmhook_testkit::process;
 
-use crate::utils::{fraiseql_order, free_port, InProcess, TestReceiver};
+use crate::utils::{fraiseql_order, free_port, plugin_dist, InProcess, TestReceiver};
 
 const TOKEN: &str = "console-admin-token";
 
@@ -295,22 +295,12 @@ where
     .await
 }
 
-fn dist() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist");
-    assert!(
-        dir.join("high-value-order.wasm").exists(),
-        "plugin components are missing: run plugins/build.sh first ({} is empty)",
-        dir.display()
-    );
-    dir
-}
-
 /// wasmhook with the admin token, two observers (one selects with a
 /// condition plugin), and their webhooks on `receiver`.
 async fn start(receiver: &TestReceiver) -> (InProcess, tempfile::TempDir) {
     let plugins = tempfile::tempdir().unwrap();
     std::fs::copy(
-        dist().join("high-value-order.wasm"),
+        plugin_dist().join("high-value-order.wasm"),
         plugins.path().join("high-value-order.wasm"),
     )
     .unwrap();

@@ -189,16 +189,16 @@ async fn built_in_field_encryption_round_trips_through_wasmhook_decrypt() {
     assert!(!String::from_utf8_lossy(&got[0].body).contains("123-45"));
 
     // What a receiver runs: the real binary, the body on stdin.
-    let mut child = std::process::Command::new(crate::utils::binary())
-        .args(["decrypt", "--key", KEY, "--fields", "email,ssn"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(&got[0].body).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = crate::utils::output_with_stdin(
+        std::process::Command::new(crate::utils::binary()).args([
+            "decrypt",
+            "--key",
+            KEY,
+            "--fields",
+            "email,ssn",
+        ]),
+        &got[0].body,
+    );
     assert!(
         out.status.success(),
         "{}",

@@ -4,17 +4,14 @@
 //! nothing and creates no storage.
 
 use std::collections::BTreeSet;
-use std::io::Write;
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use base64::Engine;
 use serde_json::{json, Value};
 
 use crate::utils::{
-    binary, fraiseql_order, free_port, post, python_standard_verify, python_verify, wasmhook,
-    Running, TestReceiver,
+    fraiseql_order, free_port, plugin_dist, post, python_standard_verify, python_verify, wasmhook,
+    wasmhook_stdin, Running, TestReceiver,
 };
 
 const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -22,41 +19,6 @@ const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 /// Headers the HTTP client adds as it sends, which the dry run does not
 /// show.
 const TRANSPORT: [&str; 4] = ["host", "content-length", "accept", "accept-encoding"];
-
-/// Where `plugins/build.sh` puts its output.
-fn dist() -> std::path::PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist");
-    assert!(
-        dir.join("slack-message.wasm").exists(),
-        "plugin components are missing: run plugins/build.sh first ({} is empty)",
-        dir.display()
-    );
-    dir
-}
-
-/// `wasmhook ARGS` with `input` on stdin; returns (exit code, stdout, stderr).
-fn wasmhook_stdin(args: &[&str], cwd: &Path, input: &str) -> (i32, String, String) {
-    let mut child = Command::new(binary())
-        .args(args)
-        .current_dir(cwd)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
 
 fn body_bytes(request: &Value) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD
@@ -76,7 +38,7 @@ fn header<'a>(request: &'a Value, name: &str) -> &'a str {
 
 #[tokio::test]
 async fn dry_run_shows_what_a_real_run_then_delivers() {
-    let plugins = dist();
+    let plugins = plugin_dist();
     let receiver = TestReceiver::start().await;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
@@ -236,7 +198,7 @@ condition = "total > 1000"
     let (code, text, err) = wasmhook_stdin(
         &["dry-run", "--config", config_arg, "--event", "-"],
         dir,
-        &event.to_string(),
+        event.to_string().as_bytes(),
     );
     assert_eq!(code, 0, "{text}\n{err}");
     for expected in [

@@ -7,24 +7,15 @@ use std::time::Duration;
 use serde_json::json;
 use wasmhook::plugin::{Change, IncomingRequest, PluginError, Plugins, Role, TrapKind, Verdict};
 
-use crate::utils::{fraiseql_order, free_port, post, wasmhook, InProcess, Running, TestReceiver};
-
-/// Where `plugins/build.sh` puts its output.
-fn dist() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist");
-    assert!(
-        dir.join("high-value-order.wasm").exists(),
-        "plugin components are missing: run plugins/build.sh first ({} is empty)",
-        dir.display()
-    );
-    dir
-}
+use crate::utils::{
+    fraiseql_order, free_port, plugin_dist, post, wasmhook, InProcess, Running, TestReceiver,
+};
 
 /// Copies `NAME.wasm` from dist into `dir` as `AS.wasm`, with `toml` as its manifest.
 fn install(dir: &Path, name: &str, as_name: &str, toml: Option<&str>) {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::copy(
-        dist().join(format!("{name}.wasm")),
+        plugin_dist().join(format!("{name}.wasm")),
         dir.join(format!("{as_name}.wasm")),
     )
     .unwrap();
@@ -32,7 +23,7 @@ fn install(dir: &Path, name: &str, as_name: &str, toml: Option<&str>) {
     match toml {
         Some(text) => std::fs::write(manifest, text).unwrap(),
         None => {
-            let sample = dist().join(format!("{name}.toml"));
+            let sample = plugin_dist().join(format!("{name}.toml"));
             if sample.exists() {
                 std::fs::copy(sample, manifest).unwrap();
             }
@@ -1072,7 +1063,7 @@ fn js_components_built(names: &[&str]) -> bool {
     let missing: Vec<&str> = names
         .iter()
         .copied()
-        .filter(|name| !dist().join(format!("{name}.wasm")).exists())
+        .filter(|name| !plugin_dist().join(format!("{name}.wasm")).exists())
         .collect();
     if missing.is_empty() {
         return true;
@@ -1104,7 +1095,7 @@ fn js_cache() -> PathBuf {
             let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("js-plugin-cache");
             let tmp = tempfile::tempdir().unwrap();
             for name in JS_COMPONENTS {
-                if dist().join(format!("{name}.wasm")).exists() {
+                if plugin_dist().join(format!("{name}.wasm")).exists() {
                     install(tmp.path(), name, name, None);
                 }
             }

@@ -1,8 +1,10 @@
 //! The real wasmhook binary: one-shot commands, `wasmhook run` as a child
-//! process, and killing it on progress.
+//! process, and killing it on progress; and the plugins `plugins/build.sh`
+//! built.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use wasmhook_testkit::wait_for_port;
@@ -28,11 +30,45 @@ pub fn wasmhook_env(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> (i32, St
         .current_dir(cwd)
         .output()
         .unwrap();
+    code_and_text(output)
+}
+
+/// [`wasmhook`] with `input` on stdin.
+pub fn wasmhook_stdin(args: &[&str], cwd: &Path, input: &[u8]) -> (i32, String, String) {
+    let mut command = Command::new(binary());
+    command.args(args).current_dir(cwd);
+    code_and_text(output_with_stdin(&mut command, input))
+}
+
+/// Runs `command` to completion with `input` on its stdin.
+pub fn output_with_stdin(command: &mut Command, input: &[u8]) -> Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn code_and_text(output: Output) -> (i32, String, String) {
     (
         output.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
+}
+
+/// Where `plugins/build.sh` puts the example and test plugins.
+pub fn plugin_dist() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist");
+    assert!(
+        dir.join("high-value-order.wasm").exists(),
+        "plugin components are missing: run plugins/build.sh first ({} is empty)",
+        dir.display()
+    );
+    dir
 }
 
 /// `wasmhook run` as a child process, killed (SIGKILL) on drop.

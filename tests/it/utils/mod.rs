@@ -10,7 +10,10 @@ mod in_process;
 mod python;
 mod receiver;
 
-pub use binary::{binary, kill_on_progress, kill_scale, wasmhook, wasmhook_env, Running};
+pub use binary::{
+    binary, kill_on_progress, kill_scale, output_with_stdin, plugin_dist, wasmhook, wasmhook_env,
+    wasmhook_stdin, Running,
+};
 pub use events::{delivered, fraiseql_order, metric_sum};
 pub use http::{post, readyz};
 pub use in_process::InProcess;

@@ -2,7 +2,7 @@
 //! Python's own hmac and the official Standard Webhooks package, and the
 //! clients FraiseQL and Hasura users publish with.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use axum::body::Bytes;
 
@@ -80,23 +80,10 @@ for line in sys.stdin:
 /// Runs a Python script with `args`, feeding `input` on stdin; returns its
 /// output lines.
 fn python_lines(script: &str, args: &[&str], input: &str) -> Vec<String> {
-    let mut child = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
+    let output = super::output_with_stdin(
+        Command::new("python3").arg("-c").arg(script).args(args),
+        input.as_bytes(),
+    );
     assert!(
         output.status.success(),
         "python failed (see .ci/run for the packages): {}",
