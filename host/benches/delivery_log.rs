@@ -74,20 +74,25 @@ fn cpu_time() -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
+/// A sled store in `dir` with a cache of `cache_bytes`.
+fn sled_settings(dir: &std::path::Path, cache_bytes: u64, delivery_log: bool) -> Settings {
+    Settings {
+        path: dir.to_path_buf(),
+        backend: BackendSettings::Sled {
+            cache_capacity_bytes: cache_bytes,
+            min_free_bytes: 0,
+        },
+        delivery_log,
+    }
+}
+
 /// CPU time per delivery that storing and completing costs (sled flushes
 /// included), with the delivery log on or off.
 async fn completion_cost(logging: bool, deliveries: usize) -> f64 {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&Settings {
-        path: dir.path().to_path_buf(),
-        backend: BackendSettings::Sled {
-            cache_capacity_bytes: 64 << 20,
-            min_free_bytes: 0,
-        },
-        delivery_log: logging,
-    })
-    .await
-    .unwrap();
+    let store = Store::open(&sled_settings(dir.path(), 64 << 20, logging))
+        .await
+        .unwrap();
     let batches: Vec<Vec<Delivery>> = (0..deliveries)
         .collect::<Vec<_>>()
         .chunks(500)
@@ -125,14 +130,7 @@ fn main() {
             on[1] - off[1]
         );
         let dir = tempfile::tempdir().unwrap();
-        let settings = Settings {
-            path: dir.path().to_path_buf(),
-            backend: BackendSettings::Sled {
-                cache_capacity_bytes: 16 << 20,
-                min_free_bytes: 0,
-            },
-            delivery_log: true,
-        };
+        let settings = sled_settings(dir.path(), 16 << 20, true);
         let store = Store::open(&settings).await.unwrap();
         let filling = Instant::now();
         let mut middle = String::new();
