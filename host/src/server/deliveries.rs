@@ -19,6 +19,15 @@ use crate::store::{DeliveryStatus, Entry, Query};
 /// The most a page may hold.
 pub const MAX_LIMIT: usize = 1000;
 
+/// Reads a listing's `limit`; an error names the parameter.
+pub fn limit_of(value: &str) -> Result<usize, String> {
+    value
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (1..=MAX_LIMIT).contains(n))
+        .ok_or_else(|| format!("limit: {value:?} is not a number from 1 to {MAX_LIMIT}"))
+}
+
 /// Reads a listing's filters; an error names the parameter.
 pub fn query_of<'a>(params: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Query, String> {
     let mut query = Query::default();
@@ -39,15 +48,7 @@ pub fn query_of<'a>(params: impl IntoIterator<Item = (&'a str, &'a str)>) -> Res
             "since" | "until" if value.is_empty() => {}
             "since" => query.since_ms = Some(parse_instant(value).map_err(|e| format!("since: {e}"))?),
             "until" => query.until_ms = Some(parse_instant(value).map_err(|e| format!("until: {e}"))?),
-            "limit" => {
-                query.limit = value
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| (1..=MAX_LIMIT).contains(n))
-                    .ok_or_else(|| {
-                        format!("limit: {value:?} is not a number from 1 to {MAX_LIMIT}")
-                    })?
-            }
+            "limit" => query.limit = limit_of(value)?,
             other => {
                 return Err(format!(
                     "unknown parameter {other:?}; use event, observer, status, since, until, limit or before"

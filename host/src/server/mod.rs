@@ -333,21 +333,9 @@ async fn dlq_list(
 ) -> Response {
     let limit = match params.limit.as_deref() {
         None | Some("") => None,
-        Some(text) => match text
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=deliveries::MAX_LIMIT).contains(n))
-        {
-            Some(n) => Some(n),
-            None => {
-                return problem(
-                    StatusCode::BAD_REQUEST,
-                    format!(
-                        "limit: {text:?} is not a number from 1 to {}",
-                        deliveries::MAX_LIMIT
-                    ),
-                )
-            }
+        Some(text) => match deliveries::limit_of(text) {
+            Ok(n) => Some(n),
+            Err(message) => return problem(StatusCode::BAD_REQUEST, message),
         },
     };
     let page = Page {

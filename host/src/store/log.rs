@@ -5,6 +5,8 @@
 //! a v7 UUID: its first 48 bits are the time its event was accepted, so
 //! ids order the log by time and a time range is a range of ids.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 use super::delivery::{Attempt, Delivery, Payload};
@@ -110,10 +112,10 @@ impl<'a> Finished<'a> {
         let after = After {
             status: self.status,
             finished_at_ms: self.finished_at_ms,
-            reason: self.reason.map(str::to_string),
-            attempts: self.delivery.attempts.clone(),
+            reason: self.reason.map(Cow::Borrowed),
+            attempts: Cow::Borrowed(&self.delivery.attempts),
             payload: if without_payload {
-                self.delivery.payload.clone()
+                self.delivery.payload.as_ref().map(Cow::Borrowed)
             } else {
                 None
             },
@@ -133,16 +135,17 @@ impl<'a> Finished<'a> {
 /// [`After`] as JSON.
 pub(crate) const AROUND: u8 = 0x02;
 
-/// What a finished delivery adds to its outbox record.
+/// What a finished delivery adds to its outbox record: borrowed from the
+/// delivery when written, owned when read.
 #[derive(Serialize, Deserialize)]
-struct After {
+struct After<'a> {
     status: Status,
     finished_at_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    reason: Option<String>,
-    attempts: Vec<Attempt>,
+    reason: Option<Cow<'a, str>>,
+    attempts: Cow<'a, [Attempt]>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    payload: Option<Payload>,
+    payload: Option<Cow<'a, Payload>>,
 }
 
 /// Reads a log record: [`Finished::record`]'s or [`Finished::record_around`]'s.
@@ -167,14 +170,14 @@ pub(crate) fn decode_logged(key: &[u8], bytes: &[u8]) -> Result<Logged, StoreErr
         key: record::shown(key),
         source,
     })?;
-    delivery.attempts = after.attempts;
-    if after.payload.is_some() {
-        delivery.payload = after.payload;
+    delivery.attempts = after.attempts.into_owned();
+    if let Some(payload) = after.payload {
+        delivery.payload = Some(payload.into_owned());
     }
     Ok(Logged {
         status: after.status,
         finished_at_ms: after.finished_at_ms,
-        reason: after.reason,
+        reason: after.reason.map(Cow::into_owned),
         delivery,
     })
 }
